@@ -1,0 +1,95 @@
+# iris-operator: the entry points. `make help` lists them.
+#
+# Caches live outside the repo (keyed by version) so a second run is fast:
+#   $(IRIS_CACHE)/target     cargo's target directory
+#   $(IRIS_CACHE)/<tool>-<v> Kubernetes components, etcd, helm built from their Go modules
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+IRIS_CACHE ?= $(HOME)/.cache/iris-operator
+export IRIS_CACHE
+export CARGO_TARGET_DIR ?= $(IRIS_CACHE)/target
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+TARGET := x86_64-unknown-linux-gnu
+RELEASE_DIR := $(CARGO_TARGET_DIR)/$(TARGET)/release
+BUILD := .build
+MODEL_SERVER_IMAGE ?= iris-operator/model-server:$(VERSION)
+OPERATOR_IMAGE ?= iris-operator/operator:$(VERSION)
+CLUSTER ?= local
+export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Main
+.PHONY: up
+up: ## Build images, start a cluster, install the chart, deploy examples/iris-binary.yaml, print a prediction
+	bash e2e/up.sh
+
+.PHONY: down
+down: ## Remove what `make up` made (the release, the example and the cluster)
+	bash e2e/cluster/down.sh
+
+.PHONY: test
+test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, chart tests, e2e on a fresh cluster
+
+##@ Development
+.PHONY: check
+check: ## cargo fmt --check and clippy with warnings denied
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: unit
+unit: ## Unit and integration tests (no cluster needed)
+	cargo test --workspace --exclude e2e
+
+.PHONY: crds
+crds: ## Regenerate crds/irismodel.yaml and the chart's copy from the Rust types
+	cargo run -q -p operator --bin crdgen > crds/irismodel.yaml
+	cp crds/irismodel.yaml charts/iris-operator/crds/irismodel.yaml
+
+.PHONY: binaries
+binaries: ## Static release binaries (glibc crt-static), staged in .build/bin
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) -p model-server -p operator
+	mkdir -p $(BUILD)/bin
+	install -m 0755 $(RELEASE_DIR)/model-server $(RELEASE_DIR)/iris-operator $(BUILD)/bin/
+
+.PHONY: images
+images: binaries ## Image archives of model-server and operator (docker build when an engine runs, else our own tooling)
+	bash e2e/tools/build-images.sh
+
+.PHONY: tools
+tools: ## Build helm, etcd and the Kubernetes components into the cache
+	bash e2e/tools/build-tools.sh
+
+.PHONY: chart-test
+chart-test: ## helm lint + helm template (default and all-options values), CRD copy check
+	bash e2e/tools/chart-test.sh
+
+##@ Clusters and end-to-end tests
+.PHONY: cluster-up
+cluster-up: ## Start the single-node host-process cluster
+	bash e2e/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop it and remove its state
+	bash e2e/cluster/down.sh
+
+.PHONY: e2e
+e2e: images ## Run the end-to-end suite on the running cluster (KUBECONFIG)
+	bash e2e/run-suite.sh
+
+.PHONY: e2e-fresh
+e2e-fresh: images ## Start a fresh cluster, run the suite, tear the cluster down
+	bash e2e/run-suite.sh --fresh
+
+.PHONY: bench
+bench: ## Benchmarks (figures go to BENCHMARKS.md)
+	bash bench/model-server.sh
+	bash bench/operator.sh
+
+.PHONY: clean
+clean: ## Remove .build (the caches outside the repo stay)
+	rm -rf $(BUILD)

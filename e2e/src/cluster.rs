@@ -1,0 +1,156 @@
+//! The cluster under test: a client, the operator's Helm release, temporary namespaces.
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+
+/// Where the chart installs the operator.
+pub const OPERATOR_NAMESPACE: &str = "iris-system";
+/// The Helm release name (and so the operator Deployment's name).
+pub const RELEASE: &str = "iris-operator";
+/// The label selecting the operator's pods.
+pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=iris-operator";
+
+/// The repository root (charts/, examples/).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ sits in the repository")
+        .to_path_buf()
+}
+
+/// A path under examples/.
+pub fn example(name: &str) -> PathBuf {
+    repo_root().join("examples").join(name)
+}
+
+/// A client for the cluster KUBECONFIG points to.
+pub async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("a kubeconfig for the cluster under test (set KUBECONFIG, or run `make e2e`)")
+}
+
+fn image_parts(var: &str, default: &str) -> (String, String) {
+    let image = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (image, "latest".to_string()),
+    }
+}
+
+/// The helm binary: $HELM or `helm` on the PATH.
+pub fn helm() -> String {
+    std::env::var("HELM").unwrap_or_else(|_| "helm".to_string())
+}
+
+static INSTALL: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Installs (or upgrades) charts/iris-operator with our images, once per test binary, and
+/// waits until the operator's Deployment is available (`helm --wait`).
+pub fn ensure_operator() {
+    if let Err(e) = INSTALL.get_or_init(install_operator) {
+        panic!("helm install of charts/iris-operator failed: {e}");
+    }
+}
+
+fn install_operator() -> Result<(), String> {
+    let (op_repo, op_tag) = image_parts("OPERATOR_IMAGE", "iris-operator/operator:0.1.0");
+    let (ms_repo, ms_tag) = image_parts("MODEL_SERVER_IMAGE", "iris-operator/model-server:0.1.0");
+    let chart = repo_root().join("charts/iris-operator");
+    let out = Command::new(helm())
+        .args(["upgrade", "--install", RELEASE])
+        .arg(chart)
+        .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
+        .args(["--set", &format!("image.repository={op_repo}")])
+        .args(["--set", &format!("image.tag={op_tag}")])
+        .args(["--set", &format!("modelServer.image.repository={ms_repo}")])
+        .args(["--set", &format!("modelServer.image.tag={ms_tag}")])
+        .args(["--set", "logging.format=text"])
+        .args(["--wait", "--timeout", "180s"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", helm()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Runs `test` in a new namespace (named `e2e-<prefix>-xxxxx`, with `labels`), after making
+/// sure the operator is installed. When the test panics, prints the namespace's objects,
+/// events and pod logs and the operator's logs; the namespace is deleted either way.
+pub async fn with_temp_ns<F, Fut>(prefix: &str, labels: &[(&str, &str)], test: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    ensure_operator();
+    let client = client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("iris-operator.dev/e2e".to_string(), "true".to_string())])
+        .collect();
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("e2e-{prefix}-")),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let ns = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create the test namespace");
+    let name = ns.metadata.name.expect("generated name");
+
+    let result = tokio::spawn(test(client.clone(), name.clone())).await;
+    if result.is_err() {
+        dump_namespace(&name);
+    }
+    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+    if let Err(e) = result {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        panic!("test task in {name} failed: {e}");
+    }
+}
+
+/// Prints what a developer needs to see when a test in `ns` fails.
+pub fn dump_namespace(ns: &str) {
+    let show = |title: &str, args: &[&str]| {
+        let out = crate::kubectl::run(args, None);
+        eprintln!(
+            "----- {title} -----\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    show(
+        &format!("objects in {ns}"),
+        &["get", "irismodels,deployments,replicasets,pods,services,hpa,pdb,configmaps", "-n", ns, "-o", "wide"],
+    );
+    show(&format!("irismodels in {ns}"), &["get", "irismodels", "-n", ns, "-o", "yaml"]);
+    show(&format!("events in {ns}"), &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]);
+    show(
+        &format!("pod logs in {ns}"),
+        &["logs", "-n", ns, "-l", "app.kubernetes.io/managed-by=iris-operator", "--tail=50", "--prefix"],
+    );
+    show(
+        "operator logs",
+        &["logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_SELECTOR, "--tail=200", "--prefix"],
+    );
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes components, etcd and helm from their Go modules at pinned versions
+# into a cache outside the repo: ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
+# A tool already in the cache is not rebuilt. Usage: build-tools.sh [k8s] [etcd] [helm]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+cache=${IRIS_CACHE:-$HOME/.cache/iris-operator}
+export GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO_ENABLED:-1}
+
+step() { printf '[build-tools] %s\n' "$*" >&2; }
+timed() { local t0=$SECONDS; "$@"; step "  done in $((SECONDS - t0)) s"; }
+
+k8s_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy kubeadm)
+
+build_k8s() {
+  local v=$K8S_VERSION out=$cache/k8s-$K8S_VERSION
+  local missing=()
+  for c in "${k8s_commands[@]}"; do [ -x "$out/bin/$c" ] || missing+=("$c"); done
+  if [ ${#missing[@]} -eq 0 ]; then step "kubernetes $v: cached in $out/bin"; return; fi
+  local minor=${v#v1.}; minor=${minor%%.*}; local staging=v0.${v#v1.}
+  local mod=$out/src
+  mkdir -p "$mod" "$out/bin"
+  step "kubernetes $v: wrapper module in $mod"
+  local gomod
+  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  {
+    echo "module iris-operator.dev/k8s-tools"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    # Every k8s.io staging module that k8s.io/kubernetes requires at v0.0.0 is replaced by
+    # the published module of the matching version (the list comes from its own go.mod).
+    awk '/^replace|^\)/{} /=> \.\/staging/{print $1}' "$gomod" | sort -u | while read -r m; do
+      echo "replace $m => $m $staging"
+    done
+  } >"$mod/go.mod"
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubeadm"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)
+GO
+  step "kubernetes $v: resolving modules"
+  timed bash -c "cd '$mod' && go mod tidy -e >/dev/null 2>&1 || true; go mod download all >/dev/null 2>&1 || true"
+  local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  local ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X '$pkg.gitVersion=$v' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor'"
+    ld+=" -X '$pkg.gitCommit=0000000000000000000000000000000000000000' -X '$pkg.gitTreeState=clean' -X '$pkg.buildDate=$date'"
+  done
+  for c in "${missing[@]}"; do
+    step "kubernetes $v: building $c"
+    timed bash -c "cd '$mod' && CGO_ENABLED=0 go build -tags tools -trimpath -ldflags \"-s -w $ld\" -o '$out/bin/$c' k8s.io/kubernetes/cmd/$c"
+  done
+}
+
+build_etcd() {
+  local out=$cache/etcd-$ETCD_VERSION
+  if [ -x "$out/bin/etcd" ]; then step "etcd $ETCD_VERSION: cached in $out/bin"; return; fi
+  mkdir -p "$out/src" "$out/bin"
+  cat >"$out/src/go.mod" <<GOMOD
+module iris-operator.dev/etcd-tools
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+GOMOD
+  cat >"$out/src/main.go" <<'GO'
+// The etcd binary: the same main as etcd's own (etcdmain.Main).
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  step "etcd $ETCD_VERSION: building"
+  timed bash -c "cd '$out/src' && go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$out/bin/etcd' ."
+}
+
+build_helm() {
+  local out=$cache/helm-$HELM_VERSION
+  if [ -x "$out/bin/helm" ]; then step "helm $HELM_VERSION: cached in $out/bin"; return; fi
+  mkdir -p "$out/bin"
+  step "helm $HELM_VERSION: building"
+  timed env GOBIN="$out/bin" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+build_kind() {
+  local out=$cache/kind-$KIND_VERSION
+  if [ -x "$out/bin/kind" ]; then step "kind $KIND_VERSION: cached in $out/bin"; return; fi
+  mkdir -p "$out/bin"
+  step "kind $KIND_VERSION: building"
+  timed env GOBIN="$out/bin" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kind@$KIND_VERSION"
+}
+
+[ $# -gt 0 ] || set -- helm etcd k8s
+for t in "$@"; do "build_$t"; done
