@@ -5,8 +5,10 @@
 //!   their pods, events and the operator's logs when a test fails.
 //! - [`iris`]: IrisModel objects, their conditions, and waits on them.
 //! - [`kubectl`]: the user's own tool, for what a user does with it (apply, scale, auth can-i).
+//! - [`serving`]: the model server's protocols, the same model trained here, a client loop.
 //! - [`portforward`]: `kubectl port-forward` to a Service, as the README tells users to query.
 pub mod cluster;
 pub mod iris;
 pub mod kubectl;
 pub mod portforward;
+pub mod serving;
