@@ -25,7 +25,7 @@ help: ## List the targets
 
 ##@ Main
 .PHONY: up
-up: ## Build images, start a cluster, install the chart, deploy examples/iris-binary.yaml, print a prediction
+up: images ## Build images, start a cluster, install the chart, deploy examples/iris-binary.yaml, print a prediction
 	bash e2e/up.sh
 
 .PHONY: down

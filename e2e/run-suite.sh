@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite (cargo test -p e2e) on a cluster with our images loaded.
+#   run-suite.sh           on the running cluster (make cluster-up)
+#   run-suite.sh --fresh   on a new cluster, torn down afterwards (KEEP_CLUSTER=1 keeps it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fresh=0
+[ "${1:-}" = --fresh ] && fresh=1
+t0=$SECONDS
+if [ $fresh = 1 ]; then
+  bash e2e/cluster/down.sh >/dev/null 2>&1 || true
+  bash e2e/cluster/up.sh
+  if [ "${KEEP_CLUSTER:-0}" != 1 ]; then
+    trap 'echo "run-suite: tearing the cluster down"; bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+  fi
+fi
+# shellcheck source=cluster/env.sh
+. e2e/cluster/env.sh
+kubectl get --raw /readyz >/dev/null 2>&1 ||
+  { echo "run-suite: no cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
+bash e2e/cluster/load-images.sh .build/images/model-server.tar .build/images/operator.tar
+echo "run-suite: cluster ready and images loaded after $((SECONDS - t0)) s; running the suite"
+t1=$SECONDS
+cargo test -p e2e -- --test-threads "${E2E_THREADS:-4}" --nocapture
+echo "run-suite: suite took $((SECONDS - t1)) s, total $((SECONDS - t0)) s"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Tests of charts/iris-operator that need no cluster: the chart's CRD is the generated one,
+# `helm lint` and `helm template` pass for the default values and for every option turned on,
+# and the rendered RBAC stays least-privilege. (The e2e suite installs the chart for real.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. e2e/tools/versions.env
+cache=${IRIS_CACHE:-$HOME/.cache/iris-operator}
+if ! command -v helm >/dev/null; then
+  bash e2e/tools/build-tools.sh helm
+  export PATH="$cache/helm-$HELM_VERSION/bin:$PATH"
+fi
+chart=charts/iris-operator
+all=$chart/ci/all-options-values.yaml
+fail() { echo "chart-test: FAIL: $*" >&2; exit 1; }
+pass() { echo "chart-test: ok: $*"; passed=$((passed + 1)); }
+passed=0
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+
+cmp -s crds/irismodel.yaml $chart/crds/irismodel.yaml ||
+  fail "$chart/crds/irismodel.yaml differs from crds/irismodel.yaml (the generated one): run 'make crds'"
+pass "the chart's CRD is crds/irismodel.yaml"
+
+helm lint --strict $chart >/dev/null || { helm lint --strict $chart; fail "helm lint (default values)"; }
+pass "helm lint --strict (default values)"
+helm lint --strict $chart -f $all >/dev/null || { helm lint --strict $chart -f $all; fail "helm lint (all options)"; }
+pass "helm lint --strict (all options)"
+
+helm template t $chart -n iris-system >"$out/default.yaml"
+helm template t $chart -n iris-system -f $all --api-versions monitoring.coreos.com/v1/ServiceMonitor >"$out/all.yaml"
+pass "helm template (default values and all options)"
+
+kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
+[ "$(kinds "$out/default.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 Deployment=1 Role=1 RoleBinding=1 ServiceAccount=1 " ] ||
+  fail "default values render $(kinds "$out/default.yaml")"
+pass "default values render: $(kinds "$out/default.yaml")"
+[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 Deployment=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
+  fail "all options render $(kinds "$out/all.yaml")"
+pass "all options render: $(kinds "$out/all.yaml")"
+helm template t $chart -f $all | grep -q '^kind: ServiceMonitor' &&
+  fail "a ServiceMonitor is rendered although the cluster has no monitoring.coreos.com/v1 API"
+pass "no ServiceMonitor without the monitoring.coreos.com/v1 API"
+
+grep -q 'value: "team-a,team-b"' "$out/all.yaml" || fail "watchNamespaces is not passed to WATCH_NAMESPACES"
+grep -q 'registry.example.com/iris/model-server:9.9.9' "$out/all.yaml" || fail "the model-server image is not passed"
+grep -q 'image: "iris-operator/operator:0.1.0"' "$out/default.yaml" || fail "the default operator image is not iris-operator/operator:<appVersion>"
+pass "values reach the operator's environment"
+
+# Least privilege: no Secrets, no wildcards anywhere in the RBAC.
+for f in "$out/default.yaml" "$out/all.yaml"; do
+  grep -nE '^\s*-?\s*(resources|verbs|apiGroups): .*\*' "$f" && fail "a wildcard in the RBAC of $(basename "$f")"
+  grep -niE 'secrets' "$f" && fail "Secrets appear in $(basename "$f")"
+done
+pass "RBAC has no wildcard and no Secrets"
+
+if helm template t $chart --set replicaCount=2 --set leaderElection.enabled=false >/dev/null 2>"$out/err"; then
+  fail "replicaCount=2 without leader election was accepted"
+fi
+grep -q 'needs leaderElection.enabled=true' "$out/err" || fail "unclear error for replicas without leader election: $(cat "$out/err")"
+pass "replicaCount=2 without leader election is refused with a message"
+
+echo "$passed passed, 0 failed"

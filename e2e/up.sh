@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make up`: cluster, images, the chart, examples/iris-binary.yaml, and one prediction.
+# `make images` has run before this (the Makefile's `up` depends on it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+step "Cluster (e2e/cluster/up.sh; tools are built once into ${IRIS_CACHE:-~/.cache/iris-operator})"
+bash e2e/cluster/up.sh
+# shellcheck source=cluster/env.sh
+. e2e/cluster/env.sh
+step "Images into the cluster"
+bash e2e/cluster/load-images.sh .build/images/model-server.tar .build/images/operator.tar
+step "helm install iris-operator"
+ms=${MODEL_SERVER_IMAGE:?}; op=${OPERATOR_IMAGE:?}
+helm upgrade --install iris-operator charts/iris-operator --namespace iris-system --create-namespace \
+  --set image.repository="${op%:*}" --set image.tag="${op##*:}" \
+  --set modelServer.image.repository="${ms%:*}" --set modelServer.image.tag="${ms##*:}" \
+  --wait --timeout 180s
+step "kubectl apply -f examples/iris-binary.yaml"
+kubectl apply -f examples/iris-binary.yaml
+kubectl wait irismodel/iris --for=condition=Ready --timeout=120s
+kubectl get irismodels
+step "kubectl port-forward service/iris 5001:5001, then a prediction"
+log=$(mktemp)
+kubectl port-forward service/iris 5001:5001 >"$log" 2>&1 &
+pf=$!
+trap 'kill $pf 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 100); do grep -q 'Forwarding from' "$log" && break; sleep 0.1; done
+grep -q 'Forwarding from' "$log" || { cat "$log"; echo "port-forward did not start" >&2; exit 1; }
+set -x
+curl -sS localhost:5001/predict_iris -H 'content-type: application/json' -d '{"features":[5.1,3.5,1.4,0.2]}'
+{ set +x; } 2>/dev/null
+echo
+cat <<EOT
+
+The model is up. To use this cluster from your shell:
+  export KUBECONFIG=$KUBECONFIG PATH=$(dirname "$(command -v kubectl)"):\$PATH
+  kubectl port-forward service/iris 5001:5001
+Remove everything with: make down
+EOT
