@@ -95,12 +95,18 @@ GO
 }
 
 build_helm() {
-  local out=$cache/helm-$HELM_VERSION
+  local out=$cache/helm-$HELM_VERSION-k8s$HELM_K8S_VERSION
   if [ -x "$out/bin/helm" ]; then step "helm $HELM_VERSION: cached in $out/bin"; return; fi
   mkdir -p "$out/bin"
+  # Like helm's Makefile: the Kubernetes version `helm template` and `helm lint` assume
+  # (otherwise v1.20, which charts with a kubeVersion constraint refuse).
+  local helm_k8s="" kv=${HELM_K8S_VERSION#v}
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_k8s+=" -X $pkg.k8sVersionMajor=${kv%%.*} -X $pkg.k8sVersionMinor=${kv#*.}"
+  done
   step "helm $HELM_VERSION: building"
   timed env GOBIN="$out/bin" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $helm_k8s" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 build_kind() {

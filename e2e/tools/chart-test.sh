@@ -5,10 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . e2e/tools/versions.env
-cache=${IRIS_CACHE:-$HOME/.cache/iris-operator}
 if ! command -v helm >/dev/null; then
   bash e2e/tools/build-tools.sh helm
-  export PATH="$cache/helm-$HELM_VERSION/bin:$PATH"
+  export PATH="$HELM_BIN:$PATH"
 fi
 chart=charts/iris-operator
 all=$chart/ci/all-options-values.yaml
