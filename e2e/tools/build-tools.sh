@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes components, etcd and helm from their Go modules at pinned versions
 # into a cache outside the repo: ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
-# A tool already in the cache is not rebuilt. Usage: build-tools.sh [k8s] [etcd] [helm]
+# A tool already in the cache is not rebuilt. Each binary is linked under a temporary name and
+# renamed when complete, so an interrupted build never leaves a half-written "cached" binary.
+# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind]   (default: helm etcd k8s crictl)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -10,6 +12,7 @@ cache=${IRIS_CACHE:-$HOME/.cache/iris-operator}
 export GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO_ENABLED:-1}
 
 step() { printf '[build-tools] %s\n' "$*" >&2; }
+command -v go >/dev/null || { step "error: the Go toolchain (go) is not on PATH"; exit 1; }
 timed() { local t0=$SECONDS; "$@"; step "  done in $((SECONDS - t0)) s"; }
 
 k8s_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy kubeadm)
@@ -63,7 +66,8 @@ GO
   done
   for c in "${missing[@]}"; do
     step "kubernetes $v: building $c"
-    timed bash -c "cd '$mod' && CGO_ENABLED=0 go build -tags tools -trimpath -ldflags \"-s -w $ld\" -o '$out/bin/$c' k8s.io/kubernetes/cmd/$c"
+    timed bash -c "cd '$mod' && CGO_ENABLED=0 go build -tags tools -trimpath -ldflags \"-s -w $ld\" -o '$out/bin/.$c.tmp' k8s.io/kubernetes/cmd/$c"
+    mv "$out/bin/.$c.tmp" "$out/bin/$c"
   done
 }
 
@@ -91,13 +95,13 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   step "etcd $ETCD_VERSION: building"
-  timed bash -c "cd '$out/src' && go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$out/bin/etcd' ."
+  timed bash -c "cd '$out/src' && go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$out/bin/.etcd.tmp' . && mv '$out/bin/.etcd.tmp' '$out/bin/etcd'"
 }
 
 build_helm() {
   local out=$cache/helm-$HELM_VERSION-k8s$HELM_K8S_VERSION
   if [ -x "$out/bin/helm" ]; then step "helm $HELM_VERSION: cached in $out/bin"; return; fi
-  mkdir -p "$out/bin"
+  mkdir -p "$out/bin" "$out/tmp"
   # Like helm's Makefile: the Kubernetes version `helm template` and `helm lint` assume
   # (otherwise v1.20, which charts with a kubeVersion constraint refuse).
   local helm_k8s="" kv=${HELM_K8S_VERSION#v}
@@ -105,17 +109,36 @@ build_helm() {
     helm_k8s+=" -X $pkg.k8sVersionMajor=${kv%%.*} -X $pkg.k8sVersionMinor=${kv#*.}"
   done
   step "helm $HELM_VERSION: building"
-  timed env GOBIN="$out/bin" CGO_ENABLED=0 go install -trimpath \
+  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $helm_k8s" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$out/tmp/helm" "$out/bin/helm"
+}
+
+# crictl (the CRI client): e2e/cluster/down.sh stops pod sandboxes with it through containerd's
+# CRI, so the CNI plugins release addresses and remove their iptables rules; handy for debugging.
+build_crictl() {
+  local out=$cache/crictl-$CRICTL_VERSION
+  if [ -x "$out/bin/crictl" ]; then step "crictl $CRICTL_VERSION: cached in $out/bin"; return; fi
+  mkdir -p "$out/bin" "$out/tmp"
+  step "crictl $CRICTL_VERSION: building"
+  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  mv "$out/tmp/crictl" "$out/bin/crictl"
 }
 
 build_kind() {
   local out=$cache/kind-$KIND_VERSION
   if [ -x "$out/bin/kind" ]; then step "kind $KIND_VERSION: cached in $out/bin"; return; fi
-  mkdir -p "$out/bin"
+  mkdir -p "$out/bin" "$out/tmp"
   step "kind $KIND_VERSION: building"
-  timed env GOBIN="$out/bin" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kind@$KIND_VERSION"
+  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kind@$KIND_VERSION"
+  mv "$out/tmp/kind" "$out/bin/kind"
 }
 
-[ $# -gt 0 ] || set -- helm etcd k8s
-for t in "$@"; do "build_$t"; done
+[ $# -gt 0 ] || set -- helm etcd k8s crictl
+t_all=$SECONDS
+for t in "$@"; do
+  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind)"; exit 2; }
+  "build_$t"
+done
+step "tools ready ($*) in $((SECONDS - t_all)) s"
