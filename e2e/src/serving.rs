@@ -54,14 +54,19 @@ pub struct Expected {
 impl Expected {
     pub fn train(params: &TrainingParams) -> Expected {
         let artifact = model_server::train(params).expect("training");
-        let rows = iris_rows();
-        let labels = rows
+        let labels = artifact
+            .predict(&iris_rows())
             .iter()
-            .map(|row| artifact.predict_one(row).expect("prediction").label.to_string())
+            .map(|p| artifact.label(p.class_index).to_string())
             .collect();
+        // Binary labels are ["not_<class>", "<class>"]; multiclass labels are the classes.
         let truth = model_server::iris::dataset()
             .iter()
-            .map(|s| artifact.true_label(s.class).to_string())
+            .map(|s| match artifact.positive_class() {
+                Some(p) if s.class != p => artifact.label(0).to_string(),
+                Some(_) => artifact.label(1).to_string(),
+                None => s.class.to_string(),
+            })
             .collect();
         Expected { digest: artifact.digest().to_string(), labels, truth }
     }

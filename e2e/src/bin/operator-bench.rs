@@ -1,0 +1,224 @@
+//! Operator benchmarks on the cluster KUBECONFIG points to, with the operator installed
+//! (`bench/operator.sh` runs this and writes the figures to BENCHMARKS.md):
+//!
+//! 1. apply-to-Ready: the time from creating an IrisModel to Ready=True, split into the
+//!    operator's share (create -> first pod exists, and pod Ready -> IrisModel Ready) and the
+//!    pod's own start (pod created -> pod Ready), over several models.
+//! 2. unchanged reconcile: touching an IrisModel's labels makes the operator reconcile; the
+//!    resourceVersions of the IrisModel (after the touch) and of its children must not move,
+//!    i.e. zero writes.
+//! 3. 500 IrisModels created at once (replicas 0): time until every one has a Deployment, a
+//!    Service and a status for its generation.
+//! 4. the operator's memory (working set and RSS from the kubelet's summary API) idle and
+//!    after 3.
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use e2e::cluster::{self, OPERATOR_NAMESPACE, OPERATOR_SELECTOR};
+use e2e::iris;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+fn model(name: &str, replicas: i32) -> DynamicObject {
+    let mut obj = DynamicObject::new(name, &iris::resource());
+    obj.data = json!({"spec": {"replicas": replicas, "model": {"task": "binary", "positiveClass": "setosa", "source": {"builtin": {}}}}});
+    obj
+}
+
+async fn fresh_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_some() {
+        api.delete(name, &DeleteParams::background()).await?;
+        while api.get_opt(name).await?.is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    api.create(&PostParams::default(), &ns).await?;
+    Ok(())
+}
+
+/// Seconds between two instants.
+fn secs(a: Instant, b: Instant) -> f64 {
+    b.duration_since(a).as_secs_f64()
+}
+
+async fn apply_to_ready(client: &Client, ns: &str, runs: usize) -> Result<Vec<(f64, f64, f64)>> {
+    let models = iris::api(client, ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut results = Vec::new();
+    for i in 0..runs {
+        let name = format!("latency-{i}");
+        let mut pod_events = watcher(pods.clone(), watcher::Config::default().labels(&format!("app.kubernetes.io/instance={name}")))
+            .applied_objects()
+            .boxed();
+        let mut model_events = watcher(models.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")))
+            .applied_objects()
+            .boxed();
+        let t0 = Instant::now();
+        models.create(&PostParams::default(), &model(&name, 1)).await?;
+        let (mut pod_seen, mut pod_ready, mut model_ready) = (None, None, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while model_ready.is_none() || pod_ready.is_none() {
+            tokio::select! {
+                Some(p) = pod_events.next() => {
+                    let p = p?;
+                    pod_seen.get_or_insert_with(Instant::now);
+                    if pod_ready.is_none() && e2e::serving::pod_is_ready(&p) { pod_ready = Some(Instant::now()); }
+                }
+                Some(m) = model_events.next() => {
+                    if model_ready.is_none() && iris::is_ready_now(&m?) { model_ready = Some(Instant::now()); }
+                }
+                _ = tokio::time::sleep_until(deadline) => bail!("{name} not Ready within 120 s"),
+            }
+        }
+        let (seen, ready, done) = (pod_seen.unwrap(), pod_ready.unwrap(), model_ready.unwrap());
+        let total = secs(t0, done);
+        let pod_start = secs(seen, ready);
+        results.push((total, pod_start, total - pod_start));
+        models.delete(&name, &DeleteParams::background()).await?;
+    }
+    Ok(results)
+}
+
+async fn unchanged_reconcile_writes(client: &Client, ns: &str) -> Result<(usize, String)> {
+    let models = iris::api(client, ns);
+    let name = "steady";
+    models.create(&PostParams::default(), &model(name, 1)).await?;
+    iris::wait_ready(&models, name, Duration::from_secs(120)).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let reconciles_before = operator_metric(client, "reconcile").await.unwrap_or_default();
+    // A label change is a change the operator reconciles but must not act on.
+    let touched = models
+        .patch(name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})))
+        .await?;
+    let rv = |o: Option<String>| o.unwrap_or_default();
+    let before = (
+        rv(touched.metadata.resource_version.clone()),
+        rv(deployments.get(name).await?.metadata.resource_version),
+        rv(services.get(name).await?.metadata.resource_version),
+    );
+    // Wait (bounded) for the operator to have reconciled the touch, by its own counter.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = operator_metric(client, "reconcile").await.unwrap_or_default();
+        if now > reconciles_before || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = (
+        rv(models.get(name).await?.metadata.resource_version),
+        rv(deployments.get(name).await?.metadata.resource_version),
+        rv(services.get(name).await?.metadata.resource_version),
+    );
+    let writes = [before.0 != after.0, before.1 != after.1, before.2 != after.2].iter().filter(|c| **c).count();
+    Ok((writes, format!("resourceVersions before {before:?} after {after:?}")))
+}
+
+/// Sum of the operator's metric samples whose name contains `needle` and ends in _total.
+async fn operator_metric(client: &Client, needle: &str) -> Option<f64> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let pod = pods.list(&ListParams::default().labels(OPERATOR_SELECTOR)).await.ok()?.items.into_iter().next()?;
+    let name = pod.metadata.name?;
+    let text = pods.get_subresource_raw_proxy(&name, "8080", "metrics").await.ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next().is_some_and(|m| m.contains(needle) && m.ends_with("_total")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
+    let models = iris::api(client, ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let t0 = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let models = models.clone();
+            async move { models.create(&PostParams::default(), &model(&format!("many-{i}"), 0)).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let created = secs(t0, Instant::now());
+    eprintln!("  {count} IrisModels created in {created:.1} s");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let with_status = models
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|m| m.metadata.name.as_deref().is_some_and(|n| n.starts_with("many-")))
+            .filter(|m| iris::status(m)["observedGeneration"] == iris::generation(m))
+            .count();
+        let deps: HashSet<String> = deployments.list(&ListParams::default()).await?.items.into_iter().filter_map(|d| d.metadata.name).collect();
+        let svcs: HashSet<String> = services.list(&ListParams::default()).await?.items.into_iter().filter_map(|s| s.metadata.name).collect();
+        let complete = (0..count).filter(|i| deps.contains(&format!("many-{i}")) && svcs.contains(&format!("many-{i}"))).count();
+        if with_status == count && complete == count {
+            return Ok(secs(t0, Instant::now()));
+        }
+        if Instant::now() > deadline {
+            bail!("after 300 s: {with_status}/{count} with status, {complete}/{count} with children");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// (working set, rss) in MiB of the operator container, from the kubelet's summary API.
+async fn operator_memory(client: &Client) -> Result<(f64, f64)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let pod = pods.list(&ListParams::default().labels(OPERATOR_SELECTOR)).await?.items.into_iter().next().context("operator pod")?;
+    let node = pod.spec.and_then(|s| s.node_name).context("scheduled operator pod")?;
+    let req = http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary")).body(Vec::new())?;
+    let summary: Value = client.request(req).await?;
+    let name = pod.metadata.name.unwrap_or_default();
+    let stats = summary["pods"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["podRef"]["name"] == name.as_str()))
+        .context("operator pod in the summary")?;
+    let mem = &stats["containers"][0]["memory"];
+    let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / 1024.0 / 1024.0;
+    Ok((mib(&mem["workingSetBytes"]), mib(&mem["rssBytes"])))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let client = cluster::client().await;
+    let count: usize = std::env::var("BENCH_MODELS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let ns = "iris-bench";
+    fresh_namespace(&client, ns).await?;
+
+    let (ws, rss) = operator_memory(&client).await?;
+    println!("operator idle memory: working set {ws:.1} MiB, RSS {rss:.1} MiB");
+
+    let runs = apply_to_ready(&client, ns, 5).await?;
+    for (total, pod, operator) in &runs {
+        println!("apply->Ready {total:.3} s = pod start {pod:.3} s + operator {operator:.3} s");
+    }
+    let mut ops: Vec<f64> = runs.iter().map(|r| r.2).collect();
+    ops.sort_by(f64::total_cmp);
+    println!("apply->Ready minus pod start: median {:.3} s, max {:.3} s", ops[ops.len() / 2], ops[ops.len() - 1]);
+
+    let (writes, detail) = unchanged_reconcile_writes(&client, ns).await?;
+    println!("unchanged reconcile: {writes} writes ({detail})");
+
+    let took = many_at_once(&client, ns, count).await?;
+    println!("{count} IrisModels at once: all reconciled (Deployment, Service, status) in {took:.1} s");
+    let (ws, rss) = operator_memory(&client).await?;
+    println!("operator memory after {count} models: working set {ws:.1} MiB, RSS {rss:.1} MiB");
+
+    Api::<Namespace>::all(client).delete(ns, &DeleteParams::background()).await?;
+    Ok(())
+}
