@@ -13,6 +13,13 @@ export GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO_ENABLED:-1}
 
 step() { printf '[build-tools] %s\n' "$*" >&2; }
 command -v go >/dev/null || { step "error: the Go toolchain (go) is not on PATH"; exit 1; }
+# One build at a time per cache (make -j, or a second `make cluster-up` while one builds).
+mkdir -p "$cache"
+exec 9>"$cache/.build-tools.lock"
+if ! flock -n 9; then
+  step "another build-tools.sh is running; waiting for it ($cache/.build-tools.lock)"
+  flock 9
+fi
 timed() { local t0=$SECONDS; "$@"; step "  done in $((SECONDS - t0)) s"; }
 
 k8s_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy kubeadm)
