@@ -1,0 +1,290 @@
+//! Command line and environment: `model-server train | inspect | serve`. Every flag can also
+//! be set through the environment variable named in [`env`]; the operator sets those.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::http::Limits;
+use crate::model::{IrisClass, Task, TrainingParams};
+use crate::source::ModelSource;
+
+/// Environment variable names, one per flag.
+pub mod env {
+    /// `--host`: address to listen on (an IP address; `localhost` means 127.0.0.1).
+    pub const HOST: &str = "MODEL_SERVER_HOST";
+    /// `--port`: TCP port.
+    pub const PORT: &str = "MODEL_SERVER_PORT";
+    /// `--model-name`: the name in KServe/OIP paths.
+    pub const MODEL_NAME: &str = "MODEL_NAME";
+    /// `--source`: `builtin` or `file:/path/model.json`.
+    pub const SOURCE: &str = "MODEL_SOURCE";
+    /// `--task`: `binary` or `multiclass`.
+    pub const TASK: &str = "MODEL_TASK";
+    /// `--positive-class`: `setosa`, `versicolor` or `virginica` (binary only).
+    pub const POSITIVE_CLASS: &str = "MODEL_POSITIVE_CLASS";
+    /// `--max-iterations`.
+    pub const MAX_ITERATIONS: &str = "MODEL_MAX_ITERATIONS";
+    /// `--l2-penalty`.
+    pub const L2_PENALTY: &str = "MODEL_L2_PENALTY";
+    /// `--test-fraction`.
+    pub const TEST_FRACTION: &str = "MODEL_TEST_FRACTION";
+    /// `--seed`.
+    pub const SEED: &str = "MODEL_SEED";
+    /// `--max-body-bytes`.
+    pub const MAX_BODY_BYTES: &str = "MODEL_SERVER_MAX_BODY_BYTES";
+    /// `--max-batch-rows`.
+    pub const MAX_BATCH_ROWS: &str = "MODEL_SERVER_MAX_BATCH_ROWS";
+    /// `--shutdown-grace-seconds`.
+    pub const SHUTDOWN_GRACE_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_GRACE_SECONDS";
+    /// `--shutdown-delay-seconds`.
+    pub const SHUTDOWN_DELAY_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_DELAY_SECONDS";
+    /// `--worker-threads`.
+    pub const WORKER_THREADS: &str = "MODEL_SERVER_WORKER_THREADS";
+    /// `--log-format`: `text` or `json`. The level comes from `RUST_LOG`.
+    pub const LOG_FORMAT: &str = "LOG_FORMAT";
+    /// `train --out`.
+    pub const OUT: &str = "MODEL_OUT";
+    /// `inspect PATH`.
+    pub const ARTIFACT: &str = "MODEL_ARTIFACT";
+}
+
+/// Default `--port`.
+pub const DEFAULT_PORT: u16 = 5001;
+
+/// Iris model server: train, inspect and serve logistic-regression models of the Iris data.
+#[derive(Debug, Parser)]
+#[command(name = "model-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(long, env = env::LOG_FORMAT, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model on the embedded Iris data and write the artifact.
+    Train(TrainArgs),
+    /// Validate an artifact and print a summary; fails on a bad artifact.
+    Inspect(InspectArgs),
+    /// Serve predictions over HTTP.
+    Serve(ServeArgs),
+}
+
+/// Training hyper-parameters (for `train`, and for `serve --source builtin`).
+#[derive(Clone, Debug, Args)]
+pub struct TrainingArgs {
+    /// binary ("is it <positive-class>?", one vs rest) or multiclass.
+    #[arg(long, env = env::TASK, value_enum, default_value_t = Task::Binary)]
+    pub task: Task,
+    /// The class a binary model recognises (ignored for multiclass).
+    #[arg(long, env = env::POSITIVE_CLASS, value_enum, default_value_t = IrisClass::Setosa)]
+    pub positive_class: IrisClass,
+    /// Upper bound on L-BFGS iterations.
+    #[arg(long, env = env::MAX_ITERATIONS, default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_iterations: u64,
+    /// L2 regularisation strength (>= 0).
+    #[arg(long, env = env::L2_PENALTY, default_value_t = 1.0)]
+    pub l2_penalty: f64,
+    /// Share of each class held out to measure accuracy (strictly between 0 and 1).
+    #[arg(long, env = env::TEST_FRACTION, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Seed of the train/test split.
+    #[arg(long, env = env::SEED, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl TrainingArgs {
+    /// The library's parameters (range checks happen in [`crate::train`]).
+    pub fn params(&self) -> TrainingParams {
+        TrainingParams {
+            task: self.task,
+            positive_class: match self.task {
+                Task::Binary => Some(self.positive_class),
+                Task::Multiclass => None,
+            },
+            max_iterations: self.max_iterations,
+            l2_penalty: self.l2_penalty,
+            test_fraction: self.test_fraction,
+            seed: self.seed,
+        }
+    }
+}
+
+/// `model-server train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Hyper-parameters.
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Where to write the artifact (`-` for stdout).
+    #[arg(long, env = env::OUT)]
+    pub out: PathBuf,
+}
+
+/// `model-server inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The artifact to check.
+    #[arg(env = env::ARTIFACT)]
+    pub path: PathBuf,
+}
+
+/// `model-server serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: an IP address (no DNS lookups; `localhost` means 127.0.0.1).
+    #[arg(long, env = env::HOST, default_value = "0.0.0.0", value_parser = parse_host)]
+    pub host: IpAddr,
+    /// TCP port.
+    #[arg(long, env = env::PORT, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Model name in KServe v1 and OIP v2 paths (no '/' or ':').
+    #[arg(long, env = env::MODEL_NAME, default_value = "iris", value_parser = parse_model_name)]
+    pub model_name: String,
+    /// Where the model comes from: `builtin` (train at start-up with the training flags)
+    /// or `file:/path/model.json` (an artifact from `model-server train`).
+    #[arg(long, env = env::SOURCE, default_value = "builtin")]
+    pub source: ModelSource,
+    /// Training hyper-parameters, used with `--source builtin` only.
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, env = env::MAX_BODY_BYTES, default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: u64,
+    /// Most rows in one batch request (more: 413).
+    #[arg(long, env = env::MAX_BATCH_ROWS, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batch_rows: u64,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits.
+    #[arg(long, env = env::SHUTDOWN_GRACE_SECONDS, default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+    /// After SIGTERM/SIGINT, how long to keep accepting connections while readiness is
+    /// already failing, so that endpoints are removed before the listener closes.
+    #[arg(long, env = env::SHUTDOWN_DELAY_SECONDS, default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+    /// Tokio worker threads; 0 means one per available CPU (respecting cgroup limits).
+    #[arg(long, env = env::WORKER_THREADS, default_value_t = 0)]
+    pub worker_threads: usize,
+}
+
+impl ServeArgs {
+    /// Request limits from the flags.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            max_batch_rows: usize::try_from(self.max_batch_rows).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+fn parse_host(s: &str) -> Result<IpAddr, String> {
+    if s == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an IP address (the static binary does no DNS lookups)"))
+}
+
+fn parse_model_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['/', ':']) {
+        Err(format!(
+            "invalid model name {s:?}: must be non-empty, without '/' or ':'"
+        ))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["model-server", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(args.port, 5001);
+        assert_eq!(args.model_name, "iris");
+        assert_eq!(args.source, ModelSource::Builtin);
+        assert_eq!(args.training.params(), TrainingParams::default());
+        assert_eq!(args.limits(), Limits::default());
+        assert_eq!(args.shutdown_grace_seconds, 20);
+    }
+
+    #[test]
+    fn serve_flags() {
+        let cli = Cli::try_parse_from([
+            "model-server",
+            "serve",
+            "--host",
+            "localhost",
+            "--port",
+            "8080",
+            "--source",
+            "file:/models/iris.json",
+            "--task",
+            "multiclass",
+            "--model-name",
+            "flowers",
+            "--max-batch-rows",
+            "5",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(args.port, 8080);
+        assert_eq!(args.source, ModelSource::File("/models/iris.json".into()));
+        assert_eq!(args.training.params().positive_class, None);
+        assert_eq!(args.limits().max_batch_rows, 5);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for argv in [
+            &["model-server", "serve", "--host", "example.com"][..],
+            &[
+                "model-server",
+                "serve",
+                "--source",
+                "s3://bucket/model.json",
+            ],
+            &["model-server", "serve", "--model-name", "a:b"],
+            &["model-server", "serve", "--positive-class", "rose"],
+            &["model-server", "serve", "--max-batch-rows", "0"],
+            &["model-server", "train"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The one error type of the HTTP API: a status code and a message, sent as
+//! `{"error": "..."}`. Every rejection (bad JSON, wrong content type, oversized body, unknown
+//! model, unknown route) becomes one of these, so clients always get the same shape.
+
+use std::borrow::Cow;
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::respond;
+
+/// A 4xx (or 503) answer with a message that says what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    message: Cow<'static, str>,
+}
+
+impl ApiError {
+    /// An error with any status.
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed or has the wrong shape or values.
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404: unknown model, version or route.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 413: body or batch over the configured limit.
+    pub fn too_large(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    /// 503: not ready (shutting down).
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Maps a failure to read the body: over the limit is a 413 naming the limit.
+    pub(crate) fn from_body(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::too_large(format!(
+                "request body is larger than the limit of {limit} bytes"
+            ))
+        } else {
+            Self::new(
+                rejection.status(),
+                format!("cannot read request body: {}", rejection.body_text()),
+            )
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        respond::json(
+            self.status,
+            &ErrorBody {
+                error: &self.message,
+            },
+        )
+    }
+}

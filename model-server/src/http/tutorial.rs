@@ -1,0 +1,138 @@
+//! `POST /predict_iris`: the contract of the Flask tutorial this server replaces, plus a
+//! batch form.
+//!
+//! - `{"features": [sl, sw, pl, pw]}` -> `{"prediction": 1, "label": "setosa", "probability": 0.98}`
+//! - `{"instances": [[sl, sw, pl, pw], ...]}` -> `{"predictions": [{...}, ...]}`
+//!
+//! `prediction` is the class index (binary: 1 = the positive class, 0 = the rest),
+//! `probability` the probability of the predicted label.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{JsonBody, RequestShape};
+use super::{respond, ApiError, AppState};
+use crate::iris::N_FEATURES;
+use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+
+/// A row of four measurements.
+pub(crate) type Row = [f64; N_FEATURES];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PredictIrisRequest {
+    features: Option<Row>,
+    instances: Option<Vec<Row>>,
+}
+
+impl RequestShape for PredictIrisRequest {
+    const EXPECTED: &'static str = r#"{"features": [sepal_length, sepal_width, petal_length, petal_width]} or {"instances": [[sepal_length, sepal_width, petal_length, petal_width], ...]}"#;
+}
+
+#[derive(Serialize)]
+struct PredictionBody<'a> {
+    prediction: usize,
+    label: &'a str,
+    probability: f64,
+}
+
+impl<'a> PredictionBody<'a> {
+    fn new(model: &'a ModelArtifact, p: &Prediction) -> Self {
+        PredictionBody {
+            prediction: p.class_index,
+            label: model.label(p.class_index),
+            probability: p.probability(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    predictions: Vec<PredictionBody<'a>>,
+}
+
+pub(crate) async fn predict_iris(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<PredictIrisRequest>,
+) -> Result<Response, ApiError> {
+    let model = state.model();
+    match (req.features, req.instances) {
+        (Some(features), None) => {
+            check_finite(&features, || "features".to_owned())?;
+            let p = model.predict_one(&features);
+            let mut counts = [0; MAX_CLASSES];
+            counts[p.class_index] += 1;
+            state.metrics().count_predictions(&counts);
+            Ok(respond::json(
+                StatusCode::OK,
+                &PredictionBody::new(model, &p),
+            ))
+        }
+        (None, Some(rows)) => {
+            let predictions = predict_rows(&state, &rows, "instances")?;
+            let body = BatchBody {
+                predictions: predictions
+                    .iter()
+                    .map(|p| PredictionBody::new(model, p))
+                    .collect(),
+            };
+            Ok(respond::json(StatusCode::OK, &body))
+        }
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give either \"features\" (one row) or \"instances\" (a batch), not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(format!(
+            "missing \"features\" or \"instances\"; expected {}",
+            PredictIrisRequest::EXPECTED
+        ))),
+    }
+}
+
+/// Checks the batch size and every value, predicts, and counts predictions by class.
+pub(crate) fn predict_rows(
+    state: &AppState,
+    rows: &[Row],
+    field: &str,
+) -> Result<Vec<Prediction>, ApiError> {
+    check_batch_size(state, rows.len())?;
+    for (i, row) in rows.iter().enumerate() {
+        check_finite(row, || format!("{field}[{i}]"))?;
+    }
+    let predictor = state.model().predictor();
+    let mut counts = [0; MAX_CLASSES];
+    let predictions: Vec<Prediction> = rows
+        .iter()
+        .map(|row| {
+            let p = predictor.predict(row);
+            counts[p.class_index] += 1;
+            p
+        })
+        .collect();
+    state.metrics().count_predictions(&counts);
+    Ok(predictions)
+}
+
+/// 413 when a batch has more rows than `--max-batch-rows`.
+pub(crate) fn check_batch_size(state: &AppState, rows: usize) -> Result<(), ApiError> {
+    let max = state.limits().max_batch_rows;
+    if rows > max {
+        Err(ApiError::too_large(format!(
+            "batch of {rows} rows exceeds the limit of {max} rows per request"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// 400 naming the first NaN or infinite value (JSON has no NaN, but `1e400` parses to inf).
+fn check_finite(row: &Row, name: impl FnOnce() -> String) -> Result<(), ApiError> {
+    match row.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::bad_request(format!(
+            "{}[{i}] is not a finite number",
+            name()
+        ))),
+    }
+}
