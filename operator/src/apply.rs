@@ -1,0 +1,175 @@
+//! The apply step: server-side apply of each child under one field manager, skipped when the
+//! object in the cluster already is what we would apply, so an unchanged reconcile writes
+//! nothing.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::builders::MANAGER;
+use crate::error::Error;
+
+/// Annotation on each child: hash of the object as last applied by the operator. A field the
+/// operator stops setting changes the hash, which a comparison of fields alone would miss.
+pub const APPLIED_HASH_ANNOTATION: &str = "serving.iris.dev/applied-hash";
+
+/// Stamps the applied-hash annotation on a desired object.
+pub fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
+    let hash = hex::encode(Sha256::digest(serde_json::to_vec(&desired)?));
+    desired
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(APPLIED_HASH_ANNOTATION.to_string(), hash[..16].to_string());
+    Ok(desired)
+}
+
+/// Whether `actual` already holds every field of `desired` with the same value. Fields the API
+/// server adds (defaults, status, managedFields) are ignored; an empty list, map or null in
+/// `desired` matches an absent field, since the API server drops those.
+pub fn contains(actual: Option<&Value>, desired: &Value) -> bool {
+    match (actual, desired) {
+        (None | Some(Value::Null), d) => is_empty(d),
+        (Some(Value::Object(a)), Value::Object(d)) => {
+            d.iter().all(|(k, dv)| contains(a.get(k), dv))
+        }
+        (Some(Value::Array(a)), Value::Array(d)) => {
+            a.len() == d.len() && a.iter().zip(d).all(|(av, dv)| contains(Some(av), dv))
+        }
+        (Some(Value::Number(a)), Value::Number(d)) => a.as_f64() == d.as_f64(),
+        (Some(a), d) => a == d || (is_empty(a) && is_empty(d)),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether the object is controlled by the owner (same uid).
+pub fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
+    obj.owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && r.uid == owner.uid)
+}
+
+/// The result of bringing one child to its desired state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already as desired: no request sent.
+    Unchanged,
+    /// Written with server-side apply.
+    Applied,
+    /// Removed because it is no longer wanted.
+    Deleted,
+    /// Neither wanted nor present.
+    Absent,
+}
+
+/// Applies `desired` unless `observed` already matches it (or `force` asks for it anyway).
+/// Returns the object as the API server now has it.
+pub async fn apply<K>(
+    api: &Api<K>,
+    desired: K,
+    observed: Option<K>,
+    force: bool,
+) -> Result<(K, Outcome), Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let desired = stamp(desired)?;
+    if let Some(observed) = observed {
+        if !force
+            && contains(
+                Some(&serde_json::to_value(&observed)?),
+                &serde_json::to_value(&desired)?,
+            )
+        {
+            return Ok((observed, Outcome::Unchanged));
+        }
+    }
+    let name = desired.name_any();
+    let params = PatchParams::apply(MANAGER).force();
+    let applied = api
+        .patch(&name, &params, &Patch::Apply(&desired))
+        .await
+        .map_err(Error::kube("server-side apply"))?;
+    Ok((applied, Outcome::Applied))
+}
+
+/// Deletes a child that is no longer wanted, if it exists.
+pub async fn delete_stale<K>(api: &Api<K>, observed: Option<&K>) -> Result<Outcome, Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let Some(observed) = observed else {
+        return Ok(Outcome::Absent);
+    };
+    let params = DeleteParams {
+        preconditions: observed.uid().map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&observed.name_any(), &params).await {
+        Ok(_) => Ok(Outcome::Deleted),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Outcome::Absent),
+        Err(e) => Err(Error::kube("delete")(e)),
+    }
+}
+
+/// Reads an object, None when it does not exist.
+pub async fn get<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    api.get_opt(name).await.map_err(Error::kube("get"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn server_defaults_and_extra_fields_are_ignored() {
+        let desired = json!({"spec": {"replicas": 2, "ports": [{"name": "http", "port": 5001}]}});
+        let actual = json!({
+            "spec": {"replicas": 2, "clusterIP": "10.0.0.1",
+                     "ports": [{"name": "http", "port": 5001, "protocol": "TCP"}]},
+            "status": {}
+        });
+        assert!(contains(Some(&actual), &desired));
+    }
+
+    #[test]
+    fn changed_values_and_list_lengths_are_differences() {
+        let desired = json!({"spec": {"replicas": 2}});
+        assert!(!contains(Some(&json!({"spec": {"replicas": 3}})), &desired));
+        assert!(!contains(Some(&json!({"spec": {}})), &desired));
+        let desired = json!({"env": [{"name": "A"}]});
+        assert!(!contains(
+            Some(&json!({"env": [{"name": "A"}, {"name": "B"}]})),
+            &desired
+        ));
+    }
+
+    #[test]
+    fn empty_desired_values_match_absent_ones() {
+        let desired = json!({"spec": {"tolerations": [], "nodeSelector": {}, "x": null}});
+        assert!(contains(Some(&json!({"spec": {}})), &desired));
+        assert!(contains(Some(&json!({"a": 1.0})), &json!({"a": 1})));
+    }
+}

@@ -1,0 +1,131 @@
+//! What the operator knows of a model before any pod runs: the digest (and accuracy) of a
+//! builtin model, computed by training it exactly as the server will, and the validity of an
+//! artifact stored in a ConfigMap. Both use the model server's own library.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use crate::crd::{IrisClass, Task, TrainingSpec};
+
+/// Digest and held-out accuracy of a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelFacts {
+    /// sha256 digest of the artifact's canonical form.
+    pub digest: String,
+    /// Accuracy on the held-out data.
+    pub accuracy: f64,
+}
+
+/// Converts the API's task into the model server's.
+pub fn server_task(task: Task) -> model_server::Task {
+    match task {
+        Task::Binary => model_server::Task::Binary,
+        Task::Multiclass => model_server::Task::Multiclass,
+    }
+}
+
+fn server_class(class: IrisClass) -> model_server::IrisClass {
+    match class {
+        IrisClass::Setosa => model_server::IrisClass::Setosa,
+        IrisClass::Versicolor => model_server::IrisClass::Versicolor,
+        IrisClass::Virginica => model_server::IrisClass::Virginica,
+    }
+}
+
+/// The parameters the server is started with for a builtin model.
+pub fn training_params(
+    task: Task,
+    positive_class: Option<IrisClass>,
+    training: &TrainingSpec,
+) -> model_server::TrainingParams {
+    model_server::TrainingParams {
+        task: server_task(task),
+        positive_class: positive_class.map(server_class),
+        max_iterations: u64::try_from(training.max_iterations).unwrap_or(1),
+        l2_penalty: training.l2_penalty,
+        test_fraction: training.test_fraction,
+        seed: u64::try_from(training.seed).unwrap_or(0),
+    }
+}
+
+/// How many distinct builtin models to remember. Training takes milliseconds, so this only
+/// spares repeated work when many IrisModels share the defaults.
+const CACHE_CAPACITY: usize = 64;
+
+/// Remembers the facts of builtin models by their training parameters.
+#[derive(Default)]
+pub struct BuiltinCache {
+    entries: Mutex<HashMap<String, ModelFacts>>,
+}
+
+impl BuiltinCache {
+    /// Trains the builtin model (or recalls it) and returns its digest and accuracy.
+    pub fn facts(
+        &self,
+        task: Task,
+        positive_class: Option<IrisClass>,
+        training: &TrainingSpec,
+    ) -> Result<ModelFacts, String> {
+        let key = format!(
+            "{}|{}|{}|{}|{}|{}",
+            task.as_str(),
+            positive_class.map(IrisClass::as_str).unwrap_or(""),
+            training.max_iterations,
+            training.l2_penalty,
+            training.test_fraction,
+            training.seed
+        );
+        // Held while training, so concurrent reconciles of models with the same parameters
+        // train once; training takes milliseconds.
+        let mut entries = self.lock();
+        if let Some(found) = entries.get(&key) {
+            return Ok(found.clone());
+        }
+        let params = training_params(task, positive_class, training);
+        let artifact = model_server::train(&params).map_err(|e| e.to_string())?;
+        let facts = ModelFacts {
+            digest: artifact.digest().to_string(),
+            accuracy: artifact.accuracy(),
+        };
+        if entries.len() >= CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, facts.clone());
+        Ok(facts)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ModelFacts>> {
+        // A poisoned lock only means another reconcile panicked mid-insert; the map is still
+        // a valid cache.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Parses an artifact and checks it serves the requested task.
+pub fn check_artifact(content: &str, task: Task) -> Result<ModelFacts, String> {
+    let artifact = model_server::ModelArtifact::from_json(content).map_err(|e| e.to_string())?;
+    let found = match artifact.task() {
+        model_server::Task::Binary => Task::Binary,
+        model_server::Task::Multiclass => Task::Multiclass,
+    };
+    if found != task {
+        return Err(format!(
+            "it is a {} model but spec.model.task is {}",
+            found.as_str(),
+            task.as_str()
+        ));
+    }
+    Ok(ModelFacts {
+        digest: artifact.digest().to_string(),
+        accuracy: artifact.accuracy(),
+    })
+}
+
+/// sha256 of raw content, hex-encoded: a change of the bytes rolls the pods.
+pub fn content_hash(content: &[u8]) -> String {
+    hex::encode(Sha256::digest(content))
+}

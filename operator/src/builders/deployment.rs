@@ -1,0 +1,218 @@
+//! The model server's Deployment.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use model_server::config::env;
+use sha2::{Digest, Sha256};
+
+use super::{child_meta, labels, selector_labels, MODEL_HASH_ANNOTATION, PORT_NAME};
+use crate::crd::Task;
+use crate::resolve::{Resolved, ResolvedSource};
+
+/// The uid and gid the model-server image runs as (distroless "nonroot").
+pub const RUN_AS: i64 = 65532;
+/// Where a ConfigMap source is mounted.
+pub const MODELS_DIR: &str = "/models";
+/// Name of the model-server container.
+pub const CONTAINER_NAME: &str = "model-server";
+const MODEL_VOLUME: &str = "model";
+
+/// Builds the Deployment of the model server.
+pub fn build(resolved: &Resolved) -> Deployment {
+    let mut template = pod_template(resolved);
+    let hash = model_hash(&template, resolved);
+    template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default)
+        .annotations = Some(BTreeMap::from([(MODEL_HASH_ANNOTATION.to_string(), hash)]));
+
+    Deployment {
+        metadata: child_meta(resolved),
+        spec: Some(DeploymentSpec {
+            replicas: resolved.replicas,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&resolved.name)),
+                match_expressions: None,
+            },
+            template,
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                // Surge one pod and never drop below the desired count, so a model change (or
+                // a broken one) never stops the old version from serving.
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(3),
+            progress_deadline_seconds: Some(300),
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Hash of everything that shapes the pods: the template itself (image, model flags, port,
+/// resources, scheduling) and the artifact bytes of a ConfigMap source, whose change would
+/// otherwise not reach running pods. Labels of the IrisModel are not in it.
+pub fn model_hash(template: &PodTemplateSpec, resolved: &Resolved) -> String {
+    let mut hasher = Sha256::new();
+    // Serialising k8s-openapi types cannot fail (string keys, no non-finite floats).
+    hasher.update(serde_json::to_vec(template).unwrap_or_default());
+    if let ResolvedSource::ConfigMap { content_hash, .. } = &resolved.source {
+        hasher.update(content_hash.as_bytes());
+    }
+    hex::encode(hasher.finalize())[..16].to_string()
+}
+
+fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
+    let (volumes, mounts) = match &resolved.source {
+        ResolvedSource::ConfigMap { name, key, .. } => (
+            Some(vec![Volume {
+                name: MODEL_VOLUME.to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: name.clone(),
+                    items: Some(vec![KeyToPath {
+                        key: key.clone(),
+                        path: key.clone(),
+                        mode: None,
+                    }]),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: MODEL_VOLUME.to_string(),
+                mount_path: MODELS_DIR.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]),
+        ),
+        _ => (None, None),
+    };
+
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&resolved.name)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: CONTAINER_NAME.to_string(),
+                image: Some(resolved.image.clone()),
+                image_pull_policy: Some("IfNotPresent".to_string()),
+                ports: Some(vec![ContainerPort {
+                    name: Some(PORT_NAME.to_string()),
+                    container_port: resolved.port,
+                    protocol: Some("TCP".to_string()),
+                    ..ContainerPort::default()
+                }]),
+                env: Some(env(resolved)),
+                resources: Some(resolved.resources.clone()),
+                liveness_probe: Some(probe("/v2/health/live", 10, 3)),
+                // Polled every 2s so a new pod turns Ready (and the IrisModel with it) quickly.
+                readiness_probe: Some(probe("/v2/health/ready", 2, 2)),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(RUN_AS),
+                    run_as_group: Some(RUN_AS),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".to_string()]),
+                        add: None,
+                    }),
+                    ..SecurityContext::default()
+                }),
+                volume_mounts: mounts,
+                ..Container::default()
+            }],
+            // The server never talks to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS),
+                run_as_group: Some(RUN_AS),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_string(),
+                    localhost_profile: None,
+                }),
+                ..PodSecurityContext::default()
+            }),
+            node_selector: resolved.node_selector.clone(),
+            tolerations: resolved.tolerations.clone(),
+            affinity: resolved.affinity.clone(),
+            volumes,
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String(PORT_NAME.to_string()),
+            scheme: Some("HTTP".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        timeout_seconds: Some(1),
+        success_threshold: Some(1),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    }
+}
+
+fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+/// The model server's configuration, as the environment variables it reads.
+pub fn env(resolved: &Resolved) -> Vec<EnvVar> {
+    let mut env = vec![
+        env_var(env::MODEL_NAME, resolved.name.clone()),
+        env_var(env::PORT, resolved.port.to_string()),
+    ];
+    match &resolved.source {
+        ResolvedSource::Builtin(training) => {
+            env.push(env_var(env::SOURCE, "builtin"));
+            env.push(env_var(env::TASK, resolved.task.as_str()));
+            if let (Task::Binary, Some(class)) = (resolved.task, resolved.positive_class) {
+                env.push(env_var(env::POSITIVE_CLASS, class.as_str()));
+            }
+            env.push(env_var(
+                env::MAX_ITERATIONS,
+                training.max_iterations.to_string(),
+            ));
+            env.push(env_var(env::L2_PENALTY, training.l2_penalty.to_string()));
+            env.push(env_var(
+                env::TEST_FRACTION,
+                training.test_fraction.to_string(),
+            ));
+            env.push(env_var(env::SEED, training.seed.to_string()));
+        }
+        ResolvedSource::ConfigMap { key, .. } => {
+            env.push(env_var(env::SOURCE, format!("file:{MODELS_DIR}/{key}")));
+        }
+        ResolvedSource::File(path) => {
+            env.push(env_var(env::SOURCE, format!("file:{path}")));
+        }
+    }
+    env
+}

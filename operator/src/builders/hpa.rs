@@ -1,0 +1,42 @@
+//! The HorizontalPodAutoscaler (autoscaling/v2), when `spec.autoscaling` is set.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
+use kube::Resource;
+
+use super::child_meta;
+use crate::resolve::Resolved;
+
+/// Builds the autoscaler of the Deployment, or None when autoscaling is not requested.
+pub fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
+    let autoscaling = resolved.autoscaling.as_ref()?;
+    Some(HorizontalPodAutoscaler {
+        metadata: child_meta(resolved),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some(Deployment::api_version(&()).to_string()),
+                kind: Deployment::kind(&()).to_string(),
+                name: resolved.name.clone(),
+            },
+            min_replicas: Some(autoscaling.min_replicas),
+            max_replicas: autoscaling.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".to_string(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".to_string(),
+                    target: MetricTarget {
+                        type_: "Utilization".to_string(),
+                        average_utilization: Some(autoscaling.target_cpu_utilization_percentage),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            behavior: None,
+        }),
+        status: None,
+    })
+}

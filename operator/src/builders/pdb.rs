@@ -1,0 +1,28 @@
+//! The PodDisruptionBudget (policy/v1), when the IrisModel asks for two pods or more.
+
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{child_meta, selector_labels};
+use crate::resolve::Resolved;
+
+/// Builds a budget of one voluntary disruption at a time, or None below two replicas (a
+/// budget on a single pod would block node drains).
+pub fn build(resolved: &Resolved) -> Option<PodDisruptionBudget> {
+    if resolved.min_replicas() < 2 {
+        return None;
+    }
+    Some(PodDisruptionBudget {
+        metadata: child_meta(resolved),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&resolved.name)),
+                match_expressions: None,
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    })
+}

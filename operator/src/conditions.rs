@@ -1,0 +1,160 @@
+//! metav1 Conditions the way Kubernetes documents them: each carries observedGeneration, and
+//! lastTransitionTime moves only when the status flips.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The model answers requests: the current version's pods are all available.
+pub const READY: &str = "Ready";
+/// A rollout of the current version is under way.
+pub const PROGRESSING: &str = "Progressing";
+/// Something needs attention: pods of the current version fail, or the spec cannot be served.
+pub const DEGRADED: &str = "Degraded";
+
+/// A condition without its transition time: what the operator decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn status_str(status: bool) -> &'static str {
+    if status {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether a condition of this type is present with status True.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    find(conditions, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Turns verdicts into conditions, keeping each previous lastTransitionTime when the status of
+/// that type did not change, so an unchanged verdict yields an identical condition.
+pub fn merge(
+    previous: &[Condition],
+    verdicts: Vec<Verdict>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    verdicts
+        .into_iter()
+        .map(|v| {
+            let status = status_str(v.status);
+            let last_transition_time = match find(previous, v.type_) {
+                Some(old) if old.status == status => old.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            Condition {
+                type_: v.type_.to_string(),
+                status: status.to_string(),
+                reason: v.reason,
+                message: v.message,
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// Whether two condition lists say the same, ignoring transition times.
+pub fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.type_ == y.type_
+                && x.status == y.status
+                && x.reason == y.reason
+                && x.message == y.message
+                && x.observed_generation == y.observed_generation
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn time(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("valid timestamp"))
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let first = merge(
+            &[],
+            vec![Verdict::new(READY, false, "RollingOut", "0 of 1")],
+            Some(1),
+            &time(100),
+        );
+        assert_eq!(first[0].last_transition_time, time(100));
+
+        let same_status = merge(
+            &first,
+            vec![Verdict::new(READY, false, "CrashLoop", "pod failing")],
+            Some(1),
+            &time(200),
+        );
+        assert_eq!(same_status[0].last_transition_time, time(100));
+        assert_eq!(same_status[0].reason, "CrashLoop");
+
+        let flipped = merge(
+            &same_status,
+            vec![Verdict::new(READY, true, "Ready", "1 of 1")],
+            Some(2),
+            &time(300),
+        );
+        assert_eq!(flipped[0].last_transition_time, time(300));
+        assert_eq!(flipped[0].status, "True");
+        assert_eq!(flipped[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn comparison_ignores_transition_time_only() {
+        let a = merge(
+            &[],
+            vec![Verdict::new(READY, true, "Ready", "ok")],
+            Some(1),
+            &time(1),
+        );
+        let b = merge(
+            &[],
+            vec![Verdict::new(READY, true, "Ready", "ok")],
+            Some(1),
+            &time(2),
+        );
+        assert!(same_ignoring_time(&a, &b));
+        let c = merge(
+            &[],
+            vec![Verdict::new(READY, true, "Ready", "ok")],
+            Some(2),
+            &time(1),
+        );
+        assert!(!same_ignoring_time(&a, &c));
+        assert!(is_true(&a, READY));
+        assert!(!is_true(&a, DEGRADED));
+    }
+}

@@ -1,0 +1,432 @@
+//! Reconcile of an IrisModel as a pipeline: read -> validate -> build -> apply -> status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::apply::{apply, controlled_by, delete_stale, get, Outcome};
+use crate::artifact::BuiltinCache;
+use crate::builders::{self, selector_string, MANAGER};
+use crate::conditions::{find, is_true, DEGRADED, READY};
+use crate::crd::{IrisModel, IrisModelStatus};
+use crate::error::{backoff, Error};
+use crate::metrics::Metrics;
+use crate::resolve::{name_and_namespace, resolve, Resolved, Settings};
+use crate::status::{self, Observed};
+
+/// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
+pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// Requeue while an IrisModel is not Ready: pods are not watched, so look again soon.
+pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
+/// Field manager used once to share `spec.replicas` before handing it to an autoscaler.
+pub const HANDOFF_MANAGER: &str = "iris-operator-handoff";
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub builtin: BuiltinCache,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context publishing Events as `iris-operator` (and `instance`, e.g. the pod name).
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            builtin: BuiltinCache::default(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn object_key(model: &IrisModel) -> String {
+    format!(
+        "{}/{}",
+        model.namespace().unwrap_or_default(),
+        model.name_any()
+    )
+}
+
+/// Reconciles one IrisModel. Errors go to [`error_policy`], which backs off.
+pub async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started();
+    let result = reconcile_model(&model, &ctx).await;
+    if result.is_ok() {
+        ctx.failures().remove(&object_key(&model));
+    }
+    result
+}
+
+/// Backs off exponentially per IrisModel; the watches still trigger a reconcile as soon as the
+/// IrisModel or a ConfigMap it names changes, so a fix is picked up at once.
+pub fn error_policy(model: Arc<IrisModel>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error.category());
+    let failures = {
+        let mut failures = ctx.failures();
+        let count = failures.entry(object_key(&model)).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = backoff(failures);
+    warn!(
+        irismodel = %object_key(&model),
+        category = error.category(),
+        retry_in_s = delay.as_secs(),
+        "reconcile failed: {error}"
+    );
+    Action::requeue(delay)
+}
+
+async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Error> {
+    let (name, namespace) = name_and_namespace(model)?;
+    let client = ctx.client.clone();
+    debug!(irismodel = %format!("{namespace}/{name}"), "reconciling");
+
+    // read
+    let config_map = match &model.spec.model.source.config_map {
+        Some(source) => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+            get(&api, &source.name).await?
+        }
+        None => None,
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let observed_deployment = get(&deployments, &name).await?;
+
+    // validate
+    let resolved = match resolve(model, &ctx.settings, config_map.as_ref(), &ctx.builtin) {
+        Ok(resolved) => resolved,
+        Err(error) => return fail(model, error, observed_deployment.as_ref(), ctx).await,
+    };
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    let observed_service = get(&services, &name).await?;
+    let observed_hpa = get(&hpas, &name).await?;
+    let observed_pdb = get(&pdbs, &name).await?;
+    if let Some(error) = conflict(
+        &resolved,
+        &[
+            ("Deployment", observed_deployment.as_ref().map(|o| o.meta())),
+            ("Service", observed_service.as_ref().map(|o| o.meta())),
+            (
+                "HorizontalPodAutoscaler",
+                observed_hpa.as_ref().map(|o| o.meta()),
+            ),
+            (
+                "PodDisruptionBudget",
+                observed_pdb.as_ref().map(|o| o.meta()),
+            ),
+        ],
+    ) {
+        return fail(model, error, observed_deployment.as_ref(), ctx).await;
+    }
+
+    // build + apply
+    let handoff = resolved.replicas.is_none()
+        && observed_deployment
+            .as_ref()
+            .is_some_and(|d| owns_replicas(d, MANAGER));
+    if let (true, Some(observed)) = (handoff, observed_deployment.as_ref()) {
+        hand_off_replicas(&deployments, observed).await?;
+        ctx.metrics.write("Deployment", "apply");
+    }
+    let (deployment, outcome) = apply(
+        &deployments,
+        builders::deployment::build(&resolved),
+        observed_deployment,
+        handoff,
+    )
+    .await?;
+    count_write(ctx, "Deployment", outcome);
+    let (_, outcome) = apply(
+        &services,
+        builders::service::build(&resolved),
+        observed_service,
+        false,
+    )
+    .await?;
+    count_write(ctx, "Service", outcome);
+    let outcome = match builders::hpa::build(&resolved) {
+        Some(hpa) => apply(&hpas, hpa, observed_hpa, false).await?.1,
+        None => delete_stale(&hpas, observed_hpa.as_ref()).await?,
+    };
+    count_write(ctx, "HorizontalPodAutoscaler", outcome);
+    let outcome = match builders::pdb::build(&resolved) {
+        Some(pdb) => apply(&pdbs, pdb, observed_pdb, false).await?.1,
+        None => delete_stale(&pdbs, observed_pdb.as_ref()).await?,
+    };
+    count_write(ctx, "PodDisruptionBudget", outcome);
+
+    // status: pods are only listed while the rollout is incomplete, to explain why
+    let pods = if status::rollout(&deployment).complete {
+        Vec::new()
+    } else {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        api.list(&ListParams::default().labels(&selector_string(&name)))
+            .await
+            .map_err(Error::kube("list pods"))?
+            .items
+    };
+    let observed = Observed {
+        deployment: Some(&deployment),
+        pods: &pods,
+    };
+    let status = status::served(model, &resolved, &observed, &now());
+    let ready = is_true(&status.conditions, READY);
+    publish_status(model, status, ctx).await?;
+
+    if ready {
+        Ok(Action::requeue(REQUEUE_READY))
+    } else {
+        Ok(Action::requeue(REQUEUE_NOT_READY))
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Reports an error the user must fix in the status (Ready=False with the error's category) and
+/// as a Warning Event, then hands the error to the backoff.
+async fn fail(
+    model: &IrisModel,
+    error: Error,
+    deployment: Option<&Deployment>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    if error.is_user_error() {
+        let status = status::failed(model, &error, deployment, &now());
+        write_status(model, &status, ctx).await?;
+        publish_event(
+            model,
+            ctx,
+            EventType::Warning,
+            error.category(),
+            error.to_string(),
+        )
+        .await;
+    }
+    Err(error)
+}
+
+/// A user error when a child's name is taken by an object this IrisModel does not control.
+fn conflict(
+    resolved: &Resolved,
+    observed: &[(&'static str, Option<&kube::api::ObjectMeta>)],
+) -> Option<Error> {
+    observed.iter().find_map(|(kind, meta)| {
+        let meta = (*meta)?;
+        let owned = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && r.uid == resolved.owner.uid);
+        (!owned).then(|| Error::ChildConflict {
+            kind,
+            namespace: resolved.namespace.clone(),
+            name: resolved.name.clone(),
+        })
+    })
+}
+
+/// Whether `manager` owns `spec.replicas` of the Deployment through an apply.
+pub fn owns_replicas(deployment: &Deployment, manager: &str) -> bool {
+    deployment.managed_fields().iter().any(|entry| {
+        entry.manager.as_deref() == Some(manager)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.subresource.as_deref().unwrap_or("").is_empty()
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .and_then(|spec| spec.get("f:replicas"))
+                .is_some()
+    })
+}
+
+/// Before the operator stops setting `spec.replicas` (autoscaling was turned on), a second
+/// manager applies the current value, so dropping it from the operator's apply does not reset
+/// the Deployment to one replica before the autoscaler takes over.
+async fn hand_off_replicas(api: &Api<Deployment>, observed: &Deployment) -> Result<(), Error> {
+    let replicas = observed.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let patch = json!({
+        "apiVersion": Deployment::api_version(&()),
+        "kind": Deployment::kind(&()),
+        "metadata": {"name": observed.name_any()},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        &observed.name_any(),
+        &PatchParams::apply(HANDOFF_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("hand off spec.replicas"))?;
+    Ok(())
+}
+
+fn count_write(ctx: &Context, kind: &'static str, outcome: Outcome) {
+    match outcome {
+        Outcome::Applied => ctx.metrics.write(kind, "apply"),
+        Outcome::Deleted => ctx.metrics.write(kind, "delete"),
+        Outcome::Unchanged | Outcome::Absent => {}
+    }
+}
+
+/// Writes the status when it changed, and tells the user about transitions with Events.
+async fn publish_status(
+    model: &IrisModel,
+    status: IrisModelStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let previous = model
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let event = transition_event(previous, &status.conditions);
+    write_status(model, &status, ctx).await?;
+    if let Some((type_, reason, note)) = event {
+        publish_event(model, ctx, type_, &reason, note).await;
+    }
+    Ok(())
+}
+
+/// The Event a change of the Ready condition deserves: Normal when it turns Ready, Warning
+/// when it turns Degraded.
+pub fn transition_event(
+    previous: &[Condition],
+    current: &[Condition],
+) -> Option<(EventType, String, String)> {
+    let now = find(current, READY)?;
+    let before = find(previous, READY);
+    if before.is_some_and(|b| b.status == now.status && b.reason == now.reason) {
+        return None;
+    }
+    if now.status == "True" {
+        return Some((EventType::Normal, now.reason.clone(), now.message.clone()));
+    }
+    let degraded = find(current, DEGRADED).filter(|c| c.status == "True")?;
+    Some((
+        EventType::Warning,
+        degraded.reason.clone(),
+        degraded.message.clone(),
+    ))
+}
+
+async fn write_status(
+    model: &IrisModel,
+    status: &IrisModelStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if model.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let (name, namespace) = name_and_namespace(model)?;
+    let api: Api<IrisModel> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": IrisModel::api_version(&()),
+        "kind": IrisModel::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("status patch"))?;
+    ctx.metrics.write("IrisModelStatus", "apply");
+    let ready = find(&status.conditions, READY);
+    info!(
+        irismodel = %format!("{namespace}/{name}"),
+        ready = ready.map(|c| c.status.as_str()).unwrap_or("Unknown"),
+        reason = ready.map(|c| c.reason.as_str()).unwrap_or(""),
+        "status updated"
+    );
+    Ok(())
+}
+
+/// Publishes an Event; a failure to do so is logged, never fatal.
+async fn publish_event(
+    model: &IrisModel,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, &model.object_ref(&())).await {
+        Ok(()) => ctx.metrics.write("Event", "create"),
+        Err(e) => warn!(irismodel = %object_key(model), "could not publish event: {e}"),
+    }
+}
+
+/// The IrisModels in the ConfigMap's namespace whose source names it: what a ConfigMap change
+/// must reconcile.
+pub fn models_using_config_map<'a>(
+    models: impl IntoIterator<Item = &'a IrisModel>,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Vec<kube::runtime::reflector::ObjectRef<IrisModel>> {
+    models
+        .into_iter()
+        .filter(|m| m.namespace().as_deref() == namespace)
+        .filter(|m| {
+            m.spec
+                .model
+                .source
+                .config_map
+                .as_ref()
+                .is_some_and(|s| Some(s.name.as_str()) == name)
+        })
+        .map(kube::runtime::reflector::ObjectRef::from_obj)
+        .collect()
+}
+
+/// Whether the object is controlled by this IrisModel (used by tests and the conflict check).
+pub fn is_child_of<K: Resource>(child: &K, resolved: &Resolved) -> bool {
+    controlled_by(child, &resolved.owner)
+}

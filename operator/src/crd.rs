@@ -1,0 +1,419 @@
+//! The `IrisModel` API (`serving.iris.dev/v1alpha1`).
+//!
+//! Doc comments on these types become the CRD's field descriptions, so they are written for
+//! the user reading `kubectl explain irismodel.spec`. Cross-field rules are CEL
+//! (`x-kubernetes-validations`) so that `kubectl apply` of a bad manifest fails with a message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the IrisModel resource.
+pub const GROUP: &str = "serving.iris.dev";
+/// Full CRD name, as `kubectl get crd` shows it.
+pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
+
+/// Desired state of an IrisModel: which model to serve, how many replicas, and how to reach it.
+/// The operator turns it into a Deployment of the model server, a Service, and, when asked,
+/// a HorizontalPodAutoscaler and a PodDisruptionBudget, all named like the IrisModel.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "serving.iris.dev",
+    version = "v1alpha1",
+    kind = "IrisModel",
+    plural = "irismodels",
+    singular = "irismodel",
+    shortname = "im",
+    category = "iris",
+    namespaced,
+    status = "IrisModelStatus",
+    derive = "PartialEq",
+    doc = "An Iris classifier served over HTTP (KServe v1, Open Inference Protocol v2 and /predict_iris).",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Task", type_ = "string", json_path = ".spec.model.task"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        description = "Reason of the Ready condition",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IrisModelSpec {
+    /// Number of model-server pods. Ignored when `autoscaling` is set (the autoscaler owns the
+    /// count then). `kubectl scale irismodel/<name> --replicas=N` changes this field.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+
+    /// The model to serve: its task and where it comes from.
+    #[serde(default)]
+    pub model: ModelSpec,
+
+    /// Model-server image. Empty means the image the operator was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Port the model server listens on, and the port of the Service.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// How the model is exposed: the Service's type, and its node port for NodePort.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// CPU and memory of the model-server container. When empty, small defaults apply:
+    /// requests cpu 50m and memory 32Mi, limit memory 128Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Scale on CPU utilisation with a HorizontalPodAutoscaler. When set, `replicas` is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// Node labels the model-server pods must run on (passed to the pod spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Tolerations of the model-server pods (passed to the pod spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Affinity of the model-server pods (passed to the pod spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_port() -> i32 {
+    5001
+}
+
+/// The model: what it predicts and where its weights come from.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.positiveClass) || !has(self.task) || self.task == 'binary'").message("positiveClass is only allowed when task is binary"))]
+pub struct ModelSpec {
+    /// `binary`: "is it <positiveClass>?" (one class against the rest); `multiclass`: which of
+    /// setosa, versicolor or virginica.
+    #[serde(default)]
+    pub task: Task,
+
+    /// For `binary` only: the class the model answers "yes" for. Defaults to setosa.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_class: Option<IrisClass>,
+
+    /// Where the model comes from; exactly one of builtin, configMap or file.
+    #[serde(default)]
+    pub source: ModelSource,
+
+    /// Hyper-parameters for a builtin model, trained when the server starts.
+    #[serde(default)]
+    pub training: TrainingSpec,
+}
+
+/// What the model predicts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// One class against the rest.
+    #[default]
+    Binary,
+    /// One of the three Iris species.
+    Multiclass,
+}
+
+impl Task {
+    /// The name used on the wire and in the model server's flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Binary => "binary",
+            Task::Multiclass => "multiclass",
+        }
+    }
+}
+
+// An Iris species (no doc comment: it would replace the description of the field using it).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IrisClass {
+    /// Iris setosa.
+    #[default]
+    Setosa,
+    /// Iris versicolor.
+    Versicolor,
+    /// Iris virginica.
+    Virginica,
+}
+
+impl IrisClass {
+    /// The name used on the wire and in the model server's flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IrisClass::Setosa => "setosa",
+            IrisClass::Versicolor => "versicolor",
+            IrisClass::Virginica => "virginica",
+        }
+    }
+}
+
+/// Where the model comes from. Set exactly one field.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.builtin) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1").message("set exactly one of source.builtin, source.configMap or source.file"))]
+pub struct ModelSource {
+    /// Train at start-up on the Iris data compiled into the server, with `training`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinSource>,
+
+    /// A model artifact (the output of `model-server train --out`) stored in a ConfigMap in the
+    /// IrisModel's namespace. A change to its content rolls the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSource>,
+
+    /// Absolute path of a model artifact inside the image (for a custom image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("file must be an absolute path"))]
+    pub file: Option<String>,
+}
+
+impl Default for ModelSource {
+    fn default() -> Self {
+        Self {
+            builtin: Some(BuiltinSource {}),
+            config_map: None,
+            file: None,
+        }
+    }
+}
+
+/// Train the model when the server starts. Takes no fields: `builtin: {}`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct BuiltinSource {}
+
+/// A model artifact in a ConfigMap of the IrisModel's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key holding the artifact JSON.
+    #[serde(default = "default_configmap_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_configmap_key() -> String {
+    "model.json".to_string()
+}
+
+/// Hyper-parameters of a builtin model. The same values give the same model (and digest).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingSpec {
+    /// Maximum iterations of the logistic-regression solver.
+    #[serde(default = "default_max_iterations")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_iterations: i64,
+
+    /// L2 regularisation strength (0 turns it off).
+    #[serde(default = "default_l2_penalty")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub l2_penalty: f64,
+
+    /// Share of the data held out to measure accuracy, strictly between 0 and 1.
+    #[serde(default = "default_test_fraction")]
+    #[schemars(extend("minimum" = 0.0, "exclusiveMinimum" = true, "maximum" = 1.0, "exclusiveMaximum" = true))]
+    pub test_fraction: f64,
+
+    /// Seed of the train/test split and the solver.
+    #[serde(default = "default_seed")]
+    #[schemars(range(min = 0))]
+    pub seed: i64,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        Self {
+            max_iterations: default_max_iterations(),
+            l2_penalty: default_l2_penalty(),
+            test_fraction: default_test_fraction(),
+            seed: default_seed(),
+        }
+    }
+}
+
+fn default_max_iterations() -> i64 {
+    100
+}
+
+fn default_l2_penalty() -> f64 {
+    1.0
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+fn default_seed() -> i64 {
+    42
+}
+
+/// How the model is exposed inside (ClusterIP) or outside (NodePort, LoadBalancer) the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.nodePort) || self.type == 'NodePort' || self.type == 'LoadBalancer'").message("service.nodePort requires service.type NodePort or LoadBalancer"))]
+pub struct ServiceSpec {
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+
+    /// Node port for NodePort (or LoadBalancer); picked by Kubernetes when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: Option<i32>,
+}
+
+/// Kubernetes Service type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also reachable on every node's IP at the node port.
+    NodePort,
+    /// Also reachable through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Horizontal autoscaling on CPU utilisation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas"))]
+pub struct AutoscalingSpec {
+    /// Fewest pods.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: i32,
+
+    /// Most pods.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+
+    /// Average CPU use, in percent of the CPU request, that the autoscaler aims for.
+    #[serde(default = "default_target_cpu")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_target_cpu() -> i32 {
+    70
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IrisModelStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Pods of the model server, of any version.
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Pods passing their readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Pods running the current version.
+    #[serde(default)]
+    pub updated_replicas: i32,
+
+    /// Pods available to serve.
+    #[serde(default)]
+    pub available_replicas: i32,
+
+    /// Label selector of the pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// In-cluster URL of the model's HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// The model being served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelStatus>,
+
+    /// Ready, Progressing and Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The model being served, as far as the operator knows it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    /// binary or multiclass.
+    pub task: String,
+
+    /// `builtin`, `configMap:<name>/<key>` or `file:<path>`.
+    pub source: String,
+
+    /// sha256 digest of the model artifact, where known (builtin and configMap sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+
+    /// Accuracy on the held-out data, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+}
+
+impl IrisModel {
+    /// The positive class of a binary model (setosa when not given); None for multiclass.
+    pub fn positive_class(&self) -> Option<IrisClass> {
+        match self.spec.model.task {
+            Task::Binary => Some(self.spec.model.positive_class.unwrap_or_default()),
+            Task::Multiclass => None,
+        }
+    }
+}

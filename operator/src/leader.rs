@@ -1,0 +1,253 @@
+//! Leader election on a coordination.k8s.io/v1 Lease, so two replicas can run with one active.
+//!
+//! The protocol follows client-go's: a candidate takes the Lease when it is free or when its
+//! record has not changed for a whole lease duration (measured on the candidate's own clock,
+//! so clock skew between nodes does not matter); every write carries the resourceVersion read
+//! before it, so two candidates cannot both win. The leader renews every retry period and
+//! gives up when it could not renew within the renew deadline.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::Client;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// A stop signal: resolves when the value turns true or the sender is gone.
+pub type Stop = watch::Receiver<bool>;
+
+/// Waits for a stop signal.
+pub async fn stopped(mut stop: Stop) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Timing and identity of a candidate.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    /// How long a lease is valid without renewal.
+    pub lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it gives up leadership.
+    pub renew_deadline: Duration,
+    /// Pause between attempts to acquire or renew.
+    pub retry_period: Duration,
+}
+
+impl LeaseConfig {
+    /// client-go's defaults: 15s lease, 10s renew deadline, 2s retry period.
+    pub fn new(name: String, namespace: String, identity: String) -> Self {
+        Self {
+            name,
+            namespace,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One candidate for the Lease.
+pub struct Elector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+    /// The last lease record seen (holder and renew time) and when this candidate saw it change.
+    observed: Option<(String, Instant)>,
+}
+
+impl Elector {
+    pub fn new(client: Client, config: LeaseConfig) -> Self {
+        Self {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+            observed: None,
+        }
+    }
+
+    pub fn config(&self) -> &LeaseConfig {
+        &self.config
+    }
+
+    /// One attempt to take or renew the Lease. Ok(true) when this candidate holds it now.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let now = MicroTime(Timestamp::now());
+        let duration_secs = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(15);
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.config.identity.clone()),
+                    lease_duration_seconds: Some(duration_secs),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let record = format!("{holder}|{:?}", spec.renew_time.as_ref().map(|t| t.0));
+        let changed = self
+            .observed
+            .as_ref()
+            .is_none_or(|(seen, _)| *seen != record);
+        if changed {
+            self.observed = Some((record, Instant::now()));
+        }
+        let held_by_other = !holder.is_empty() && holder != self.config.identity;
+        if held_by_other {
+            let valid_for = spec
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map(Duration::from_secs)
+                .unwrap_or(self.config.lease_duration);
+            let seen_at = self.observed.as_ref().map(|(_, at)| *at);
+            if seen_at.is_some_and(|at| at.elapsed() < valid_for) {
+                return Ok(false);
+            }
+        }
+
+        if holder != self.config.identity {
+            spec.acquire_time = Some(now.clone());
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+            spec.holder_identity = Some(self.config.identity.clone());
+        }
+        spec.renew_time = Some(now);
+        spec.lease_duration_seconds = Some(duration_secs);
+        lease.spec = Some(spec);
+        // `replace` sends the resourceVersion read above: a concurrent writer makes it fail
+        // with 409 Conflict instead of both candidates winning.
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the Lease up so a standby takes over at once instead of after a lease duration.
+    pub async fn release(&mut self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(());
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        lease.spec = Some(spec);
+        self.api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until this candidate holds the Lease (true) or `stop` fires (false).
+    pub async fn acquire(&mut self, stop: &Stop) -> bool {
+        loop {
+            if *stop.borrow() {
+                return false;
+            }
+            match self.try_acquire_or_renew().await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => warn!(lease = %self.config.name, "could not acquire lease: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = stopped(stop.clone()) => return false,
+            }
+        }
+    }
+
+    /// Renews the Lease until `stop` fires (true) or renewal failed for longer than the renew
+    /// deadline (false: leadership is lost).
+    pub async fn hold(&mut self, stop: &Stop) -> bool {
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = stopped(stop.clone()) => return true,
+            }
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_renewal = Instant::now(),
+                Ok(false) => {
+                    warn!(lease = %self.config.name, "lease taken by another replica");
+                    return false;
+                }
+                Err(e) => warn!(lease = %self.config.name, "could not renew lease: {e}"),
+            }
+            if last_renewal.elapsed() > self.config.renew_deadline {
+                warn!(lease = %self.config.name, "lease not renewed within the deadline");
+                return false;
+            }
+        }
+    }
+}
+
+/// Runs `term` whenever this replica leads: waits as a standby, runs `term(stop)` while it
+/// holds the Lease, stops it when leadership is lost (then waits again), and releases the
+/// Lease on shutdown. `on_change` is told when leadership starts and ends.
+pub async fn run_elected<T, Fut>(
+    mut elector: Elector,
+    shutdown: Stop,
+    mut on_change: impl FnMut(bool),
+    mut term: T,
+) where
+    T: FnMut(Stop) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        info!(
+            lease = %elector.config().name,
+            identity = %elector.config().identity,
+            "waiting to lead (standby)"
+        );
+        if !elector.acquire(&shutdown).await {
+            break;
+        }
+        info!(lease = %elector.config().name, "leading: starting the controller");
+        on_change(true);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let lost = async {
+            let kept = elector.hold(&shutdown).await;
+            // Stops the term whether leadership was lost or shutdown was asked for.
+            let _ = stop_tx.send(true);
+            kept
+        };
+        let (kept, ()) = tokio::join!(lost, term(stop_rx));
+        on_change(false);
+        if *shutdown.borrow() || kept {
+            if let Err(e) = elector.release().await {
+                warn!(lease = %elector.config().name, "could not release lease: {e}");
+            } else {
+                info!(lease = %elector.config().name, "lease released");
+            }
+            break;
+        }
+        warn!(lease = %elector.config().name, "leadership lost: controller stopped");
+    }
+}

@@ -1,0 +1,111 @@
+//! `iris-operator`: reconciles IrisModels into model-server Deployments and Services.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use operator::config::Cli;
+use operator::controller::Context;
+use operator::leader::{self, stopped, Elector, LeaseConfig};
+use operator::metrics::Metrics;
+use operator::resolve::Settings;
+use operator::server::{self, Health};
+use operator::{run, startup, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log_level, cli.log_format)?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting iris-operator"
+    );
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::default().register(&mut registry);
+    let health = Arc::new(Health::new(registry));
+
+    // SIGTERM or SIGINT: stop gracefully; a second one exits at once.
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        for count in 0.. {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = sigint.recv() => {}
+            }
+            if count > 0 {
+                warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            info!("shutdown requested: finishing running reconciles");
+            let _ = shutdown_tx.send(true);
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(cli.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics address {}", cli.metrics_addr))?;
+    info!(addr = %cli.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(server::serve(
+        listener,
+        health.clone(),
+        stopped(shutdown.clone()),
+    ));
+
+    let client = startup::client().await?;
+    if startup::wait_for_crd(client.clone(), &shutdown).await {
+        let identity = cli.identity();
+        let namespaces = cli.watched_namespaces();
+        let settings = Settings {
+            default_image: cli.model_server_image.clone(),
+            cluster_domain: cli.cluster_domain.clone(),
+        };
+        info!(
+            image = %settings.default_image,
+            namespaces = %if namespaces.is_empty() { "all".to_string() } else { namespaces.join(",") },
+            identity = %identity,
+            leader_election = cli.leader_election,
+            "controller configured"
+        );
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            settings,
+            metrics.clone(),
+            Some(identity.clone()),
+        ));
+        // Ready from here: as the leader running the controller, or as a standby.
+        health.set_ready(true);
+        if cli.leader_election {
+            let lease = LeaseConfig::new(cli.lease_name.clone(), cli.lease_namespace(), identity);
+            let elector = Elector::new(client.clone(), lease);
+            leader::run_elected(
+                elector,
+                shutdown.clone(),
+                |leading| metrics.set_leader(leading),
+                |stop| run::run(client.clone(), &namespaces, ctx.clone(), stop),
+            )
+            .await;
+        } else {
+            metrics.set_leader(true);
+            run::run(client.clone(), &namespaces, ctx, shutdown.clone()).await;
+            metrics.set_leader(false);
+        }
+        health.set_ready(false);
+    }
+
+    // The controller stops on a signal, which also stops the HTTP server.
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!("metrics server failed: {e}"),
+        Err(e) => error!("metrics server task failed: {e}"),
+    }
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The validate step: turns an IrisModel (and the ConfigMap it names, if any) into everything
+//! the builders need, or into a user error that says what to fix.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ConfigMap, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+use crate::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
+use crate::crd::{
+    AutoscalingSpec, IrisClass, IrisModel, ModelStatus, ServiceSpec, Task, TrainingSpec,
+};
+use crate::error::Error;
+
+/// Operator-wide settings the builders need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Model-server image used when `spec.image` is empty.
+    pub default_image: String,
+    /// DNS domain of the cluster, for `status.endpoint`.
+    pub cluster_domain: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_image: "iris-operator/model-server:0.1.0".to_string(),
+            cluster_domain: "cluster.local".to_string(),
+        }
+    }
+}
+
+/// Where the pods get the model from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ResolvedSource {
+    /// Trained at start-up with these hyper-parameters.
+    Builtin(TrainingSpec),
+    /// An artifact in a ConfigMap, mounted as a file.
+    ConfigMap {
+        name: String,
+        key: String,
+        /// sha256 of the artifact bytes: part of the pod-template hash.
+        content_hash: String,
+    },
+    /// An artifact inside the image.
+    File(String),
+}
+
+/// A validated IrisModel, ready for the builders.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    pub name: String,
+    pub namespace: String,
+    /// metadata.generation, copied into status.observedGeneration and the conditions.
+    pub generation: Option<i64>,
+    /// Reference to the IrisModel (made a controller reference on each child).
+    pub owner: OwnerReference,
+    pub image: String,
+    pub port: i32,
+    pub task: Task,
+    pub positive_class: Option<IrisClass>,
+    pub source: ResolvedSource,
+    /// Replicas of the Deployment; None when an autoscaler owns the count.
+    pub replicas: Option<i32>,
+    pub autoscaling: Option<AutoscalingSpec>,
+    pub service: ServiceSpec,
+    pub resources: ResourceRequirements,
+    pub node_selector: Option<BTreeMap<String, String>>,
+    pub tolerations: Option<Vec<Toleration>>,
+    pub affinity: Option<Affinity>,
+    /// What status.model reports.
+    pub model_status: ModelStatus,
+    /// status.endpoint.
+    pub endpoint: String,
+}
+
+impl Resolved {
+    /// Pods the IrisModel asks for at least: the replicas, or the autoscaler's minimum.
+    pub fn min_replicas(&self) -> i32 {
+        match (&self.autoscaling, self.replicas) {
+            (Some(autoscaling), _) => autoscaling.min_replicas,
+            (None, Some(replicas)) => replicas,
+            (None, None) => 1,
+        }
+    }
+}
+
+/// Name and namespace of an IrisModel, or the error saying which is missing.
+pub fn name_and_namespace(model: &IrisModel) -> Result<(String, String), Error> {
+    let name = model
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let namespace = model
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    Ok((name, namespace))
+}
+
+/// Validates the IrisModel against what only the operator can check.
+///
+/// `config_map` is the ConfigMap named by a configMap source as read from the API (None when it
+/// does not exist); it is ignored for the other sources.
+pub fn resolve(
+    model: &IrisModel,
+    settings: &Settings,
+    config_map: Option<&ConfigMap>,
+    builtin: &BuiltinCache,
+) -> Result<Resolved, Error> {
+    let (name, namespace) = name_and_namespace(model)?;
+    let owner = model
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
+    let spec = &model.spec;
+    let task = spec.model.task;
+    let positive_class = model.positive_class();
+    if task == Task::Multiclass && spec.model.positive_class.is_some() {
+        return Err(Error::InvalidSpec(
+            "spec.model.positiveClass is only allowed when spec.model.task is binary".into(),
+        ));
+    }
+
+    let source = &spec.model.source;
+    let set = [
+        source.builtin.is_some(),
+        source.config_map.is_some(),
+        source.file.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(Error::InvalidSpec(
+            "set exactly one of spec.model.source.builtin, configMap or file".into(),
+        ));
+    }
+
+    let (resolved_source, source_name, facts) = if let Some(cm_source) = &source.config_map {
+        let cm = config_map.ok_or_else(|| Error::ConfigMapNotFound {
+            namespace: namespace.clone(),
+            name: cm_source.name.clone(),
+        })?;
+        let content =
+            config_map_value(cm, &cm_source.key).ok_or_else(|| Error::ConfigMapKeyNotFound {
+                namespace: namespace.clone(),
+                name: cm_source.name.clone(),
+                key: cm_source.key.clone(),
+            })?;
+        let facts = std::str::from_utf8(&content)
+            .map_err(|_| "it is not UTF-8 text".to_string())
+            .and_then(|text| check_artifact(text, task))
+            .map_err(|reason| Error::InvalidArtifact {
+                namespace: namespace.clone(),
+                name: cm_source.name.clone(),
+                key: cm_source.key.clone(),
+                reason,
+            })?;
+        (
+            ResolvedSource::ConfigMap {
+                name: cm_source.name.clone(),
+                key: cm_source.key.clone(),
+                content_hash: content_hash(&content),
+            },
+            format!("configMap:{}/{}", cm_source.name, cm_source.key),
+            Some(facts),
+        )
+    } else if let Some(path) = &source.file {
+        if !path.starts_with('/') {
+            return Err(Error::InvalidSpec(
+                "spec.model.source.file must be an absolute path".into(),
+            ));
+        }
+        (
+            ResolvedSource::File(path.clone()),
+            format!("file:{path}"),
+            None,
+        )
+    } else {
+        let training = &spec.model.training;
+        let facts = builtin
+            .facts(task, positive_class, training)
+            .map_err(Error::TrainingFailed)?;
+        (
+            ResolvedSource::Builtin(training.clone()),
+            "builtin".to_string(),
+            Some(facts),
+        )
+    };
+
+    let image = match spec.image.as_deref().map(str::trim) {
+        Some(image) if !image.is_empty() => image.to_string(),
+        _ => settings.default_image.clone(),
+    };
+    let endpoint =
+        crate::builders::endpoint(&name, &namespace, spec.port, &settings.cluster_domain);
+    let (digest, accuracy) = match facts {
+        Some(ModelFacts { digest, accuracy }) => (Some(digest), Some(accuracy)),
+        None => (None, None),
+    };
+
+    Ok(Resolved {
+        generation: model.meta().generation,
+        owner,
+        image,
+        port: spec.port,
+        task,
+        positive_class,
+        source: resolved_source,
+        replicas: match spec.autoscaling {
+            Some(_) => None,
+            None => Some(spec.replicas),
+        },
+        autoscaling: spec.autoscaling.clone(),
+        service: spec.service.clone(),
+        resources: resources_or_default(spec.resources.as_ref()),
+        node_selector: spec.node_selector.clone().filter(|m| !m.is_empty()),
+        tolerations: spec.tolerations.clone().filter(|t| !t.is_empty()),
+        affinity: spec.affinity.clone(),
+        model_status: ModelStatus {
+            task: task.as_str().to_string(),
+            source: source_name,
+            digest,
+            accuracy,
+        },
+        endpoint,
+        name,
+        namespace,
+    })
+}
+
+/// The bytes under `key` in `data` or `binaryData`.
+fn config_map_value(cm: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    if let Some(text) = cm.data.as_ref().and_then(|d| d.get(key)) {
+        return Some(text.as_bytes().to_vec());
+    }
+    cm.binary_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|bytes| bytes.0.clone())
+}
+
+/// The user's resources, or small defaults when none are given: the server holds a model of a
+/// few hundred bytes and answers in microseconds.
+pub fn resources_or_default(resources: Option<&ResourceRequirements>) -> ResourceRequirements {
+    let empty = |r: &&ResourceRequirements| {
+        r.requests.as_ref().is_none_or(BTreeMap::is_empty)
+            && r.limits.as_ref().is_none_or(BTreeMap::is_empty)
+            && r.claims.as_ref().is_none_or(Vec::is_empty)
+    };
+    match resources.filter(|r| !empty(r)) {
+        Some(resources) => resources.clone(),
+        None => ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("50m".to_string())),
+                ("memory".to_string(), Quantity("32Mi".to_string())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("128Mi".to_string()),
+            )])),
+            claims: None,
+        },
+    }
+}

@@ -1,0 +1,95 @@
+//! Wires the reconcile into kube-runtime Controllers: one per watched namespace (or one for the
+//! whole cluster), each owning the children and watching the ConfigMaps models name.
+
+use std::sync::Arc;
+
+use futures::{stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use tracing::{debug, warn};
+
+use crate::builders::MANAGED_SELECTOR;
+use crate::controller::{error_policy, models_using_config_map, reconcile, Context};
+use crate::crd::IrisModel;
+use crate::leader::{stopped, Stop};
+
+/// Reconciles running at once; bounds the burst of API requests when many models change.
+const CONCURRENCY: u16 = 32;
+
+/// Runs the controllers until `stop` fires, then lets running reconciles finish.
+///
+/// `namespaces` empty means all namespaces.
+pub async fn run(client: Client, namespaces: &[String], ctx: Arc<Context>, stop: Stop) {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    };
+    let controllers = scopes.into_iter().map(|namespace| {
+        controller(client.clone(), namespace)
+            .graceful_shutdown_on(stopped(stop.clone()))
+            .run(reconcile, error_policy, ctx.clone())
+            .boxed()
+    });
+    stream::select_all(controllers)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(irismodel = %object, "reconciled"),
+                Err(e) => debug!("controller: {e}"),
+            }
+        })
+        .await;
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn controller(client: Client, namespace: Option<&str>) -> Controller<IrisModel> {
+    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let controller = Controller::new(
+        api::<IrisModel>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
+    .owns(api::<Deployment>(&client, namespace), children.clone())
+    .owns(api::<Service>(&client, namespace), children.clone())
+    .owns(
+        api::<HorizontalPodAutoscaler>(&client, namespace),
+        children.clone(),
+    )
+    .owns(api::<PodDisruptionBudget>(&client, namespace), children);
+
+    // ConfigMaps are watched as metadata only (their content can be large and is read with a
+    // GET when a model names them); any change re-reconciles the models that use them.
+    let store = controller.store();
+    let config_maps = watcher(
+        api::<PartialObjectMeta<ConfigMap>>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .inspect_err(|e| warn!("ConfigMap watch: {e}"));
+    controller.watches_stream(config_maps, move |cm| {
+        let models = store.state();
+        models_using_config_map(
+            models.iter().map(|m| m.as_ref()),
+            cm.namespace().as_deref(),
+            cm.metadata.name.as_deref(),
+        )
+    })
+}

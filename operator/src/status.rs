@@ -1,0 +1,299 @@
+//! The status step: derives an IrisModel's status from the Deployment's real state and its
+//! pods, never from what was merely applied.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::builders::{selector_string, MODEL_HASH_ANNOTATION};
+use crate::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
+use crate::crd::{IrisModel, IrisModelStatus};
+use crate::error::Error;
+use crate::resolve::Resolved;
+
+/// Reason of Ready=True.
+pub const REASON_READY: &str = "Ready";
+/// Reason while pods of the current version are starting or replacing old ones.
+pub const REASON_ROLLING_OUT: &str = "RollingOut";
+/// Reason of Progressing=False once the rollout is done.
+pub const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
+/// Reason of Ready=False with zero replicas.
+pub const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
+/// Reason of Degraded=False.
+pub const REASON_AS_EXPECTED: &str = "AsExpected";
+
+/// What the Deployment reports about its rollout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// Pods the Deployment wants.
+    pub desired: i32,
+    pub replicas: i32,
+    pub ready: i32,
+    pub updated: i32,
+    pub available: i32,
+    /// The controller has seen the current spec, all pods run it, no old pod is left, and all
+    /// are available.
+    pub complete: bool,
+    /// A Deployment condition that will not fix itself (deadline exceeded, replica failure).
+    pub failure: Option<(String, String)>,
+}
+
+/// Reads the rollout state of a Deployment as written by the Deployment controller.
+pub fn rollout(deployment: &Deployment) -> Rollout {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let replicas = status.replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let seen = match (status.observed_generation, deployment.metadata.generation) {
+        (Some(observed), Some(generation)) => observed >= generation,
+        (_, None) => true,
+        (None, Some(_)) => false,
+    };
+    let complete = seen && updated == desired && replicas == updated && available >= desired;
+
+    let conditions = status.conditions.unwrap_or_default();
+    let failure = conditions.iter().find_map(|c| {
+        let stuck = (c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            || (c.type_ == "ReplicaFailure" && c.status == "True");
+        stuck.then(|| {
+            (
+                c.reason.clone().unwrap_or_else(|| c.type_.clone()),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+    });
+    Rollout {
+        desired,
+        replicas,
+        ready,
+        updated,
+        available,
+        complete,
+        failure,
+    }
+}
+
+/// The current pod-template hash of a Deployment.
+pub fn template_hash(deployment: &Deployment) -> Option<&str> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(MODEL_HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// Finds a pod of the current version that cannot run, and says why in a bounded reason.
+pub fn pod_failure(pods: &[Pod], current_hash: &str) -> Option<(String, String)> {
+    pods.iter()
+        .filter(|pod| {
+            pod.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(MODEL_HASH_ANNOTATION))
+                .is_some_and(|h| h == current_hash)
+                && pod.metadata.deletion_timestamp.is_none()
+        })
+        .find_map(|pod| {
+            let name = pod.metadata.name.as_deref().unwrap_or("<pod>");
+            let status = pod.status.as_ref()?;
+            let unschedulable = status.conditions.iter().flatten().find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            });
+            if let Some(c) = unschedulable {
+                return Some((
+                    "Unschedulable".to_string(),
+                    format!(
+                        "pod {name} cannot be scheduled: {}",
+                        c.message.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            status
+                .container_statuses
+                .iter()
+                .flatten()
+                .chain(status.init_container_statuses.iter().flatten())
+                .find_map(|cs| {
+                    let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+                    let reason = waiting_reason(waiting.reason.as_deref()?)?;
+                    let mut message = format!(
+                        "pod {name} container {}: {}",
+                        cs.name,
+                        waiting.reason.as_deref().unwrap_or("")
+                    );
+                    if let Some(detail) = waiting.message.as_deref().filter(|m| !m.is_empty()) {
+                        message.push_str(": ");
+                        message.push_str(detail);
+                    }
+                    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+                    if let Some(last) = last {
+                        message.push_str(&format!(
+                            " (last exit code {}{})",
+                            last.exit_code,
+                            last.message
+                                .as_deref()
+                                .map(|m| format!(": {}", m.trim()))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    Some((reason.to_string(), message))
+                })
+        })
+}
+
+/// Maps a kubelet waiting reason to the condition reason it means, for the reasons that do not
+/// fix themselves.
+fn waiting_reason(kubelet_reason: &str) -> Option<&'static str> {
+    match kubelet_reason {
+        "CrashLoopBackOff" | "RunContainerError" => Some("CrashLoop"),
+        "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" | "InvalidImageName" => {
+            Some("ImagePullFailed")
+        }
+        "CreateContainerConfigError" | "CreateContainerError" => Some("ContainerConfigError"),
+        _ => None,
+    }
+}
+
+/// The observations the status is derived from.
+pub struct Observed<'a> {
+    /// The Deployment as the API server has it (after this reconcile's apply).
+    pub deployment: Option<&'a Deployment>,
+    /// Pods selected by the IrisModel's selector (empty when they were not listed).
+    pub pods: &'a [Pod],
+}
+
+/// The status of a served IrisModel.
+pub fn served(
+    model: &IrisModel,
+    resolved: &Resolved,
+    observed: &Observed<'_>,
+    now: &Time,
+) -> IrisModelStatus {
+    let rollout = observed.deployment.map(rollout).unwrap_or_default();
+    let failure = rollout.failure.clone().or_else(|| {
+        let hash = observed.deployment.and_then(template_hash)?;
+        pod_failure(observed.pods, hash)
+    });
+    let progress = format!(
+        "{} of {} updated replicas available",
+        rollout.available.min(rollout.updated),
+        rollout.desired
+    );
+
+    let ready = if observed.deployment.is_none() {
+        Verdict::new(
+            READY,
+            false,
+            REASON_ROLLING_OUT,
+            "Deployment not created yet",
+        )
+    } else if rollout.desired == 0 {
+        Verdict::new(
+            READY,
+            false,
+            REASON_SCALED_TO_ZERO,
+            "spec.replicas is 0: no pod serves the model",
+        )
+    } else if rollout.complete {
+        Verdict::new(
+            READY,
+            true,
+            REASON_READY,
+            format!(
+                "{} of {} replicas available at {}",
+                rollout.available, rollout.desired, resolved.endpoint
+            ),
+        )
+    } else if let Some((reason, message)) = &failure {
+        Verdict::new(READY, false, reason, message)
+    } else {
+        Verdict::new(READY, false, REASON_ROLLING_OUT, progress.clone())
+    };
+
+    let progressing = match (&failure, rollout.complete && observed.deployment.is_some()) {
+        (_, true) => Verdict::new(
+            PROGRESSING,
+            false,
+            REASON_ROLLOUT_COMPLETE,
+            "all replicas run the current version",
+        ),
+        (Some((reason, message)), false) if rollout.failure.is_some() => {
+            Verdict::new(PROGRESSING, false, reason, message)
+        }
+        _ => Verdict::new(PROGRESSING, true, REASON_ROLLING_OUT, progress),
+    };
+
+    let degraded = match (&failure, rollout.complete) {
+        (Some((reason, message)), false) => Verdict::new(DEGRADED, true, reason, message),
+        _ => Verdict::new(DEGRADED, false, REASON_AS_EXPECTED, "no failure detected"),
+    };
+
+    let previous = model.status.clone().unwrap_or_default();
+    IrisModelStatus {
+        observed_generation: resolved.generation,
+        replicas: rollout.replicas,
+        ready_replicas: rollout.ready,
+        updated_replicas: rollout.updated,
+        available_replicas: rollout.available,
+        selector: Some(selector_string(&resolved.name)),
+        endpoint: Some(resolved.endpoint.clone()),
+        model: Some(resolved.model_status.clone()),
+        conditions: merge(
+            &previous.conditions,
+            vec![ready, progressing, degraded],
+            resolved.generation,
+            now,
+        ),
+    }
+}
+
+/// The status of an IrisModel that cannot be served as specified: Ready=False with the error's
+/// category as reason. Counts still describe the pods that run (an older version may serve).
+pub fn failed(
+    model: &IrisModel,
+    error: &Error,
+    deployment: Option<&Deployment>,
+    now: &Time,
+) -> IrisModelStatus {
+    let previous = model.status.clone().unwrap_or_default();
+    let rollout = deployment.map(rollout).unwrap_or_default();
+    let reason = error.category();
+    let message = error.to_string();
+    let generation = model.metadata.generation;
+    let name = model.metadata.name.clone().unwrap_or_default();
+    IrisModelStatus {
+        observed_generation: generation,
+        replicas: rollout.replicas,
+        ready_replicas: rollout.ready,
+        updated_replicas: rollout.updated,
+        available_replicas: rollout.available,
+        selector: Some(selector_string(&name)),
+        endpoint: previous.endpoint.clone(),
+        model: previous.model.clone(),
+        conditions: merge(
+            &previous.conditions,
+            vec![
+                Verdict::new(READY, false, reason, message.clone()),
+                Verdict::new(PROGRESSING, false, reason, message.clone()),
+                Verdict::new(DEGRADED, true, reason, message),
+            ],
+            generation,
+            now,
+        ),
+    }
+}
