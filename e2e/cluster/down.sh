@@ -94,11 +94,17 @@ cleanup_iptables() {
         "$ipt" -w -t nat -X "$chain" 2>/dev/null || true
       fi
     done < <("$ipt"-save -t nat 2>/dev/null | grep -F -- "name: \\\"$CNI_NETWORK\\\"" | grep '^-A POSTROUTING' || true)
-    # Chains the kubelet and kube-proxy create as canaries and hints.
+    # Chains the kubelet and kube-proxy create (canaries, hints, the kubelet's localnet
+    # firewall), with the jumps to them from the built-in chains.
     local t
     for t in mangle nat filter; do
-      for chain in KUBE-KUBELET-CANARY KUBE-PROXY-CANARY KUBE-IPTABLES-HINT; do
-        if "$ipt" -w -t "$t" -F "$chain" 2>/dev/null; then "$ipt" -w -t "$t" -X "$chain" 2>/dev/null || true; fi
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-PROXY-CANARY KUBE-IPTABLES-HINT; do
+        "$ipt" -w -t "$t" -S "$chain" >/dev/null 2>&1 || continue
+        while read -r rule; do
+          eval "$ipt -w -t $t ${rule/-A /-D }" 2>/dev/null || true
+        done < <("$ipt" -w -t "$t" -S 2>/dev/null | grep -E -- "^-A [A-Z]+ .*-j $chain( |\$)" || true)
+        "$ipt" -w -t "$t" -F "$chain" 2>/dev/null || true
+        "$ipt" -w -t "$t" -X "$chain" 2>/dev/null || true
       done
     done
   done
@@ -116,6 +122,11 @@ cleanup_network() {
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
   # The kubelet's per-container log links that pointed into our state dir.
   [ ! -d /var/log/containers ] || find /var/log/containers -maxdepth 1 -type l -lname "$S/*" -delete 2>/dev/null || true
+  # /var/lib/kubelet/device-plugins, which the kubelet makes at a fixed path, when we made it.
+  if [ -e "$S/var-lib-kubelet-ours" ]; then
+    rm -rf --one-file-system /var/lib/kubelet/device-plugins
+    rmdir /var/lib/kubelet 2>/dev/null || true
+  fi
 }
 
 # Empty cgroups the kubelet created (kubepods) in each v1 hierarchy and in the unified one.

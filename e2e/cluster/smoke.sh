@@ -72,6 +72,7 @@ metadata:
   namespace: $ns
   labels: {app: web}
 spec:
+  terminationGracePeriodSeconds: 1
   securityContext:
     runAsNonRoot: true
     runAsUser: 65532
@@ -107,6 +108,7 @@ metadata:
   namespace: $ns
 spec:
   restartPolicy: Never
+  terminationGracePeriodSeconds: 1
   securityContext:
     runAsNonRoot: true
     runAsUser: 65532
@@ -147,6 +149,7 @@ port_forward() {
   kill "${pids[-1]}" 2>/dev/null || true
 }
 
+step "fresh namespace $ns" kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=120s
 step "busybox-static" busybox_bin
 step "image archive + load" make_image
 step "deploy Pod and Service (restricted)" deploy

@@ -237,6 +237,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false$runc_binary
+        Root = "$CTRD_DIR/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN_DIR"
     conf_dir = "$CNI_CONF_DIR"
@@ -470,6 +471,9 @@ start_scheduler() {
 
 start_kubelet() {
   check_port kubelet 10250
+  # The kubelet always makes /var/lib/kubelet/device-plugins (a fixed path); down.sh removes
+  # /var/lib/kubelet only when it was not there before the first start.
+  [ -e /var/lib/kubelet ] || [ -e "$S/var-lib-kubelet-ours" ] || touch "$S/var-lib-kubelet-ours"
   comp_files=("$CONF/kubelet.yaml" "$CONF/kubelet.kubeconfig" "$PKI/kubelet-serving.crt")
   ensure kubelet "$K8S_BIN/kubelet" --config="$CONF/kubelet.yaml" --kubeconfig="$CONF/kubelet.kubeconfig" \
     --root-dir="$KUBELET_DIR" --hostname-override="$NODE" --node-ip="$NODE_IP" --v=1
