@@ -17,7 +17,7 @@ if [ ! -d "$S" ]; then
   exit 0
 fi
 
-crictl_() { "$CRICTL" --runtime-endpoint "unix://$CTRD_SOCK" --timeout 30s "$@"; }
+crictl_() { "$CRICTL" --config "$CONF/crictl.yaml" --runtime-endpoint "unix://$CTRD_SOCK" --timeout 30s "$@"; }
 
 stop_pods() {
   if ! pid_of containerd >/dev/null || ! ctr_ version >/dev/null 2>&1; then
@@ -45,20 +45,44 @@ stop_pods() {
 
 # The runc shims of our containerd (each started with -address <our socket>): they outlive
 # containerd by design, so stop them explicitly once their containers are gone.
+our_shims() {
+  local pid args
+  # The kernel's process name is cut to 15 characters: containerd-shim(-runc-v2).
+  for pid in $(pgrep -x containerd-shim 2>/dev/null || true); do
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    case " $args " in *" -address $CTRD_SOCK "*) printf '%s\n' "$pid" ;; esac
+  done
+}
 stop_shims() {
-  local pid args found=0
-  for pid in $(pgrep -x containerd-shim-runc-v2 2>/dev/null || true); do
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    case " $args " in *" -address $CTRD_SOCK "*) ;; *) continue ;; esac
-    kill -TERM "$pid" 2>/dev/null && found=$((found + 1))
+  local pids n i
+  pids=$(our_shims)
+  [ -n "$pids" ] || return 0
+  n=$(wc -w <<<"$pids")
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null || true
+  for ((i = 0; i < 30; i++)); do
+    [ -n "$(our_shims)" ] || break
+    sleep 0.1
   done
-  [ "$found" = 0 ] && return
-  sleep 1
-  for pid in $(pgrep -x containerd-shim-runc-v2 2>/dev/null || true); do
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    case " $args " in *" -address $CTRD_SOCK "*) kill -KILL "$pid" 2>/dev/null || true ;; esac
+  pids=$(our_shims)
+  # shellcheck disable=SC2086
+  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  log "stopped $n containerd shim(s)"
+}
+
+# Container processes left without their shim (e.g. a shim killed from outside): every process
+# in the cgroup of one of our containers (the ids were listed from our containerd).
+kill_orphans() {
+  local id d pid n=0
+  for id in $container_ids; do
+    while read -r d; do
+      while read -r pid; do
+        [ -n "$pid" ] || continue
+        kill -KILL "$pid" 2>/dev/null && n=$((n + 1))
+      done <"$d/cgroup.procs"
+    done < <(find /sys/fs/cgroup -maxdepth 6 -type d -path '*kubepods*' -name "$id" 2>/dev/null)
   done
-  log "stopped $found containerd shim(s)"
+  [ "$n" = 0 ] || log "killed $n container process(es) left without a shim"
 }
 
 cleanup_kube_proxy() {
@@ -147,12 +171,17 @@ remove_state() {
   log "removed $S"
 }
 
+container_ids=""
+if pid_of containerd >/dev/null; then
+  container_ids=$(ctr_ -n k8s.io containers ls -q 2>/dev/null || true)
+fi
 step "stop kubelet" stop_proc kubelet 30
 step "stop pods (crictl rmp, ctr)" stop_pods
 step "stop kube-proxy" stop_proc kube-proxy
 step "kube-proxy --cleanup (iptables rules)" cleanup_kube_proxy
 step "stop containerd" stop_proc containerd 30
 step "stop containerd shims" stop_shims
+step "container processes left over" kill_orphans
 for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
   step "stop $c" stop_proc "$c" 30
 done

@@ -1,6 +1,6 @@
 # Source this file (`. e2e/cluster/env.sh`) to use the cluster that e2e/cluster/up.sh starts:
 # exports KUBECONFIG, CONTAINERD_ADDRESS and CONTAINERD_NAMESPACE (for ctr),
-# CONTAINER_RUNTIME_ENDPOINT (for crictl), IRIS_CLUSTER_DIR, and puts the cached kubectl, helm,
+# CONTAINER_RUNTIME_ENDPOINT and CRI_CONFIG_FILE (for crictl), IRIS_CLUSTER_DIR, and puts the cached kubectl, helm,
 # crictl and etcd on PATH. It sets no shell options (it runs in the caller's shell), and works
 # from bash and from POSIX sh (sh: source it from the repository root, or set IRIS_REPO).
 # shellcheck shell=sh
@@ -19,7 +19,8 @@ KUBECONFIG=$IRIS_CLUSTER_DIR/kubeconfig
 CONTAINERD_ADDRESS=$IRIS_CLUSTER_DIR/containerd/containerd.sock
 CONTAINERD_NAMESPACE=k8s.io
 CONTAINER_RUNTIME_ENDPOINT=unix://$CONTAINERD_ADDRESS
-export IRIS_CLUSTER_DIR KUBECONFIG CONTAINERD_ADDRESS CONTAINERD_NAMESPACE CONTAINER_RUNTIME_ENDPOINT
+CRI_CONFIG_FILE=$IRIS_CLUSTER_DIR/config/crictl.yaml
+export IRIS_CLUSTER_DIR KUBECONFIG CONTAINERD_ADDRESS CONTAINERD_NAMESPACE CONTAINER_RUNTIME_ENDPOINT CRI_CONFIG_FILE
 
 for _iris_bin in "$ETCD_BIN" "$CRICTL_BIN" "$HELM_BIN" "$K8S_BIN"; do
   case ":$PATH:" in

@@ -244,6 +244,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     max_conf_num = 1
 EOF
 
+  write_file "$CONF/crictl.yaml" <<EOF
+runtime-endpoint: unix://$CTRD_SOCK
+image-endpoint: unix://$CTRD_SOCK
+timeout: 30
+EOF
+
   # The pod network: a bridge with host-local addresses; portmap for hostPort. containerd adds
   # the loopback plugin for each pod's lo itself (its CNI library loads it with the network).
   write_file "$CNI_CONF_DIR/10-$CNI_NETWORK.conflist" <<EOF
