@@ -119,8 +119,20 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (drain_tx, drain_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
+    serve_router_until(listener, router, state, timing, shutdown, force).await
+}
+
+/// [`serve_until`] with any router (tests add routes to it).
+async fn serve_router_until(
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    timing: ShutdownTiming,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (drain_tx, drain_rx) = oneshot::channel::<()>();
     let on_signal = async move {
         shutdown.await;
         state.set_ready(false);
@@ -181,5 +193,143 @@ impl Signals {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::Notify;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::http::Limits;
+    use crate::model::{train, TrainingParams};
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    /// A server with an extra `/slow` route that tells `entered` when a request is inside
+    /// the handler and answers only after `release`.
+    struct Harness {
+        addr: SocketAddr,
+        state: AppState,
+        stop: Option<oneshot::Sender<()>>,
+        entered: Arc<Notify>,
+        release: Arc<Notify>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    async fn start(grace: Duration) -> Harness {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(
+            "iris",
+            train(&TrainingParams::default()).unwrap(),
+            "builtin",
+            Limits::default(),
+        );
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (e, r) = (entered.clone(), release.clone());
+        let router = app(state.clone()).route(
+            "/slow",
+            get(move || async move {
+                e.notify_one();
+                r.notified().await;
+                "done"
+            }),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let timing = ShutdownTiming {
+            delay: Duration::ZERO,
+            grace,
+        };
+        let server = tokio::spawn(serve_router_until(
+            listener,
+            router,
+            state.clone(),
+            timing,
+            async move {
+                let _ = stopped.await;
+            },
+            std::future::pending(),
+        ));
+        Harness {
+            addr,
+            state,
+            stop: Some(stop),
+            entered,
+            release,
+            server,
+        }
+    }
+
+    async fn request(conn: &mut TcpStream, path: &str) {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+        conn.write_all(head.as_bytes()).await.unwrap();
+    }
+
+    async fn read_to_end(mut conn: TcpStream) -> String {
+        let mut out = Vec::new();
+        timeout(LIMIT, conn.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    async fn until_not_ready(state: &AppState) {
+        timeout(LIMIT, async {
+            while state.is_ready() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_turns_readiness_off_and_finishes_in_flight_requests() {
+        let mut h = start(LIMIT).await;
+        let mut ready = TcpStream::connect(h.addr).await.unwrap();
+        request(&mut ready, "/v2/health/ready").await;
+        let mut buf = [0u8; 12];
+        ready.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+
+        let mut slow = TcpStream::connect(h.addr).await.unwrap();
+        request(&mut slow, "/slow").await;
+        timeout(LIMIT, h.entered.notified()).await.unwrap();
+
+        let _ = h.stop.take().unwrap().send(());
+        until_not_ready(&h.state).await;
+        assert!(
+            !h.server.is_finished(),
+            "must wait for the in-flight request"
+        );
+
+        h.release.notify_one();
+        let answer = read_to_end(slow).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        timeout(LIMIT, h.server).await.unwrap().unwrap().unwrap();
+        // The idle keep-alive connection was closed, not left hanging.
+        drop(ready);
+        assert!(TcpStream::connect(h.addr).await.is_err(), "listener closed");
+    }
+
+    #[tokio::test]
+    async fn grace_period_bounds_the_shutdown() {
+        let mut h = start(Duration::from_millis(50)).await;
+        let mut slow = TcpStream::connect(h.addr).await.unwrap();
+        request(&mut slow, "/slow").await;
+        timeout(LIMIT, h.entered.notified()).await.unwrap();
+        let _ = h.stop.take().unwrap().send(());
+        // Never released: the server still returns once the grace period is over.
+        timeout(LIMIT, h.server).await.unwrap().unwrap().unwrap();
+        drop(h.release);
     }
 }

@@ -18,6 +18,8 @@ mod kserve_v1;
 mod metrics;
 mod oip_v2;
 mod respond;
+#[cfg(test)]
+mod tests;
 mod tutorial;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,15 +10,57 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::extract::{JsonBody, RequestShape};
 use super::{respond, ApiError, AppState};
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
 
-/// A row of four measurements.
-pub(crate) type Row = [f64; N_FEATURES];
+/// A row of four measurements. Its own `Deserialize` so that a row of the wrong length
+/// says "expected 4 numbers" (serde's fixed arrays report extra elements as a JSON syntax
+/// error).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Row(pub [f64; N_FEATURES]);
+
+impl<'de> Deserialize<'de> for Row {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(RowVisitor)
+    }
+}
+
+struct RowVisitor;
+
+impl<'de> Visitor<'de> for RowVisitor {
+    type Value = Row;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of 4 numbers [sepal_length, sepal_width, petal_length, petal_width]")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Row, A::Error> {
+        let mut row = [0.0; N_FEATURES];
+        let mut n = 0;
+        while n < N_FEATURES {
+            match seq.next_element::<f64>()? {
+                Some(v) => row[n] = v,
+                None => return Err(de::Error::invalid_length(n, &self)),
+            }
+            n += 1;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        if n == N_FEATURES {
+            Ok(Row(row))
+        } else {
+            Err(de::Error::invalid_length(n, &self))
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,8 +102,8 @@ pub(crate) async fn predict_iris(
     let model = state.model();
     match (req.features, req.instances) {
         (Some(features), None) => {
-            check_finite(&features, || "features".to_owned())?;
-            let p = model.predict_one(&features);
+            check_finite(&features.0, || "features".to_owned())?;
+            let p = model.predict_one(&features.0);
             let mut counts = [0; MAX_CLASSES];
             counts[p.class_index] += 1;
             state.metrics().count_predictions(&counts);
@@ -98,14 +140,14 @@ pub(crate) fn predict_rows(
 ) -> Result<Vec<Prediction>, ApiError> {
     check_batch_size(state, rows.len())?;
     for (i, row) in rows.iter().enumerate() {
-        check_finite(row, || format!("{field}[{i}]"))?;
+        check_finite(&row.0, || format!("{field}[{i}]"))?;
     }
     let predictor = state.model().predictor();
     let mut counts = [0; MAX_CLASSES];
     let predictions: Vec<Prediction> = rows
         .iter()
         .map(|row| {
-            let p = predictor.predict(row);
+            let p = predictor.predict(&row.0);
             counts[p.class_index] += 1;
             p
         })
@@ -127,7 +169,7 @@ pub(crate) fn check_batch_size(state: &AppState, rows: usize) -> Result<(), ApiE
 }
 
 /// 400 naming the first NaN or infinite value (JSON has no NaN, but `1e400` parses to inf).
-fn check_finite(row: &Row, name: impl FnOnce() -> String) -> Result<(), ApiError> {
+fn check_finite(row: &[f64; N_FEATURES], name: impl FnOnce() -> String) -> Result<(), ApiError> {
     match row.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(i) => Err(ApiError::bad_request(format!(

@@ -322,7 +322,8 @@ fn refuses_wrong_shapes() {
 #[test]
 fn refuses_inconsistent_values() {
     let m = binary();
-    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|v| v["scaler"]["stds"][1] = 0.0.into()),
             "scaler.stds[1] is 0",
