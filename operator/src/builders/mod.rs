@@ -83,3 +83,6 @@ fn owner_reference(owner: &OwnerReference) -> OwnerReference {
 pub fn endpoint(name: &str, namespace: &str, port: i32, cluster_domain: &str) -> String {
     format!("http://{name}.{namespace}.svc.{cluster_domain}:{port}")
 }
+
+#[cfg(test)]
+mod tests;

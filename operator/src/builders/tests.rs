@@ -1,0 +1,550 @@
+//! Whole-object tests of the builders: each expected object is written out in full.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec as CoreServiceSpec,
+    Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::deployment::model_hash;
+use super::{deployment, hpa, pdb, service};
+use crate::crd::{
+    AutoscalingSpec, IrisClass, ModelStatus, ServiceSpec, ServiceType, Task, TrainingSpec,
+};
+use crate::resolve::{resources_or_default, Resolved, ResolvedSource};
+
+fn owner() -> OwnerReference {
+    OwnerReference {
+        api_version: "serving.iris.dev/v1alpha1".into(),
+        kind: "IrisModel".into(),
+        name: "iris".into(),
+        uid: "uid-1".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+/// A builtin binary model with the defaults of the API.
+fn builtin() -> Resolved {
+    Resolved {
+        name: "iris".into(),
+        namespace: "ml".into(),
+        generation: Some(1),
+        owner: owner(),
+        image: "iris-operator/model-server:0.1.0".into(),
+        port: 5001,
+        task: Task::Binary,
+        positive_class: Some(IrisClass::Setosa),
+        source: ResolvedSource::Builtin(TrainingSpec::default()),
+        replicas: Some(1),
+        autoscaling: None,
+        service: ServiceSpec::default(),
+        resources: resources_or_default(None),
+        node_selector: None,
+        tolerations: None,
+        affinity: None,
+        model_status: ModelStatus {
+            task: "binary".into(),
+            source: "builtin".into(),
+            digest: None,
+            accuracy: None,
+        },
+        endpoint: "http://iris.ml.svc.cluster.local:5001".into(),
+    }
+}
+
+fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn all_labels() -> BTreeMap<String, String> {
+    string_map(&[
+        ("app.kubernetes.io/component", "predictor"),
+        ("app.kubernetes.io/instance", "iris"),
+        ("app.kubernetes.io/managed-by", "iris-operator"),
+        ("app.kubernetes.io/name", "model-server"),
+        ("app.kubernetes.io/part-of", "iris-operator"),
+    ])
+}
+
+fn selector() -> BTreeMap<String, String> {
+    string_map(&[
+        ("app.kubernetes.io/instance", "iris"),
+        ("app.kubernetes.io/name", "model-server"),
+    ])
+}
+
+fn meta() -> ObjectMeta {
+    ObjectMeta {
+        name: Some("iris".into()),
+        namespace: Some("ml".into()),
+        labels: Some(all_labels()),
+        owner_references: Some(vec![owner()]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<EnvVar> {
+    pairs
+        .iter()
+        .map(|(k, v)| EnvVar {
+            name: k.to_string(),
+            value: Some(v.to_string()),
+            value_from: None,
+        })
+        .collect()
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            scheme: Some("HTTP".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(1),
+        success_threshold: Some(1),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// The expected Deployment, with the given env, volumes and replicas, hashed as the builder must.
+fn expected_deployment(
+    resolved: &Resolved,
+    env: Vec<EnvVar>,
+    volumes: Option<Vec<Volume>>,
+    mounts: Option<Vec<VolumeMount>>,
+    scheduling: (Option<BTreeMap<String, String>>, Option<Vec<Toleration>>),
+) -> Deployment {
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(all_labels()),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "model-server".into(),
+                image: Some(resolved.image.clone()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                ports: Some(vec![ContainerPort {
+                    name: Some("http".into()),
+                    container_port: resolved.port,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                }]),
+                env: Some(env),
+                resources: Some(resolved.resources.clone()),
+                liveness_probe: Some(probe("/v2/health/live", 10, 3)),
+                readiness_probe: Some(probe("/v2/health/ready", 2, 2)),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(65532),
+                    run_as_group: Some(65532),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".into()]),
+                        add: None,
+                    }),
+                    ..SecurityContext::default()
+                }),
+                volume_mounts: mounts,
+                ..Container::default()
+            }],
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                run_as_group: Some(65532),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..PodSecurityContext::default()
+            }),
+            node_selector: scheduling.0,
+            tolerations: scheduling.1,
+            volumes,
+            ..PodSpec::default()
+        }),
+    };
+    let hash = model_hash(&template, resolved);
+    if let Some(meta) = template.metadata.as_mut() {
+        meta.annotations = Some(string_map(&[("serving.iris.dev/model-hash", &hash)]));
+    }
+    Deployment {
+        metadata: meta(),
+        spec: Some(DeploymentSpec {
+            replicas: resolved.replicas,
+            selector: LabelSelector {
+                match_labels: Some(selector()),
+                match_expressions: None,
+            },
+            template,
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(3),
+            progress_deadline_seconds: Some(300),
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[test]
+fn deployment_of_a_builtin_model() {
+    let resolved = builtin();
+    let expected = expected_deployment(
+        &resolved,
+        env(&[
+            ("MODEL_NAME", "iris"),
+            ("MODEL_SERVER_PORT", "5001"),
+            ("MODEL_SOURCE", "builtin"),
+            ("MODEL_TASK", "binary"),
+            ("MODEL_POSITIVE_CLASS", "setosa"),
+            ("MODEL_MAX_ITERATIONS", "100"),
+            ("MODEL_L2_PENALTY", "1"),
+            ("MODEL_TEST_FRACTION", "0.2"),
+            ("MODEL_SEED", "42"),
+        ]),
+        None,
+        None,
+        (None, None),
+    );
+    assert_eq!(deployment::build(&resolved), expected);
+    // The default resources are small and set no CPU limit (no throttling).
+    assert_eq!(
+        resolved.resources,
+        ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), Quantity("50m".into())),
+                ("memory".into(), Quantity("32Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".into(),
+                Quantity("128Mi".into())
+            )])),
+            claims: None,
+        }
+    );
+}
+
+#[test]
+fn deployment_of_a_configmap_model_mounts_the_artifact_read_only() {
+    let resolved = Resolved {
+        task: Task::Multiclass,
+        positive_class: None,
+        source: ResolvedSource::ConfigMap {
+            name: "iris-v2".into(),
+            key: "model.json".into(),
+            content_hash: "abc".into(),
+        },
+        replicas: Some(3),
+        node_selector: Some(string_map(&[("disk", "ssd")])),
+        tolerations: Some(vec![Toleration {
+            key: Some("gpu".into()),
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        }]),
+        ..builtin()
+    };
+    let expected = expected_deployment(
+        &resolved,
+        env(&[
+            ("MODEL_NAME", "iris"),
+            ("MODEL_SERVER_PORT", "5001"),
+            ("MODEL_SOURCE", "file:/models/model.json"),
+        ]),
+        Some(vec![Volume {
+            name: "model".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "iris-v2".into(),
+                items: Some(vec![KeyToPath {
+                    key: "model.json".into(),
+                    path: "model.json".into(),
+                    mode: None,
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        Some(vec![VolumeMount {
+            name: "model".into(),
+            mount_path: "/models".into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        (resolved.node_selector.clone(), resolved.tolerations.clone()),
+    );
+    assert_eq!(deployment::build(&resolved), expected);
+}
+
+#[test]
+fn deployment_of_a_file_model_in_a_custom_image() {
+    let resolved = Resolved {
+        image: "example.com/iris-custom:1".into(),
+        port: 8080,
+        source: ResolvedSource::File("/opt/iris.json".into()),
+        ..builtin()
+    };
+    let expected = expected_deployment(
+        &resolved,
+        env(&[
+            ("MODEL_NAME", "iris"),
+            ("MODEL_SERVER_PORT", "8080"),
+            ("MODEL_SOURCE", "file:/opt/iris.json"),
+        ]),
+        None,
+        None,
+        (None, None),
+    );
+    assert_eq!(deployment::build(&resolved), expected);
+}
+
+#[test]
+fn deployment_leaves_replicas_to_the_autoscaler() {
+    let resolved = Resolved {
+        replicas: None,
+        autoscaling: Some(AutoscalingSpec {
+            min_replicas: 2,
+            max_replicas: 5,
+            target_cpu_utilization_percentage: 70,
+        }),
+        ..builtin()
+    };
+    let built = deployment::build(&resolved);
+    assert_eq!(built.spec.and_then(|s| s.replicas), None);
+}
+
+fn hash_of(resolved: &Resolved) -> String {
+    deployment::build(resolved)
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get("serving.iris.dev/model-hash").cloned())
+        .expect("the pod template carries the model hash")
+}
+
+#[test]
+fn model_hash_follows_what_shapes_the_pods_only() {
+    let base = builtin();
+    let same = hash_of(&base);
+    assert_eq!(same, hash_of(&builtin()), "deterministic");
+    assert_eq!(same.len(), 16);
+
+    let changes = [
+        Resolved {
+            image: "other:1".into(),
+            ..builtin()
+        },
+        Resolved {
+            port: 6000,
+            ..builtin()
+        },
+        Resolved {
+            positive_class: Some(IrisClass::Virginica),
+            ..builtin()
+        },
+        Resolved {
+            source: ResolvedSource::Builtin(TrainingSpec {
+                seed: 7,
+                ..TrainingSpec::default()
+            }),
+            ..builtin()
+        },
+        Resolved {
+            resources: ResourceRequirements {
+                limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
+                ..ResourceRequirements::default()
+            },
+            ..builtin()
+        },
+    ];
+    for changed in &changes {
+        assert_ne!(hash_of(changed), same, "{changed:?}");
+    }
+
+    // The artifact bytes of a ConfigMap source roll the pods although the template is equal.
+    let artifact = |content_hash: &str| Resolved {
+        source: ResolvedSource::ConfigMap {
+            name: "cm".into(),
+            key: "model.json".into(),
+            content_hash: content_hash.into(),
+        },
+        ..builtin()
+    };
+    assert_ne!(hash_of(&artifact("v1")), hash_of(&artifact("v2")));
+
+    // What does not shape the pods does not roll them: replica count, service type, status.
+    let unrelated = Resolved {
+        replicas: Some(4),
+        service: ServiceSpec {
+            type_: ServiceType::NodePort,
+            node_port: Some(30080),
+        },
+        generation: Some(9),
+        endpoint: "elsewhere".into(),
+        ..builtin()
+    };
+    assert_eq!(hash_of(&unrelated), same);
+}
+
+#[test]
+fn service_of_each_type() {
+    let expected = |type_: &str, node_port: Option<i32>| Service {
+        metadata: meta(),
+        spec: Some(CoreServiceSpec {
+            type_: Some(type_.into()),
+            selector: Some(selector()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 5001,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                node_port,
+                ..ServicePort::default()
+            }]),
+            ..CoreServiceSpec::default()
+        }),
+        status: None,
+    };
+    assert_eq!(service::build(&builtin()), expected("ClusterIP", None));
+
+    let node_port = Resolved {
+        service: ServiceSpec {
+            type_: ServiceType::NodePort,
+            node_port: Some(30080),
+        },
+        ..builtin()
+    };
+    assert_eq!(
+        service::build(&node_port),
+        expected("NodePort", Some(30080))
+    );
+
+    let load_balancer = Resolved {
+        service: ServiceSpec {
+            type_: ServiceType::LoadBalancer,
+            node_port: None,
+        },
+        ..builtin()
+    };
+    assert_eq!(
+        service::build(&load_balancer),
+        expected("LoadBalancer", None)
+    );
+}
+
+#[test]
+fn autoscaler_only_when_asked() {
+    assert_eq!(hpa::build(&builtin()), None);
+    let resolved = Resolved {
+        replicas: None,
+        autoscaling: Some(AutoscalingSpec {
+            min_replicas: 1,
+            max_replicas: 5,
+            target_cpu_utilization_percentage: 70,
+        }),
+        ..builtin()
+    };
+    let expected = HorizontalPodAutoscaler {
+        metadata: meta(),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: "iris".into(),
+            },
+            min_replicas: Some(1),
+            max_replicas: 5,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(70),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            behavior: None,
+        }),
+        status: None,
+    };
+    assert_eq!(hpa::build(&resolved), Some(expected));
+}
+
+#[test]
+fn disruption_budget_from_two_replicas() {
+    assert_eq!(pdb::build(&builtin()), None);
+    let expected = PodDisruptionBudget {
+        metadata: meta(),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector()),
+                match_expressions: None,
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    };
+    let two = Resolved {
+        replicas: Some(2),
+        ..builtin()
+    };
+    assert_eq!(pdb::build(&two), Some(expected.clone()));
+
+    // With an autoscaler, its minimum decides.
+    let scaled = |min_replicas| Resolved {
+        replicas: None,
+        autoscaling: Some(AutoscalingSpec {
+            min_replicas,
+            max_replicas: 5,
+            target_cpu_utilization_percentage: 70,
+        }),
+        ..builtin()
+    };
+    assert_eq!(pdb::build(&scaled(1)), None);
+    assert_eq!(pdb::build(&scaled(2)), Some(expected));
+}
+
+#[test]
+fn selector_string_is_the_scale_subresource_selector() {
+    assert_eq!(
+        super::selector_string("iris"),
+        "app.kubernetes.io/instance=iris,app.kubernetes.io/name=model-server"
+    );
+    assert_eq!(
+        super::endpoint("iris", "ml", 5001, "cluster.local"),
+        "http://iris.ml.svc.cluster.local:5001"
+    );
+}

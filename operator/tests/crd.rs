@@ -1,0 +1,271 @@
+//! The generated CRD: committed copy up to date, schema structural, validation rules present and
+//! doing what they say.
+
+use kube::core::cel::Validator;
+use kube::CustomResourceExt;
+use operator::crd::IrisModel;
+use serde_json::{json, Value};
+
+const COMMITTED: &str = include_str!("../../crds/irismodel.yaml");
+
+fn crd_json() -> Value {
+    serde_json::to_value(IrisModel::crd()).expect("CRD serialises")
+}
+
+fn schema() -> Value {
+    crd_json()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+#[test]
+fn committed_crd_is_up_to_date() {
+    let generated = serde_yaml::to_string(&IrisModel::crd()).expect("CRD serialises to YAML");
+    assert!(
+        generated == COMMITTED,
+        "crds/irismodel.yaml is stale: run `cargo run -p operator --bin crdgen > crds/irismodel.yaml`"
+    );
+}
+
+/// Checks the rules of a structural schema
+/// (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#specifying-a-structural-schema)
+/// and collects violations with their path.
+fn structural_violations(node: &Value, path: &str, out: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        out.push(format!("{path}: schema is not an object"));
+        return;
+    };
+    for forbidden in [
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "not",
+        "$ref",
+        "definitions",
+        "$defs",
+    ] {
+        if obj.contains_key(forbidden) {
+            out.push(format!("{path}: uses {forbidden}"));
+        }
+    }
+    let int_or_string = obj.get("x-kubernetes-int-or-string") == Some(&json!(true));
+    let preserve = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+    match obj.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+                out.push(format!("{path}: both properties and additionalProperties"));
+            }
+            if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+                for (name, child) in props {
+                    structural_violations(child, &format!("{path}.{name}"), out);
+                }
+            }
+            if let Some(extra) = obj.get("additionalProperties") {
+                if extra.is_object() {
+                    structural_violations(extra, &format!("{path}[*]"), out);
+                }
+            }
+        }
+        Some("array") => match obj.get("items") {
+            Some(items) => structural_violations(items, &format!("{path}[]"), out),
+            None => out.push(format!("{path}: array without items")),
+        },
+        Some("string" | "integer" | "number" | "boolean") => {}
+        Some(other) => out.push(format!("{path}: unknown type {other}")),
+        None if int_or_string || preserve => {}
+        None => out.push(format!("{path}: no type")),
+    }
+}
+
+#[test]
+fn schema_is_structural() {
+    let mut violations = Vec::new();
+    structural_violations(&schema(), "", &mut violations);
+    assert!(
+        violations.is_empty(),
+        "not structural:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// Every field of the spec has a description, so `kubectl explain` teaches.
+#[test]
+fn every_spec_field_is_described() {
+    fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
+        if let Some(props) = node["properties"].as_object() {
+            for (name, child) in props {
+                let here = format!("{path}.{name}");
+                if child["description"].as_str().is_none_or(str::is_empty) {
+                    out.push(here.clone());
+                }
+                walk(child, &here, out);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for part in ["spec", "status"] {
+        walk(&schema()["properties"][part], part, &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without description: {missing:?}"
+    );
+}
+
+fn validations_at(path: &[&str]) -> Vec<String> {
+    let mut node = schema();
+    for p in path {
+        node = node["properties"][*p].clone();
+    }
+    node["x-kubernetes-validations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v["rule"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn each_cross_field_rule_is_in_the_schema() {
+    let expected: [(&[&str], &str); 5] = [
+        (&["spec", "model"], "self.task == 'binary'"),
+        (
+            &["spec", "model", "source"],
+            "(has(self.builtin) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1",
+        ),
+        (&["spec", "model", "source", "file"], "self.startsWith('/')"),
+        (
+            &["spec", "autoscaling"],
+            "self.minReplicas <= self.maxReplicas",
+        ),
+        (&["spec", "service"], "self.type == 'NodePort'"),
+    ];
+    for (path, rule) in expected {
+        let rules = validations_at(path);
+        assert!(
+            rules.iter().any(|r| r.contains(rule)),
+            "{path:?} lacks rule {rule:?}: {rules:?}"
+        );
+    }
+}
+
+#[test]
+fn ranges_enums_and_defaults() {
+    let s = schema();
+    let spec = &s["properties"]["spec"]["properties"];
+    assert_eq!(spec["replicas"]["minimum"], json!(0.0));
+    assert_eq!(spec["replicas"]["default"], json!(1));
+    assert_eq!(spec["port"]["minimum"], json!(1.0));
+    assert_eq!(spec["port"]["maximum"], json!(65535.0));
+    assert_eq!(spec["port"]["default"], json!(5001));
+    let model = &spec["model"]["properties"];
+    assert_eq!(model["task"]["enum"], json!(["binary", "multiclass"]));
+    assert_eq!(model["task"]["default"], json!("binary"));
+    assert_eq!(
+        model["positiveClass"]["enum"],
+        json!(["setosa", "versicolor", "virginica"])
+    );
+    let training = &model["training"]["properties"];
+    assert_eq!(training["maxIterations"]["default"], json!(100));
+    assert_eq!(training["l2Penalty"]["default"], json!(1.0));
+    assert_eq!(training["testFraction"]["default"], json!(0.2));
+    assert_eq!(training["testFraction"]["exclusiveMinimum"], json!(true));
+    assert_eq!(training["testFraction"]["exclusiveMaximum"], json!(true));
+    assert_eq!(training["seed"]["default"], json!(42));
+    assert_eq!(
+        spec["service"]["properties"]["type"]["enum"],
+        json!(["ClusterIP", "NodePort", "LoadBalancer"])
+    );
+    let conditions = &s["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], json!("map"));
+    assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+}
+
+#[test]
+fn names_subresources_and_columns() {
+    let crd = crd_json();
+    assert_eq!(
+        crd["metadata"]["name"],
+        json!("irismodels.serving.iris.dev")
+    );
+    assert_eq!(crd["spec"]["scope"], json!("Namespaced"));
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["im"]));
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], json!("v1alpha1"));
+    assert_eq!(version["subresources"]["status"], json!({}));
+    assert_eq!(
+        version["subresources"]["scale"],
+        json!({
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector"
+        })
+    );
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Task", "Replicas", "Ready", "Endpoint", "Status", "Age"]
+    );
+}
+
+/// Evaluates the CEL rules on a spec, as the API server does after defaulting.
+fn validate_spec(spec: Value) -> Result<(), String> {
+    let object = json!({
+        "apiVersion": "serving.iris.dev/v1alpha1",
+        "kind": "IrisModel",
+        "metadata": {"name": "iris", "namespace": "default"},
+        "spec": spec,
+    });
+    Validator::new()
+        .validate(&schema(), &object, None)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn cel_rules_accept_good_specs() {
+    let good = [
+        json!({}),
+        json!({"model": {"task": "binary", "positiveClass": "virginica", "source": {"builtin": {}}}}),
+        json!({"model": {"task": "multiclass", "source": {"configMap": {"name": "cm", "key": "m.json"}}}}),
+        json!({"model": {"source": {"file": "/models/iris.json"}}}),
+        json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}),
+        json!({"autoscaling": {"maxReplicas": 3}}),
+        json!({"service": {"type": "NodePort", "nodePort": 30080}}),
+        json!({"service": {"type": "ClusterIP"}}),
+    ];
+    for spec in good {
+        assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
+    }
+}
+
+#[test]
+fn cel_rules_reject_bad_specs_with_a_message_naming_the_field() {
+    let bad = [
+        (
+            json!({"model": {"task": "multiclass", "positiveClass": "setosa", "source": {"builtin": {}}}}),
+            "positiveClass",
+        ),
+        (
+            json!({"model": {"source": {"builtin": {}, "file": "/m.json"}}}),
+            "exactly one",
+        ),
+        (json!({"model": {"source": {}}}), "exactly one"),
+        (json!({"model": {"source": {"file": "m.json"}}}), "absolute"),
+        (
+            json!({"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}),
+            "minReplicas",
+        ),
+        (
+            json!({"service": {"type": "ClusterIP", "nodePort": 30080}}),
+            "nodePort",
+        ),
+    ];
+    for (spec, needle) in bad {
+        let err = validate_spec(spec.clone()).expect_err(&format!("accepted {spec}"));
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
+}
