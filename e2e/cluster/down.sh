@@ -70,19 +70,26 @@ stop_shims() {
   log "stopped $n containerd shim(s)"
 }
 
-# Container processes left without their shim (e.g. a shim killed from outside): every process
-# in the cgroup of one of our containers (the ids were listed from our containerd).
+# Container processes left without their shim (a shim killed from outside, or containerd gone):
+# every process in our kubelet's cgroup tree (cgroupRoot $CGROUP_ROOT, ours alone).
+cgroup_procs() {
+  local d
+  for d in /sys/fs/cgroup/*"$CGROUP_ROOT" /sys/fs/cgroup"$CGROUP_ROOT"; do
+    [ -d "$d" ] || continue
+    find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -un
+}
 kill_orphans() {
-  local id d pid n=0
-  for id in $container_ids; do
-    while read -r d; do
-      while read -r pid; do
-        [ -n "$pid" ] || continue
-        kill -KILL "$pid" 2>/dev/null && n=$((n + 1))
-      done <"$d/cgroup.procs"
-    done < <(find /sys/fs/cgroup -maxdepth 6 -type d -path '*kubepods*' -name "$id" 2>/dev/null)
+  local pids i
+  pids=$(cgroup_procs)
+  [ -n "$pids" ] || return 0
+  log "killing $(wc -w <<<"$pids") container process(es) left in $CGROUP_ROOT"
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    [ -n "$(cgroup_procs)" ] || break
+    sleep 0.1
   done
-  [ "$n" = 0 ] || log "killed $n container process(es) left without a shim"
 }
 
 cleanup_kube_proxy() {
@@ -153,12 +160,13 @@ cleanup_network() {
   fi
 }
 
-# Empty cgroups the kubelet created (kubepods) in each v1 hierarchy and in the unified one.
+# The (now empty) cgroups of our kubelet, deepest first, in each hierarchy.
 cleanup_cgroups() {
   local d
-  for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+  for d in /sys/fs/cgroup/*"$CGROUP_ROOT" /sys/fs/cgroup"$CGROUP_ROOT"; do
     [ -d "$d" ] || continue
     find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    [ ! -d "$d" ] || log "could not remove cgroup $d (processes left in it?)"
   done
 }
 
@@ -171,10 +179,6 @@ remove_state() {
   log "removed $S"
 }
 
-container_ids=""
-if pid_of containerd >/dev/null; then
-  container_ids=$(ctr_ -n k8s.io containers ls -q 2>/dev/null || true)
-fi
 step "stop kubelet" stop_proc kubelet 30
 step "stop pods (crictl rmp, ctr)" stop_pods
 step "stop kube-proxy" stop_proc kube-proxy

@@ -38,6 +38,8 @@ CNI_BRIDGE=iris-cni0
 # Our own FORWARD-accept chain for the bridge (in case the host's FORWARD policy is DROP).
 FWD_CHAIN=IRIS-CNI-FORWARD
 PAUSE_IMAGE=iris-operator.local/pause:3.10
+# The kubelet's cgroupRoot: pods live in <hierarchy>/iris-operator/kubepods/...
+CGROUP_ROOT=/iris-operator
 
 KUBECTL=$K8S_BIN/kubectl
 CRICTL=$CRICTL_BIN/crictl

@@ -298,6 +298,9 @@ serverTLSBootstrap: false
 rotateCertificates: false
 cgroupDriver: cgroupfs
 cgroupsPerQOS: true
+# Pods go under /iris-operator/kubepods in each cgroup hierarchy: ours alone, so down.sh can
+# find every container process of this cluster even when containerd is gone.
+cgroupRoot: $CGROUP_ROOT
 enforceNodeAllocatable: [pods]
 containerRuntimeEndpoint: unix://$CTRD_SOCK
 failSwapOn: false
@@ -475,7 +478,28 @@ start_scheduler() {
     --bind-address=127.0.0.1 --leader-elect=false
 }
 
+# The kubelet's cgroupRoot must exist in every hierarchy it uses (cgroup v1: one per
+# controller, named ones too; cgroup v2: the unified root).
+ensure_cgroup_root() {
+  local h f
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    mkdir -p "/sys/fs/cgroup$CGROUP_ROOT"
+    return
+  fi
+  for h in /sys/fs/cgroup/*; do
+    if [ ! -f "$h/cgroup.procs" ] || [ "$h" = /sys/fs/cgroup/unified ]; then continue; fi
+    mkdir -p "$h$CGROUP_ROOT"
+    # A new cpuset cgroup starts with no CPUs and memory nodes: take the parent's.
+    for f in cpuset.cpus cpuset.mems; do
+      if [ -f "$h$CGROUP_ROOT/$f" ] && [ -z "$(cat "$h$CGROUP_ROOT/$f")" ]; then
+        cat "$h/$f" >"$h$CGROUP_ROOT/$f"
+      fi
+    done
+  done
+}
+
 start_kubelet() {
+  ensure_cgroup_root
   check_port kubelet 10250
   # The kubelet always makes /var/lib/kubelet/device-plugins (a fixed path); down.sh removes
   # /var/lib/kubelet only when it was not there before the first start.
@@ -514,6 +538,20 @@ wait_control_plane() {
 NODE=$(node_name)
 NODE_IP=$(host_ip)
 log "state dir $S; node $NODE, address $NODE_IP"
+
+# State left by a cluster whose processes are all gone (a reboot, or a session that ended):
+# start afresh rather than revive it half-way.
+if [ -d "$PIDS" ]; then
+  alive=0
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || continue
+    pid_of "$(basename "$f" .pid)" >/dev/null && alive=$((alive + 1))
+  done
+  if [ "$alive" = 0 ]; then
+    log "found the state of a cluster none of whose processes runs: removing it first (down.sh)"
+    step "clean up the stale cluster" bash "$cluster_here/down.sh"
+  fi
+fi
 
 step "tools (e2e/tools/build-tools.sh)" build_tools
 step "host packages" ensure_packages
