@@ -535,9 +535,7 @@ wait_control_plane() {
 
 # ---------------------------------------------------------------------------------------------
 
-NODE=$(node_name)
-NODE_IP=$(host_ip)
-log "state dir $S; node $NODE, address $NODE_IP"
+log "state dir $S"
 
 # State left by a cluster whose processes are all gone (a reboot, or a session that ended):
 # start afresh rather than revive it half-way.
@@ -555,6 +553,9 @@ fi
 
 step "tools (e2e/tools/build-tools.sh)" build_tools
 step "host packages" ensure_packages
+NODE=$(node_name)
+NODE_IP=$(host_ip)
+log "node $NODE, address $NODE_IP"
 step "host setup (dirs, sysctls, FORWARD chain)" host_setup
 step "certificates" gen_pki
 step "config files" write_configs
