@@ -12,6 +12,7 @@ set -euo pipefail
 
 t_start=$(now_ns)
 [ "$(id -u)" = 0 ] || die "run as root (it stops root processes and changes iptables)"
+lock_cluster
 if [ ! -d "$S" ]; then
   log "no cluster state at $S: nothing to stop"
   exit 0

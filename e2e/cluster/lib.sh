@@ -98,8 +98,9 @@ start_proc() {
   # The inner bash writes its own pid, then execs the program (same pid). setsid: a session of
   # its own, so the process outlives this script and its terminal or CI job.
   # shellcheck disable=SC2016
+  # fds 8 and 9 (the cluster and tool-build locks) are closed: a daemon must not hold them.
   setsid bash -c 'echo $$ >"$0.tmp"; exec "$@"' "$PIDS/$name.pid" "$exe" "$@" \
-    >>"$LOGS/$name.log" 2>&1 </dev/null &
+    >>"$LOGS/$name.log" 2>&1 </dev/null 8>&- 9>&- &
   for ((i = 0; i < 100; i++)); do
     [ -s "$PIDS/$name.pid.tmp" ] && pid=$(cat "$PIDS/$name.pid.tmp") && break
     sleep 0.05
@@ -147,6 +148,19 @@ wait_until() {
     fi
     sleep 0.3
   done
+}
+
+# One up.sh or down.sh at a time per state dir (the lock file sits beside it, as down.sh
+# removes the dir). A down.sh run by up.sh inherits the lock.
+lock_cluster() {
+  [ -z "${IRIS_CLUSTER_LOCKED:-}" ] || return 0
+  mkdir -p "$(dirname "$S")"
+  exec 8>"$S.lock"
+  if ! flock -n 8; then
+    log "waiting for another up.sh/down.sh on $S ($S.lock)"
+    flock 8
+  fi
+  export IRIS_CLUSTER_LOCKED=1
 }
 
 kc() { "$KUBECTL" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }

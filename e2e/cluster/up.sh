@@ -18,6 +18,7 @@ set -euo pipefail
 
 t_start=$(now_ns)
 [ "$(id -u)" = 0 ] || die "run as root: the cluster runs containerd and kubelet and sets up iptables and a bridge"
+lock_cluster
 
 # ---------------------------------------------------------------------------------------------
 # Tools and host packages
