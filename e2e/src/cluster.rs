@@ -141,16 +141,45 @@ pub fn dump_namespace(ns: &str) {
     };
     show(
         &format!("objects in {ns}"),
-        &["get", "irismodels,deployments,replicasets,pods,services,hpa,pdb,configmaps", "-n", ns, "-o", "wide"],
+        &[
+            "get",
+            "irismodels,deployments,replicasets,pods,services,hpa,pdb,configmaps",
+            "-n",
+            ns,
+            "-o",
+            "wide",
+        ],
     );
-    show(&format!("irismodels in {ns}"), &["get", "irismodels", "-n", ns, "-o", "yaml"]);
-    show(&format!("events in {ns}"), &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]);
+    show(
+        &format!("irismodels in {ns}"),
+        &["get", "irismodels", "-n", ns, "-o", "yaml"],
+    );
+    show(
+        &format!("events in {ns}"),
+        &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"],
+    );
     show(
         &format!("pod logs in {ns}"),
-        &["logs", "-n", ns, "-l", "app.kubernetes.io/managed-by=iris-operator", "--tail=50", "--prefix"],
+        &[
+            "logs",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/managed-by=iris-operator",
+            "--tail=50",
+            "--prefix",
+        ],
     );
     show(
         "operator logs",
-        &["logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_SELECTOR, "--tail=200", "--prefix"],
+        &[
+            "logs",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-l",
+            OPERATOR_SELECTOR,
+            "--tail=200",
+            "--prefix",
+        ],
     );
 }

@@ -92,5 +92,12 @@ pub async fn wait_for(
 
 /// Waits until the IrisModel is Ready=True for its current generation.
 pub async fn wait_ready(api: &Api<DynamicObject>, name: &str, timeout: Duration) -> DynamicObject {
-    wait_for(api, name, timeout, "Ready for its current generation", is_ready_now).await
+    wait_for(
+        api,
+        name,
+        timeout,
+        "Ready for its current generation",
+        is_ready_now,
+    )
+    .await
 }

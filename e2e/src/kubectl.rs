@@ -11,7 +11,11 @@ pub fn binary() -> String {
 pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(binary());
     cmd.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
@@ -19,7 +23,8 @@ pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {} {args:?}: {e}", binary()));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes()).expect("write kubectl stdin");
+        pipe.write_all(input.as_bytes())
+            .expect("write kubectl stdin");
     }
     child.wait_with_output().expect("kubectl finished")
 }

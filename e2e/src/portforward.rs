@@ -76,7 +76,10 @@ mod tests {
             parse_forwarding_line("Forwarding from 127.0.0.1:41234 -> 5001"),
             Some(41234)
         );
-        assert_eq!(parse_forwarding_line("Forwarding from [::1]:41234 -> 5001"), None);
+        assert_eq!(
+            parse_forwarding_line("Forwarding from [::1]:41234 -> 5001"),
+            None
+        );
         assert_eq!(parse_forwarding_line("Handling connection for 41234"), None);
     }
 }

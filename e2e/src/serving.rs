@@ -35,12 +35,17 @@ pub fn params_multiclass(seed: u64) -> TrainingParams {
 
 /// The artifact `model-server train` writes for `params` (what goes into a ConfigMap).
 pub fn train_artifact_json(params: &TrainingParams) -> String {
-    model_server::train(params).expect("training").to_json_pretty()
+    model_server::train(params)
+        .expect("training")
+        .to_json_pretty()
 }
 
 /// The 150 rows of the Iris data set.
 pub fn iris_rows() -> Vec<[f64; 4]> {
-    model_server::iris::dataset().iter().map(|s| s.features).collect()
+    model_server::iris::dataset()
+        .iter()
+        .map(|s| s.features)
+        .collect()
 }
 
 /// What a served model must answer: the digest and the label of each Iris row, from the same
@@ -68,12 +73,20 @@ impl Expected {
                 None => s.class.to_string(),
             })
             .collect();
-        Expected { digest: artifact.digest().to_string(), labels, truth }
+        Expected {
+            digest: artifact.digest().to_string(),
+            labels,
+            truth,
+        }
     }
 
     /// The share of `labels` equal to the true labels.
     pub fn accuracy_of(&self, labels: &[String]) -> f64 {
-        let right = labels.iter().zip(&self.truth).filter(|(a, b)| a == b).count();
+        let right = labels
+            .iter()
+            .zip(&self.truth)
+            .filter(|(a, b)| a == b)
+            .count();
         right as f64 / self.truth.len() as f64
     }
 }
@@ -86,7 +99,12 @@ fn http() -> reqwest::Client {
 }
 
 async fn post(url: &str, body: Value) -> Value {
-    let resp = http().post(url).json(&body).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let resp = http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
     let status = resp.status();
     let text = resp.text().await.expect("response body");
     assert!(status.is_success(), "POST {url}: {status}: {text}");
@@ -98,19 +116,34 @@ pub async fn labels_via_predict_iris(url: &str, rows: &[[f64; 4]]) -> Vec<String
     let mut labels = Vec::with_capacity(rows.len());
     for row in rows {
         let answer = post(&format!("{url}/predict_iris"), json!({ "features": row })).await;
-        labels.push(answer["label"].as_str().unwrap_or_else(|| panic!("no label: {answer}")).to_string());
+        labels.push(
+            answer["label"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no label: {answer}"))
+                .to_string(),
+        );
     }
     labels
 }
 
 /// KServe v1: `POST /v1/models/NAME:predict` with all rows as instances.
 pub async fn labels_via_kserve_v1(url: &str, model: &str, rows: &[[f64; 4]]) -> Vec<String> {
-    let answer = post(&format!("{url}/v1/models/{model}:predict"), json!({ "instances": rows })).await;
+    let answer = post(
+        &format!("{url}/v1/models/{model}:predict"),
+        json!({ "instances": rows }),
+    )
+    .await;
     answer["predictions"]
         .as_array()
         .unwrap_or_else(|| panic!("no predictions: {answer}"))
         .iter()
-        .map(|p| p["label"].as_str().or(p.as_str()).unwrap_or_else(|| panic!("no label in {p}")).to_string())
+        .map(|p| {
+            p["label"]
+                .as_str()
+                .or(p.as_str())
+                .unwrap_or_else(|| panic!("no label in {p}"))
+                .to_string()
+        })
         .collect()
 }
 
@@ -167,7 +200,12 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
 }
 
 /// Waits for a Warning Event about the object `name` in `ns` and returns "reason: note".
-pub async fn wait_warning_event(client: &Client, ns: &str, name: &str, timeout: Duration) -> String {
+pub async fn wait_warning_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let stream = watcher(events, watcher::Config::default()).applied_objects();
     let found = tokio::time::timeout(
@@ -184,7 +222,11 @@ pub async fn wait_warning_event(client: &Client, ns: &str, name: &str, timeout: 
     )
     .await;
     match found {
-        Ok(Some(e)) => format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()),
+        Ok(Some(e)) => format!(
+            "{}: {}",
+            e.reason.unwrap_or_default(),
+            e.note.unwrap_or_default()
+        ),
         _ => panic!("no Warning event about {name} in {ns} within {timeout:?}"),
     }
 }
@@ -200,15 +242,23 @@ pub struct ServiceProxy {
 
 impl ServiceProxy {
     pub fn new(client: Client, ns: &str, service: &str, port: &str) -> ServiceProxy {
-        ServiceProxy { client, base: format!("/api/v1/namespaces/{ns}/services/{service}:{port}/proxy") }
+        ServiceProxy {
+            client,
+            base: format!("/api/v1/namespaces/{ns}/services/{service}:{port}/proxy"),
+        }
     }
 
     async fn send(&self, req: http::Request<Vec<u8>>) -> Result<String, String> {
-        self.client.request_text(req).await.map_err(|e| e.to_string())
+        self.client
+            .request_text(req)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub async fn get(&self, path: &str) -> Result<String, String> {
-        let req = http::Request::get(format!("{}{path}", self.base)).body(Vec::new()).map_err(|e| e.to_string())?;
+        let req = http::Request::get(format!("{}{path}", self.base))
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
         self.send(req).await
     }
 
@@ -246,8 +296,13 @@ impl ClientLoop {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let last_digests = Arc::new(Mutex::new(Vec::new()));
         let task = {
-            let (stop, ok, failed, errors, last_digests) =
-                (stop.clone(), ok.clone(), failed.clone(), errors.clone(), last_digests.clone());
+            let (stop, ok, failed, errors, last_digests) = (
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                errors.clone(),
+                last_digests.clone(),
+            );
             tokio::spawn(async move {
                 let body = json!({"features": [6.1, 2.8, 4.7, 1.2]});
                 while !stop.load(Ordering::Relaxed) {
@@ -276,7 +331,14 @@ impl ClientLoop {
                 }
             })
         };
-        ClientLoop { stop, ok, failed, errors, last_digests, task }
+        ClientLoop {
+            stop,
+            ok,
+            failed,
+            errors,
+            last_digests,
+            task,
+        }
     }
 
     /// Keeps the loop running until its last 10 reads of the served digest all equal

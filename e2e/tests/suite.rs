@@ -25,14 +25,26 @@ async fn helm_install_makes_the_operator_ready() {
     cluster::ensure_operator();
     let client = cluster::client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let deploy = deployments.get(RELEASE).await.expect("the operator's Deployment");
+    let deploy = deployments
+        .get(RELEASE)
+        .await
+        .expect("the operator's Deployment");
     let status = deploy.status.expect("Deployment status");
-    assert_eq!(status.available_replicas, deploy.spec.and_then(|s| s.replicas));
+    assert_eq!(
+        status.available_replicas,
+        deploy.spec.and_then(|s| s.replicas)
+    );
 
     // The active replica holds the Lease (leader election is on by default).
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let lease = leases.get("iris-operator-leader").await.expect("the leader Lease");
-    let holder = lease.spec.and_then(|s| s.holder_identity).expect("a lease holder");
+    let lease = leases
+        .get("iris-operator-leader")
+        .await
+        .expect("the leader Lease");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .expect("a lease holder");
     let pods: Api<Pod> = Api::namespaced(client, OPERATOR_NAMESPACE);
     let names: Vec<String> = pods
         .list(&ListParams::default().labels(cluster::OPERATOR_SELECTOR))
@@ -42,7 +54,10 @@ async fn helm_install_makes_the_operator_ready() {
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect();
-    assert!(names.contains(&holder), "lease holder {holder} is not one of {names:?}");
+    assert!(
+        names.contains(&holder),
+        "lease holder {holder} is not one of {names:?}"
+    );
 }
 
 async fn example_becomes_ready(file: &str, name: &str, prepare: impl FnOnce(&str)) {
@@ -60,7 +75,10 @@ async fn example_becomes_ready(file: &str, name: &str, prepare: impl FnOnce(&str
                 format!("http://{name}.{ns}.svc.cluster.local:5001"),
                 "status.endpoint"
             );
-            assert!(status["readyReplicas"].as_i64().unwrap_or(0) >= 1, "{status}");
+            assert!(
+                status["readyReplicas"].as_i64().unwrap_or(0) >= 1,
+                "{status}"
+            );
             let services: Api<Service> = Api::namespaced(client.clone(), &ns);
             services.get(&name).await.expect("the model's Service");
         }
@@ -103,16 +121,28 @@ async fn example_nodeport_becomes_ready() {
 
 /// Deploys an example, waits for Ready, and checks that every protocol answers for all 150
 /// Iris rows exactly as the same model trained here does.
-async fn predictions_match(file: &'static str, name: &'static str, params: model_server::TrainingParams) {
+async fn predictions_match(
+    file: &'static str,
+    name: &'static str,
+    params: model_server::TrainingParams,
+) {
     with_temp_ns(name, &[], move |client, ns| async move {
         kubectl::apply_file(&ns, &cluster::example(file));
         let obj = iris::wait_ready(&iris::api(&client, &ns), name, READY_WITHIN).await;
         let expected = serving::Expected::train(&params);
-        assert_eq!(iris::digest(&obj).as_deref(), Some(expected.digest.as_str()), "status.model.digest");
+        assert_eq!(
+            iris::digest(&obj).as_deref(),
+            Some(expected.digest.as_str()),
+            "status.model.digest"
+        );
 
         let pf = e2e::portforward::PortForward::start(&ns, &format!("svc/{name}"), 5001);
         let url = pf.url();
-        assert_eq!(serving::served_digest(&url).await, expected.digest, "digest in /metrics");
+        assert_eq!(
+            serving::served_digest(&url).await,
+            expected.digest,
+            "digest in /metrics"
+        );
         let rows = serving::iris_rows();
         let tutorial = serving::labels_via_predict_iris(&url, &rows).await;
         let kserve = serving::labels_via_kserve_v1(&url, name, &rows).await;
@@ -123,22 +153,37 @@ async fn predictions_match(file: &'static str, name: &'static str, params: model
 
         // Accuracy on all 150 rows against the true labels, next to what status reports for
         // the held-out split.
-        let reported = iris::status(&obj)["model"]["accuracy"].as_f64().expect("status.model.accuracy");
+        let reported = iris::status(&obj)["model"]["accuracy"]
+            .as_f64()
+            .expect("status.model.accuracy");
         let accuracy = expected.accuracy_of(&oip);
         eprintln!("{name}: accuracy on 150 rows {accuracy:.3}, reported held-out {reported:.3}");
-        assert!(accuracy + 0.05 >= reported, "served accuracy {accuracy} far below reported {reported}");
+        assert!(
+            accuracy + 0.05 >= reported,
+            "served accuracy {accuracy} far below reported {reported}"
+        );
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_model_answers_all_rows_on_every_protocol() {
-    predictions_match("iris-binary.yaml", "iris", serving::params_binary("setosa", 42)).await;
+    predictions_match(
+        "iris-binary.yaml",
+        "iris",
+        serving::params_binary("setosa", 42),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multiclass_model_answers_all_rows_on_every_protocol() {
-    predictions_match("iris-multiclass.yaml", "iris-multiclass", serving::params_multiclass(42)).await;
+    predictions_match(
+        "iris-multiclass.yaml",
+        "iris-multiclass",
+        serving::params_multiclass(42),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,23 +216,42 @@ async fn scale_to_three_then_roll_a_training_change_without_failed_requests() {
         let proxy = serving::ServiceProxy::new(client.clone(), &ns, "iris", "http");
         let looper = serving::ClientLoop::start(proxy.clone());
 
-        kubectl::ok(&["patch", "-n", &ns, "irismodel/iris", "--type=merge", "-p",
-            r#"{"spec":{"model":{"training":{"seed":7}}}}"#]);
+        kubectl::ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "irismodel/iris",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"model":{"training":{"seed":7}}}}"#,
+        ]);
         let expected = serving::Expected::train(&serving::params_binary("setosa", 7));
-        assert_ne!(expected.digest, old_digest, "seed 7 must give another artifact");
-        let obj = iris::wait_for(&api, "iris", LONG, "Ready with the new digest and 3 replicas", |o| {
-            iris::is_ready_now(o)
-                && iris::digest(o).as_deref() == Some(expected.digest.as_str())
-                && iris::status(o)["updatedReplicas"] == 3
-                && iris::status(o)["replicas"] == 3
-        })
+        assert_ne!(
+            expected.digest, old_digest,
+            "seed 7 must give another artifact"
+        );
+        let obj = iris::wait_for(
+            &api,
+            "iris",
+            LONG,
+            "Ready with the new digest and 3 replicas",
+            |o| {
+                iris::is_ready_now(o)
+                    && iris::digest(o).as_deref() == Some(expected.digest.as_str())
+                    && iris::status(o)["updatedReplicas"] == 3
+                    && iris::status(o)["replicas"] == 3
+            },
+        )
         .await;
         assert_eq!(iris::status(&obj)["readyReplicas"], 3);
 
         // Every pod now serves the new model.
         let report = looper.stop_after_seeing(&expected.digest, LONG).await;
         eprintln!("client loop during the rollout: {report:?}");
-        assert_eq!(report.failed, 0, "failed requests during the rollout: {report:?}");
+        assert_eq!(
+            report.failed, 0,
+            "failed requests during the rollout: {report:?}"
+        );
         assert!(report.ok >= 10, "the loop barely ran: {report:?}");
         let pf = e2e::portforward::PortForward::start(&ns, "svc/iris", 5001);
         assert_eq!(serving::served_digest(&pf.url()).await, expected.digest);
@@ -205,36 +269,83 @@ async fn deleted_or_edited_children_are_restored_and_deleting_the_model_removes_
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
 
         // A deleted Deployment comes back (a new object, so a new uid).
-        let old_uid = deployments.get("iris").await.expect("deployment").metadata.uid;
-        deployments.delete("iris", &DeleteParams::foreground()).await.expect("delete deployment");
-        let restored = wait_object(&deployments, "iris", LONG, "recreated", move |d: &Deployment| {
-            d.metadata.uid != old_uid && d.metadata.deletion_timestamp.is_none()
-        })
+        let old_uid = deployments
+            .get("iris")
+            .await
+            .expect("deployment")
+            .metadata
+            .uid;
+        deployments
+            .delete("iris", &DeleteParams::foreground())
+            .await
+            .expect("delete deployment");
+        let restored = wait_object(
+            &deployments,
+            "iris",
+            LONG,
+            "recreated",
+            move |d: &Deployment| {
+                d.metadata.uid != old_uid && d.metadata.deletion_timestamp.is_none()
+            },
+        )
         .await;
-        assert_eq!(restored.metadata.labels.unwrap()["app.kubernetes.io/managed-by"], "iris-operator");
+        assert_eq!(
+            restored.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+            "iris-operator"
+        );
 
         // A hand-edited Deployment (another image) is put back.
         let image = container_image(&restored);
-        kubectl::ok(&["set", "image", "-n", &ns, "deployment/iris", "model-server=example.invalid/hacked:1"]);
-        wait_object(&deployments, "iris", LONG, "its image restored", move |d: &Deployment| {
-            container_image(d) == image
-        })
+        kubectl::ok(&[
+            "set",
+            "image",
+            "-n",
+            &ns,
+            "deployment/iris",
+            "model-server=example.invalid/hacked:1",
+        ]);
+        wait_object(
+            &deployments,
+            "iris",
+            LONG,
+            "its image restored",
+            move |d: &Deployment| container_image(d) == image,
+        )
         .await;
 
         // A deleted Service comes back; a hand-edited selector is put back.
-        services.delete("iris", &DeleteParams::default()).await.expect("delete service");
-        let svc = wait_object(&services, "iris", LONG, "recreated", |s: &Service| s.metadata.deletion_timestamp.is_none()).await;
-        let selector = svc.spec.and_then(|s| s.selector).expect("selector");
-        kubectl::ok(&["patch", "-n", &ns, "service/iris", "--type=merge", "-p",
-            r#"{"spec":{"selector":{"app.kubernetes.io/instance":"somebody-else"}}}"#]);
-        wait_object(&services, "iris", LONG, "its selector restored", move |s: &Service| {
-            s.spec.as_ref().and_then(|s| s.selector.as_ref()) == Some(&selector)
+        services
+            .delete("iris", &DeleteParams::default())
+            .await
+            .expect("delete service");
+        let svc = wait_object(&services, "iris", LONG, "recreated", |s: &Service| {
+            s.metadata.deletion_timestamp.is_none()
         })
+        .await;
+        let selector = svc.spec.and_then(|s| s.selector).expect("selector");
+        kubectl::ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "service/iris",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"selector":{"app.kubernetes.io/instance":"somebody-else"}}}"#,
+        ]);
+        wait_object(
+            &services,
+            "iris",
+            LONG,
+            "its selector restored",
+            move |s: &Service| s.spec.as_ref().and_then(|s| s.selector.as_ref()) == Some(&selector),
+        )
         .await;
         iris::wait_ready(&api, "iris", LONG).await;
 
         // Deleting the IrisModel garbage-collects its children (owner references).
-        api.delete("iris", &DeleteParams::background()).await.expect("delete irismodel");
+        api.delete("iris", &DeleteParams::background())
+            .await
+            .expect("delete irismodel");
         wait_gone(&deployments, "iris").await;
         wait_gone(&services, "iris").await;
     })
@@ -282,12 +393,22 @@ async fn a_missing_configmap_is_reported_then_recovered() {
     with_temp_ns("configmap", &[], |client, ns| async move {
         kubectl::apply_file(&ns, &cluster::example("iris-configmap.yaml"));
         let api = iris::api(&client, &ns);
-        let obj = iris::wait_for(&api, "iris-artifact", LONG, "Ready=False reason ConfigMapNotFound", |o| {
-            iris::is_not_ready_because(o, "ConfigMapNotFound")
-        })
+        let obj = iris::wait_for(
+            &api,
+            "iris-artifact",
+            LONG,
+            "Ready=False reason ConfigMapNotFound",
+            |o| iris::is_not_ready_because(o, "ConfigMapNotFound"),
+        )
         .await;
-        let message = iris::condition(&obj, "Ready").unwrap()["message"].as_str().unwrap_or("").to_string();
-        assert!(message.contains("iris-model"), "the message names the ConfigMap: {message}");
+        let message = iris::condition(&obj, "Ready").unwrap()["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            message.contains("iris-model"),
+            "the message names the ConfigMap: {message}"
+        );
         let warning = serving::wait_warning_event(&client, &ns, "iris-artifact", LONG).await;
         eprintln!("warning event: {warning}");
 
@@ -298,10 +419,17 @@ async fn a_missing_configmap_is_reported_then_recovered() {
             "data": {"model.json": "{\"schema_version\": 1, \"not\": \"a model\"}"}
         }))
         .unwrap();
-        configmaps.create(&PostParams::default(), &cm).await.expect("create configmap");
-        iris::wait_for(&api, "iris-artifact", LONG, "Ready=False reason InvalidArtifact", |o| {
-            iris::is_not_ready_because(o, "InvalidArtifact")
-        })
+        configmaps
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("create configmap");
+        iris::wait_for(
+            &api,
+            "iris-artifact",
+            LONG,
+            "Ready=False reason InvalidArtifact",
+            |o| iris::is_not_ready_because(o, "InvalidArtifact"),
+        )
         .await;
 
         // The real artifact: Ready, serving it.
@@ -313,7 +441,10 @@ async fn a_missing_configmap_is_reported_then_recovered() {
             .expect("fix configmap");
         let obj = iris::wait_ready(&api, "iris-artifact", LONG).await;
         let expected = serving::Expected::train(&serving::params_binary("virginica", 42));
-        assert_eq!(iris::digest(&obj).as_deref(), Some(expected.digest.as_str()));
+        assert_eq!(
+            iris::digest(&obj).as_deref(),
+            Some(expected.digest.as_str())
+        );
     })
     .await;
 }
@@ -330,19 +461,61 @@ async fn models_run_under_pod_security_restricted_and_the_operator_cannot_read_s
 
         let sa = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}");
         for verb in ["get", "list", "watch"] {
-            let out = kubectl::run(&["auth", "can-i", verb, "secrets", "--all-namespaces", "--as", &sa], None);
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "the operator can {verb} secrets");
+            let out = kubectl::run(
+                &[
+                    "auth",
+                    "can-i",
+                    verb,
+                    "secrets",
+                    "--all-namespaces",
+                    "--as",
+                    &sa,
+                ],
+                None,
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "no",
+                "the operator can {verb} secrets"
+            );
         }
-        let out = kubectl::run(&["auth", "can-i", "watch", "irismodels.serving.iris.dev", "--all-namespaces", "--as", &sa], None);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes", "the operator must watch irismodels");
+        let out = kubectl::run(
+            &[
+                "auth",
+                "can-i",
+                "watch",
+                "irismodels.serving.iris.dev",
+                "--all-namespaces",
+                "--as",
+                &sa,
+            ],
+            None,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "yes",
+            "the operator must watch irismodels"
+        );
     })
     .await;
 }
 
 /// Waits until the object `name` exists and satisfies `cond`.
-async fn wait_object<K>(api: &Api<K>, name: &str, timeout: Duration, what: &str, cond: impl Fn(&K) -> bool) -> K
+async fn wait_object<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(&K) -> bool,
+) -> K
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let waited = tokio::time::timeout(
         timeout,
@@ -357,14 +530,33 @@ where
 
 async fn wait_gone<K>(api: &Api<K>, name: &str)
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
-    let gone = tokio::time::timeout(LONG, await_condition(api.clone(), name, |o: Option<&K>| o.is_none()))
-        .await;
-    assert!(matches!(gone, Ok(Ok(_))), "{name} was not garbage-collected within {LONG:?}");
+    let gone = tokio::time::timeout(
+        LONG,
+        await_condition(api.clone(), name, |o: Option<&K>| o.is_none()),
+    )
+    .await;
+    assert!(
+        matches!(gone, Ok(Ok(_))),
+        "{name} was not garbage-collected within {LONG:?}"
+    );
 }
 
 fn container_image(d: &Deployment) -> Option<String> {
-    d.spec.as_ref()?.template.spec.as_ref()?.containers.first()?.image.clone()
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
 }
-

@@ -19,10 +19,26 @@ async fn killing_the_operator_during_a_rollout_converges() {
         iris::wait_ready(&api, "iris-multiclass", Duration::from_secs(60)).await;
 
         // Start a rollout, and kill the operator (no grace: it cannot release its Lease).
-        kubectl::ok(&["patch", "-n", &ns, "irismodel/iris-multiclass", "--type=merge", "-p",
-            r#"{"spec":{"model":{"training":{"seed":1234}}}}"#]);
-        kubectl::ok(&["delete", "pod", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_SELECTOR,
-            "--grace-period=0", "--force", "--wait=false"]);
+        kubectl::ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "irismodel/iris-multiclass",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"model":{"training":{"seed":1234}}}}"#,
+        ]);
+        kubectl::ok(&[
+            "delete",
+            "pod",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-l",
+            OPERATOR_SELECTOR,
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        ]);
 
         // The Deployment replaces the pod, the new one takes the Lease over, and the model
         // converges on the new training.
@@ -30,17 +46,28 @@ async fn killing_the_operator_during_a_rollout_converges() {
         let available = tokio::time::timeout(
             LONG,
             await_condition(deployments, RELEASE, |d: Option<&Deployment>| {
-                d.and_then(|d| d.status.as_ref())
-                    .is_some_and(|s| s.available_replicas == Some(1) && s.updated_replicas == Some(1))
+                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                    s.available_replicas == Some(1) && s.updated_replicas == Some(1)
+                })
             }),
         )
         .await;
-        assert!(matches!(available, Ok(Ok(_))), "the operator did not come back: {available:?}");
+        assert!(
+            matches!(available, Ok(Ok(_))),
+            "the operator did not come back: {available:?}"
+        );
 
         let expected = serving::Expected::train(&serving::params_multiclass(1234));
-        let obj = iris::wait_for(&api, "iris-multiclass", LONG, "Ready with the new digest", |o| {
-            iris::is_ready_now(o) && iris::digest(o).as_deref() == Some(expected.digest.as_str())
-        })
+        let obj = iris::wait_for(
+            &api,
+            "iris-multiclass",
+            LONG,
+            "Ready with the new digest",
+            |o| {
+                iris::is_ready_now(o)
+                    && iris::digest(o).as_deref() == Some(expected.digest.as_str())
+            },
+        )
         .await;
         assert_eq!(iris::status(&obj)["readyReplicas"], 2);
         assert_eq!(iris::status(&obj)["updatedReplicas"], 2);

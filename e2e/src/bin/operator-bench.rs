@@ -55,14 +55,22 @@ async fn apply_to_ready(client: &Client, ns: &str, runs: usize) -> Result<Vec<(f
     let mut results = Vec::new();
     for i in 0..runs {
         let name = format!("latency-{i}");
-        let mut pod_events = watcher(pods.clone(), watcher::Config::default().labels(&format!("app.kubernetes.io/instance={name}")))
-            .applied_objects()
-            .boxed();
-        let mut model_events = watcher(models.clone(), watcher::Config::default().fields(&format!("metadata.name={name}")))
-            .applied_objects()
-            .boxed();
+        let mut pod_events = watcher(
+            pods.clone(),
+            watcher::Config::default().labels(&format!("app.kubernetes.io/instance={name}")),
+        )
+        .applied_objects()
+        .boxed();
+        let mut model_events = watcher(
+            models.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .applied_objects()
+        .boxed();
         let t0 = Instant::now();
-        models.create(&PostParams::default(), &model(&name, 1)).await?;
+        models
+            .create(&PostParams::default(), &model(&name, 1))
+            .await?;
         let (mut pod_seen, mut pod_ready, mut model_ready) = (None, None, None);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while model_ready.is_none() || pod_ready.is_none() {
@@ -90,14 +98,22 @@ async fn apply_to_ready(client: &Client, ns: &str, runs: usize) -> Result<Vec<(f
 async fn unchanged_reconcile_writes(client: &Client, ns: &str) -> Result<(usize, String)> {
     let models = iris::api(client, ns);
     let name = "steady";
-    models.create(&PostParams::default(), &model(name, 1)).await?;
+    models
+        .create(&PostParams::default(), &model(name, 1))
+        .await?;
     iris::wait_ready(&models, name, Duration::from_secs(120)).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let reconciles_before = operator_metric(client, "reconcile").await.unwrap_or_default();
+    let reconciles_before = operator_metric(client, "reconcile")
+        .await
+        .unwrap_or_default();
     // A label change is a change the operator reconciles but must not act on.
     let touched = models
-        .patch(name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})))
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
         .await?;
     let rv = |o: Option<String>| o.unwrap_or_default();
     let before = (
@@ -108,7 +124,9 @@ async fn unchanged_reconcile_writes(client: &Client, ns: &str) -> Result<(usize,
     // Wait (bounded) for the operator to have reconciled the touch, by its own counter.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let now = operator_metric(client, "reconcile").await.unwrap_or_default();
+        let now = operator_metric(client, "reconcile")
+            .await
+            .unwrap_or_default();
         if now > reconciles_before || Instant::now() > deadline {
             break;
         }
@@ -120,19 +138,45 @@ async fn unchanged_reconcile_writes(client: &Client, ns: &str) -> Result<(usize,
         rv(deployments.get(name).await?.metadata.resource_version),
         rv(services.get(name).await?.metadata.resource_version),
     );
-    let writes = [before.0 != after.0, before.1 != after.1, before.2 != after.2].iter().filter(|c| **c).count();
-    Ok((writes, format!("resourceVersions before {before:?} after {after:?}")))
+    let writes = [
+        before.0 != after.0,
+        before.1 != after.1,
+        before.2 != after.2,
+    ]
+    .iter()
+    .filter(|c| **c)
+    .count();
+    Ok((
+        writes,
+        format!("resourceVersions before {before:?} after {after:?}"),
+    ))
 }
 
 /// Sum of the operator's metric samples whose name contains `needle` and ends in _total.
 async fn operator_metric(client: &Client, needle: &str) -> Option<f64> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let pod = pods.list(&ListParams::default().labels(OPERATOR_SELECTOR)).await.ok()?.items.into_iter().next()?;
+    let pod = pods
+        .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .next()?;
     let name = pod.metadata.name?;
-    let text = pods.get_subresource_raw_proxy(&name, "8080", "metrics").await.ok()?;
+    let req = http::Request::get(format!(
+        "/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{name}:8080/proxy/metrics"
+    ))
+    .body(Vec::new())
+    .ok()?;
+    let text = client.request_text(req).await.ok()?;
     Some(
         text.lines()
-            .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next().is_some_and(|m| m.contains(needle) && m.ends_with("_total")))
+            .filter(|l| {
+                !l.starts_with('#')
+                    && l.split(['{', ' '])
+                        .next()
+                        .is_some_and(|m| m.contains(needle) && m.ends_with("_total"))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum(),
     )
@@ -146,7 +190,11 @@ async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
     futures::stream::iter(0..count)
         .map(|i| {
             let models = models.clone();
-            async move { models.create(&PostParams::default(), &model(&format!("many-{i}"), 0)).await }
+            async move {
+                models
+                    .create(&PostParams::default(), &model(&format!("many-{i}"), 0))
+                    .await
+            }
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
@@ -160,17 +208,38 @@ async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
             .await?
             .items
             .iter()
-            .filter(|m| m.metadata.name.as_deref().is_some_and(|n| n.starts_with("many-")))
+            .filter(|m| {
+                m.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("many-"))
+            })
             .filter(|m| iris::status(m)["observedGeneration"] == iris::generation(m))
             .count();
-        let deps: HashSet<String> = deployments.list(&ListParams::default()).await?.items.into_iter().filter_map(|d| d.metadata.name).collect();
-        let svcs: HashSet<String> = services.list(&ListParams::default()).await?.items.into_iter().filter_map(|s| s.metadata.name).collect();
-        let complete = (0..count).filter(|i| deps.contains(&format!("many-{i}")) && svcs.contains(&format!("many-{i}"))).count();
+        let deps: HashSet<String> = deployments
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|d| d.metadata.name)
+            .collect();
+        let svcs: HashSet<String> = services
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect();
+        let complete = (0..count)
+            .filter(|i| deps.contains(&format!("many-{i}")) && svcs.contains(&format!("many-{i}")))
+            .count();
         if with_status == count && complete == count {
             return Ok(secs(t0, Instant::now()));
         }
         if Instant::now() > deadline {
-            bail!("after 300 s: {with_status}/{count} with status, {complete}/{count} with children");
+            bail!(
+                "after 300 s: {with_status}/{count} with status, {complete}/{count} with children"
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -179,9 +248,19 @@ async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
 /// (working set, rss) in MiB of the operator container, from the kubelet's summary API.
 async fn operator_memory(client: &Client) -> Result<(f64, f64)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let pod = pods.list(&ListParams::default().labels(OPERATOR_SELECTOR)).await?.items.into_iter().next().context("operator pod")?;
-    let node = pod.spec.and_then(|s| s.node_name).context("scheduled operator pod")?;
-    let req = http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary")).body(Vec::new())?;
+    let pod = pods
+        .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await?
+        .items
+        .into_iter()
+        .next()
+        .context("operator pod")?;
+    let node = pod
+        .spec
+        .and_then(|s| s.node_name)
+        .context("scheduled operator pod")?;
+    let req =
+        http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary")).body(Vec::new())?;
     let summary: Value = client.request(req).await?;
     let name = pod.metadata.name.unwrap_or_default();
     let stats = summary["pods"]
@@ -196,7 +275,10 @@ async fn operator_memory(client: &Client) -> Result<(f64, f64)> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let client = cluster::client().await;
-    let count: usize = std::env::var("BENCH_MODELS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let count: usize = std::env::var("BENCH_MODELS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let ns = "iris-bench";
     fresh_namespace(&client, ns).await?;
 
@@ -209,16 +291,24 @@ async fn main() -> Result<()> {
     }
     let mut ops: Vec<f64> = runs.iter().map(|r| r.2).collect();
     ops.sort_by(f64::total_cmp);
-    println!("apply->Ready minus pod start: median {:.3} s, max {:.3} s", ops[ops.len() / 2], ops[ops.len() - 1]);
+    println!(
+        "apply->Ready minus pod start: median {:.3} s, max {:.3} s",
+        ops[ops.len() / 2],
+        ops[ops.len() - 1]
+    );
 
     let (writes, detail) = unchanged_reconcile_writes(&client, ns).await?;
     println!("unchanged reconcile: {writes} writes ({detail})");
 
     let took = many_at_once(&client, ns, count).await?;
-    println!("{count} IrisModels at once: all reconciled (Deployment, Service, status) in {took:.1} s");
+    println!(
+        "{count} IrisModels at once: all reconciled (Deployment, Service, status) in {took:.1} s"
+    );
     let (ws, rss) = operator_memory(&client).await?;
     println!("operator memory after {count} models: working set {ws:.1} MiB, RSS {rss:.1} MiB");
 
-    Api::<Namespace>::all(client).delete(ns, &DeleteParams::background()).await?;
+    Api::<Namespace>::all(client)
+        .delete(ns, &DeleteParams::background())
+        .await?;
     Ok(())
 }
