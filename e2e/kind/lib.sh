@@ -1,0 +1,49 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are for the scripts that source this file
+# Shared by the e2e/kind scripts (sourced; sets no shell options). Paths, versions, logging.
+KIND_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$KIND_DIR/../.." && pwd)
+# shellcheck source=../tools/versions.env
+. "$REPO_DIR/e2e/tools/versions.env"
+IRIS_CACHE=${IRIS_CACHE:-$HOME/.cache/iris-operator}
+
+# The cluster: name, node image, where its kubeconfig and generated config go.
+KIND_CLUSTER_NAME=${KIND_CLUSTER_NAME:-iris}
+KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:$K8S_VERSION}
+IRIS_KIND_DIR=${IRIS_KIND_DIR:-/var/lib/iris-operator/kind}
+KIND_KUBECONFIG=$IRIS_KIND_DIR/kubeconfig
+# The user's kind config (repo root) and the test config layered on it by up.sh.
+KIND_USER_CONFIG=${KIND_USER_CONFIG:-$REPO_DIR/kind-config.yaml}
+KIND_TEST_CONFIG=$IRIS_KIND_DIR/test-config.yaml
+
+# The Docker engine docker.sh starts when none runs (pidfile, log, our runtime wrapper).
+IRIS_DOCKER_DIR=${IRIS_DOCKER_DIR:-/var/lib/iris-operator/docker}
+# Pod network of the host-process cluster (e2e/cluster): accepted in DOCKER-USER so Docker's
+# FORWARD rules never get in its way.
+IRIS_HOST_POD_CIDR=${IRIS_HOST_POD_CIDR:-10.88.0.0/16}
+
+# Tools built by e2e/kind/build-bins.sh (same layout as e2e/tools/build-tools.sh).
+RUNC_WRAPPER_HASH=$(cat "$KIND_DIR/runc-wrapper/go.mod" "$KIND_DIR/runc-wrapper/main.go" | sha256sum | cut -c1-12)
+RUNC_WRAPPER_BIN=$IRIS_CACHE/runc-wrapper-$RUNC_WRAPPER_HASH/bin
+
+kind_log() { printf '[kind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+kind_die() { printf '[kind] error: %s\n' "$*" >&2; exit 1; }
+# kind_timed LABEL CMD...: runs CMD, then logs how long it took.
+kind_timed() {
+  local label=$1 t0=$SECONDS rc=0
+  shift
+  kind_log "$label ..."
+  "$@" || rc=$?
+  if [ "$rc" -eq 0 ]; then kind_log "$label: done in $((SECONDS - t0)) s"; else kind_log "$label: FAILED (exit $rc) after $((SECONDS - t0)) s"; fi
+  return "$rc"
+}
+kind_need_root() { [ "$(id -u)" = 0 ] || kind_die "run as root (${1:-this script} manages a Docker engine and iptables)"; }
+
+# Puts the cached kind, kubectl and helm first on PATH.
+kind_path() {
+  local d
+  for d in "$HELM_BIN" "$K8S_BIN" "$KIND_BIN"; do
+    case ":$PATH:" in *":$d:"*) ;; *) PATH=$d:$PATH ;; esac
+  done
+  export PATH
+}

@@ -1,0 +1,3 @@
+module iris-operator.dev/runc-wrapper
+
+go 1.22
