@@ -105,8 +105,13 @@ impl BuiltinCache {
     }
 }
 
-/// Parses an artifact and checks it serves the requested task.
-pub fn check_artifact(content: &str, task: Task) -> Result<ModelFacts, String> {
+/// Parses an artifact and checks it serves the requested task (and positive class, when the
+/// spec names one).
+pub fn check_artifact(
+    content: &str,
+    task: Task,
+    positive_class: Option<IrisClass>,
+) -> Result<ModelFacts, String> {
     let artifact = model_server::ModelArtifact::from_json(content).map_err(|e| e.to_string())?;
     let found = match artifact.task() {
         model_server::Task::Binary => Task::Binary,
@@ -118,6 +123,18 @@ pub fn check_artifact(content: &str, task: Task) -> Result<ModelFacts, String> {
             found.as_str(),
             task.as_str()
         ));
+    }
+    if let Some(wanted) = positive_class {
+        if artifact.positive_class() != Some(server_class(wanted)) {
+            return Err(format!(
+                "its positive class is {} but spec.model.positiveClass is {}",
+                artifact
+                    .positive_class()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".to_string()),
+                wanted.as_str()
+            ));
+        }
     }
     Ok(ModelFacts {
         digest: artifact.digest().to_string(),

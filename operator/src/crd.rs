@@ -21,6 +21,10 @@ pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
 /// The operator turns it into a Deployment of the model server, a Service, and, when asked,
 /// a HorizontalPodAutoscaler and a PodDisruptionBudget, all named like the IrisModel.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats keys such as type_ = \"string\", which the lint mistakes for duplicates"
+)]
 #[kube(
     group = "serving.iris.dev",
     version = "v1alpha1",

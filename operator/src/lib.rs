@@ -13,8 +13,14 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod reconcile_tests;
 pub mod resolve;
 pub mod run;
 pub mod server;

@@ -148,7 +148,7 @@ pub fn resolve(
             })?;
         let facts = std::str::from_utf8(&content)
             .map_err(|_| "it is not UTF-8 text".to_string())
-            .and_then(|text| check_artifact(text, task))
+            .and_then(|text| check_artifact(text, task, spec.model.positive_class))
             .map_err(|reason| Error::InvalidArtifact {
                 namespace: namespace.clone(),
                 name: cm_source.name.clone(),
@@ -260,5 +260,163 @@ pub fn resources_or_default(resources: Option<&ResourceRequirements>) -> Resourc
             )])),
             claims: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AutoscalingSpec, BuiltinSource, ModelSource};
+    use crate::fixtures::{artifact, config_map, configmap_model, model};
+
+    fn settings() -> Settings {
+        Settings::default()
+    }
+
+    #[test]
+    fn builtin_model_digest_is_the_servers() {
+        let resolved = resolve(
+            &model("iris", 1),
+            &settings(),
+            None,
+            &BuiltinCache::default(),
+        )
+        .expect("resolves");
+        let expected =
+            model_server::train(&model_server::TrainingParams::default()).expect("trains");
+        assert_eq!(
+            resolved.model_status.digest.as_deref(),
+            Some(expected.digest())
+        );
+        assert_eq!(resolved.model_status.accuracy, Some(expected.accuracy()));
+        assert_eq!(resolved.model_status.source, "builtin");
+        assert_eq!(resolved.model_status.task, "binary");
+        assert_eq!(resolved.positive_class, Some(IrisClass::Setosa));
+        assert_eq!(resolved.image, "iris-operator/model-server:0.1.0");
+        assert_eq!(resolved.replicas, Some(1));
+        assert_eq!(
+            resolved.endpoint,
+            "http://iris.testns.svc.cluster.local:5001"
+        );
+    }
+
+    #[test]
+    fn missing_configmap_key_and_bad_artifact_are_user_errors() {
+        let model = configmap_model("iris", "iris-model", Task::Binary);
+        let cache = BuiltinCache::default();
+        let err = resolve(&model, &settings(), None, &cache).expect_err("no ConfigMap");
+        assert_eq!(err.category(), "ConfigMapNotFound");
+        assert!(err.to_string().contains("testns/iris-model"), "{err}");
+
+        let wrong_key = config_map("iris-model", "other.json", "{}");
+        let err = resolve(&model, &settings(), Some(&wrong_key), &cache).expect_err("no key");
+        assert_eq!(err.category(), "ConfigMapKeyNotFound");
+
+        let corrupt = config_map("iris-model", "model.json", "{\"not\": \"a model\"}");
+        let err = resolve(&model, &settings(), Some(&corrupt), &cache).expect_err("corrupt");
+        assert_eq!(err.category(), "InvalidArtifact");
+        assert!(err.is_user_error());
+
+        let multiclass = config_map(
+            "iris-model",
+            "model.json",
+            &artifact(Task::Multiclass, None),
+        );
+        let err = resolve(&model, &settings(), Some(&multiclass), &cache).expect_err("task");
+        assert!(err.to_string().contains("multiclass"), "{err}");
+    }
+
+    #[test]
+    fn configmap_artifact_is_checked_and_hashed() {
+        let model = configmap_model("iris", "iris-model", Task::Binary);
+        let content = artifact(Task::Binary, Some(IrisClass::Virginica));
+        let cm = config_map("iris-model", "model.json", &content);
+        let resolved = resolve(&model, &settings(), Some(&cm), &BuiltinCache::default())
+            .expect("valid artifact");
+        let parsed = model_server::ModelArtifact::from_json(&content).expect("parses");
+        assert_eq!(
+            resolved.model_status.digest.as_deref(),
+            Some(parsed.digest())
+        );
+        assert_eq!(
+            resolved.model_status.source,
+            "configMap:iris-model/model.json"
+        );
+        assert_eq!(
+            resolved.source,
+            ResolvedSource::ConfigMap {
+                name: "iris-model".into(),
+                key: "model.json".into(),
+                content_hash: crate::artifact::content_hash(content.as_bytes()),
+            }
+        );
+
+        // A positive class in the spec must match the artifact's.
+        let mut setosa = model.clone();
+        setosa.spec.model.positive_class = Some(IrisClass::Setosa);
+        let err = resolve(&setosa, &settings(), Some(&cm), &BuiltinCache::default())
+            .expect_err("class mismatch");
+        assert_eq!(err.category(), "InvalidArtifact");
+    }
+
+    #[test]
+    fn rules_the_crd_should_have_enforced_are_checked_again() {
+        let mut two_sources = model("iris", 1);
+        two_sources.spec.model.source = ModelSource {
+            builtin: Some(BuiltinSource {}),
+            config_map: None,
+            file: Some("/m.json".into()),
+        };
+        let err = resolve(&two_sources, &settings(), None, &BuiltinCache::default())
+            .expect_err("two sources");
+        assert_eq!(err.category(), "InvalidSpec");
+
+        let mut multiclass = model("iris", 1);
+        multiclass.spec.model.task = Task::Multiclass;
+        multiclass.spec.model.positive_class = Some(IrisClass::Setosa);
+        let err = resolve(&multiclass, &settings(), None, &BuiltinCache::default())
+            .expect_err("positive class with multiclass");
+        assert_eq!(err.category(), "InvalidSpec");
+    }
+
+    #[test]
+    fn file_source_image_and_autoscaling() {
+        let mut model = model("iris", 1);
+        model.spec.model.source = ModelSource {
+            builtin: None,
+            config_map: None,
+            file: Some("/opt/iris.json".into()),
+        };
+        model.spec.image = Some("example.com/custom:1".into());
+        model.spec.autoscaling = Some(AutoscalingSpec {
+            min_replicas: 2,
+            max_replicas: 4,
+            target_cpu_utilization_percentage: 60,
+        });
+        let resolved =
+            resolve(&model, &settings(), None, &BuiltinCache::default()).expect("resolves");
+        assert_eq!(
+            resolved.source,
+            ResolvedSource::File("/opt/iris.json".into())
+        );
+        assert_eq!(resolved.model_status.source, "file:/opt/iris.json");
+        assert_eq!(resolved.model_status.digest, None);
+        assert_eq!(resolved.image, "example.com/custom:1");
+        assert_eq!(resolved.replicas, None);
+        assert_eq!(resolved.min_replicas(), 2);
+    }
+
+    #[test]
+    fn explicit_resources_are_kept_and_empty_ones_get_defaults() {
+        let empty = ResourceRequirements::default();
+        assert_eq!(
+            resources_or_default(Some(&empty)),
+            resources_or_default(None)
+        );
+        let custom = ResourceRequirements {
+            limits: Some(BTreeMap::from([("cpu".into(), Quantity("1".into()))])),
+            ..ResourceRequirements::default()
+        };
+        assert_eq!(resources_or_default(Some(&custom)), custom);
     }
 }

@@ -1,0 +1,486 @@
+//! Reconcile against a mocked API server: which requests a reconcile sends, and what it writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+
+use crate::apply::stamp;
+use crate::artifact::BuiltinCache;
+use crate::builders::{deployment, pdb, service};
+use crate::controller::{error_policy, reconcile, REQUEUE_NOT_READY, REQUEUE_READY};
+use crate::crd::{AutoscalingSpec, IrisModel, IrisModelStatus, Task};
+use crate::fixtures::{configmap_model, model, rolled_out, stored, to_json, UID};
+use crate::mock::{context, finished, Expect, Reply};
+use crate::resolve::{resolve, Settings};
+
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/testns/deployments/iris";
+const SERVICE: &str = "/api/v1/namespaces/testns/services/iris";
+const HPA: &str = "/apis/autoscaling/v2/namespaces/testns/horizontalpodautoscalers/iris";
+const PDB: &str = "/apis/policy/v1/namespaces/testns/poddisruptionbudgets/iris";
+const PODS: &str = "/api/v1/namespaces/testns/pods";
+const STATUS: &str = "/apis/serving.iris.dev/v1alpha1/namespaces/testns/irismodels/iris/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/testns/events";
+const CONFIGMAP: &str = "/api/v1/namespaces/testns/configmaps/iris-model";
+
+fn empty_pod_list() -> Reply {
+    Reply::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}))
+}
+
+/// The reply to an apply that created or changed an object: the applied object with the
+/// identity and generation the API server adds, no status yet.
+fn applied(generation: i64) -> Reply {
+    Reply::EchoWith(Box::new(move |mut body| {
+        body["metadata"]["uid"] = json!("uid-child");
+        body["metadata"]["resourceVersion"] = json!("2");
+        body["metadata"]["generation"] = json!(generation);
+        body
+    }))
+}
+
+/// The reply to a status patch: the IrisModel with the status as applied.
+fn status_written() -> Reply {
+    Reply::EchoWith(Box::new(|body| {
+        json!({
+            "apiVersion": "serving.iris.dev/v1alpha1",
+            "kind": "IrisModel",
+            "metadata": {"name": "iris", "namespace": "testns", "uid": UID},
+            "spec": {},
+            "status": body["status"],
+        })
+    }))
+}
+
+/// The children of `model` as the cluster holds them after a complete rollout.
+fn children(model: &IrisModel) -> (Deployment, Service) {
+    let resolved =
+        resolve(model, &Settings::default(), None, &BuiltinCache::default()).expect("resolves");
+    let deployment = rolled_out(&stamp(deployment::build(&resolved)).expect("stamps"), 1);
+    let service = stored(&stamp(service::build(&resolved)).expect("stamps"), 1);
+    (deployment, service)
+}
+
+fn status_of(patch: &Value) -> IrisModelStatus {
+    serde_json::from_value(patch["status"].clone()).expect("a status patch")
+}
+
+fn condition<'a>(status: &'a IrisModelStatus, type_: &str) -> (&'a str, &'a str, Option<i64>) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.as_str(), c.reason.as_str(), c.observed_generation)
+}
+
+fn with_status(mut model: IrisModel, status: IrisModelStatus) -> IrisModel {
+    model.status = Some(status);
+    model
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_children_and_status() {
+    let (ctx, server) = context();
+    let model = model("iris", 1);
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::NotFound),
+        Expect::get(SERVICE, Reply::NotFound),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::apply(DEPLOYMENT, applied(1)).checking(|body| {
+            assert_eq!(body["spec"]["replicas"], json!(1));
+            assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], json!(UID));
+            assert_eq!(
+                body["metadata"]["ownerReferences"][0]["controller"],
+                json!(true)
+            );
+            let container = &body["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(
+                container["image"],
+                json!("iris-operator/model-server:0.1.0")
+            );
+        }),
+        Expect::apply(SERVICE, applied(1)).checking(|body| {
+            assert_eq!(body["spec"]["type"], json!("ClusterIP"));
+            assert_eq!(body["spec"]["ports"][0]["port"], json!(5001));
+        }),
+        Expect {
+            query: vec!["labelSelector=app.kubernetes.io%2Finstance%3Diris"],
+            ..Expect::get(PODS, empty_pod_list())
+        },
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(status.observed_generation, Some(1));
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("False", "RollingOut", Some(1))
+            );
+            assert_eq!(
+                condition(&status, "Progressing"),
+                ("True", "RollingOut", Some(1))
+            );
+            assert_eq!(
+                condition(&status, "Degraded"),
+                ("False", "AsExpected", Some(1))
+            );
+            assert_eq!(
+                status.endpoint.as_deref(),
+                Some("http://iris.testns.svc.cluster.local:5001")
+            );
+            assert_eq!(
+                status.selector.as_deref(),
+                Some("app.kubernetes.io/instance=iris,app.kubernetes.io/name=model-server")
+            );
+            let served = status.model.expect("model status");
+            let expected =
+                model_server::train(&model_server::TrainingParams::default()).expect("trains");
+            assert_eq!(served.digest.as_deref(), Some(expected.digest()));
+            assert_eq!(served.source, "builtin");
+        }),
+    ]);
+    let action = reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
+    assert_eq!(ctx.metrics.writes_total(), 3);
+}
+
+#[tokio::test]
+async fn unchanged_reconcile_writes_nothing() {
+    let model = model("iris", 1);
+    let (deployment, service) = children(&model);
+
+    // Once Ready is observed: the status and a Normal event are written.
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::apply(STATUS, status_written()),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Normal"));
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+    ]);
+    let action = reconcile(Arc::new(model.clone()), ctx.clone())
+        .await
+        .expect("reconciles");
+    let bodies = finished(server).await;
+    assert_eq!(action, Action::requeue(REQUEUE_READY));
+    let status = status_of(&bodies[4]);
+    assert_eq!(condition(&status, "Ready"), ("True", "Ready", Some(1)));
+    assert_eq!(
+        condition(&status, "Progressing"),
+        ("False", "RolloutComplete", Some(1))
+    );
+
+    // The next reconcile, with that status stored: reads only.
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+    ]);
+    let action = reconcile(Arc::new(with_status(model, status)), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(action, Action::requeue(REQUEUE_READY));
+    assert_eq!(ctx.metrics.writes_total(), 0);
+}
+
+#[tokio::test]
+async fn a_missing_configmap_gives_ready_false_an_event_and_a_backoff() {
+    let (ctx, server) = context();
+    let model = configmap_model("iris", "iris-model", Task::Binary);
+    let server = server.run(vec![
+        Expect::get(CONFIGMAP, Reply::NotFound),
+        Expect::get(DEPLOYMENT, Reply::NotFound),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(status.observed_generation, Some(1));
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("False", "ConfigMapNotFound", Some(1))
+            );
+            assert_eq!(
+                condition(&status, "Degraded"),
+                ("True", "ConfigMapNotFound", Some(1))
+            );
+            let message = &status.conditions[0].message;
+            assert!(message.contains("testns/iris-model"), "{message}");
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("ConfigMapNotFound"));
+            assert_eq!(body["regarding"]["name"], json!("iris"));
+            assert_eq!(body["regarding"]["kind"], json!("IrisModel"));
+        }),
+    ]);
+    let model = Arc::new(model);
+    let err = reconcile(model.clone(), ctx.clone())
+        .await
+        .expect_err("a missing ConfigMap is an error");
+    finished(server).await;
+    assert_eq!(err.category(), "ConfigMapNotFound");
+
+    // Backoff doubles per failure, and the failure is counted by category.
+    assert_eq!(
+        error_policy(model.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(2))
+    );
+    assert_eq!(
+        error_policy(model.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(4))
+    );
+    assert_eq!(ctx.metrics.errors_of("ConfigMapNotFound"), 2);
+}
+
+#[tokio::test]
+async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
+    let old = model("iris", 1);
+    let (deployment, service) = children(&old);
+    let (ctx, server) = context();
+    let ready_since = {
+        // Status as written for generation 1.
+        let (ctx, server) = context();
+        let server = server.run(vec![
+            Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+            Expect::get(SERVICE, Reply::Json(to_json(&service))),
+            Expect::get(HPA, Reply::NotFound),
+            Expect::get(PDB, Reply::NotFound),
+            Expect::apply(STATUS, status_written()),
+            Expect::post(EVENTS, Reply::Echo),
+        ]);
+        reconcile(Arc::new(old.clone()), ctx)
+            .await
+            .expect("reconciles");
+        status_of(&finished(server).await[4])
+    };
+
+    let mut changed = with_status(old, ready_since.clone());
+    changed.metadata.generation = Some(2);
+    changed.spec.replicas = 2;
+    let resolved = resolve(
+        &changed,
+        &Settings::default(),
+        None,
+        &BuiltinCache::default(),
+    )
+    .expect("resolves");
+    let expected_pdb = stamp(pdb::build(&resolved).expect("a PDB for 2 replicas")).expect("stamps");
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::apply(
+            DEPLOYMENT,
+            Reply::EchoWith(Box::new(|mut body| {
+                // The Deployment controller has not seen generation 2 yet.
+                body["metadata"]["generation"] = json!(2);
+                body["status"] = json!({"observedGeneration": 1, "replicas": 1,
+                    "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1});
+                body
+            })),
+        )
+        .checking(|body| assert_eq!(body["spec"]["replicas"], json!(2))),
+        Expect::apply(PDB, applied(1)).checking(move |body| {
+            assert_eq!(body, &to_json(&expected_pdb));
+        }),
+        Expect::get(PODS, empty_pod_list()),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(status.observed_generation, Some(2));
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("False", "RollingOut", Some(2))
+            );
+            assert_eq!(
+                condition(&status, "Progressing"),
+                ("True", "RollingOut", Some(2))
+            );
+        }),
+    ]);
+    let action = reconcile(Arc::new(changed), ctx.clone())
+        .await
+        .expect("reconciles");
+    let bodies = finished(server).await;
+    assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
+    let status = status_of(&bodies[7]);
+    let before = &ready_since.conditions[0].last_transition_time;
+    let after = &status.conditions[0].last_transition_time;
+    assert!(after.0 >= before.0, "Ready flipped, so its time moved");
+}
+
+#[tokio::test]
+async fn crash_looping_pods_make_it_degraded_with_a_warning() {
+    let model = model("iris", 1);
+    let (deployment, service) = children(&model);
+    let mut starting = deployment.clone();
+    starting.status = Some(
+        serde_json::from_value(json!({
+            "observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "unavailableReplicas": 1
+        }))
+        .expect("status"),
+    );
+    let hash = crate::status::template_hash(&deployment)
+        .expect("hash")
+        .to_string();
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+        "metadata": {"name": "iris-abc", "annotations": {"serving.iris.dev/model-hash": hash}},
+        "status": {"containerStatuses": [{
+            "name": "model-server", "ready": false, "restartCount": 3, "image": "x", "imageID": "",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            "lastState": {"terminated": {"exitCode": 2, "message": "bad flag"}}
+        }]}
+    }]});
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::get(PODS, Reply::Json(pods)),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(condition(&status, "Ready"), ("False", "CrashLoop", Some(1)));
+            assert_eq!(
+                condition(&status, "Degraded"),
+                ("True", "CrashLoop", Some(1))
+            );
+            let message = &status.conditions[2].message;
+            assert!(
+                message.contains("iris-abc") && message.contains("exit code 2"),
+                "{message}"
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("CrashLoop"));
+        }),
+    ]);
+    let action = reconcile(Arc::new(model), ctx).await.expect("reconciles");
+    finished(server).await;
+    assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
+}
+
+#[tokio::test]
+async fn drift_is_corrected_and_stale_children_are_deleted() {
+    let model = model("iris", 1);
+    let (deployment, mut service) = children(&model);
+    // Someone pointed the Service elsewhere, and a PDB is left from when replicas was 2.
+    if let Some(spec) = service.spec.as_mut() {
+        spec.selector = Some([("app".to_string(), "other".to_string())].into());
+    }
+    let mut two = model.clone();
+    two.spec.replicas = 2;
+    let resolved_two =
+        resolve(&two, &Settings::default(), None, &BuiltinCache::default()).expect("resolves");
+    let old_pdb: PodDisruptionBudget = stored(
+        &stamp(pdb::build(&resolved_two).expect("pdb")).expect("stamps"),
+        1,
+    );
+
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::Json(to_json(&old_pdb))),
+        Expect::apply(SERVICE, applied(1)).checking(|body| {
+            assert_eq!(
+                body["spec"]["selector"],
+                json!({"app.kubernetes.io/instance": "iris", "app.kubernetes.io/name": "model-server"})
+            );
+        }),
+        Expect::delete(PDB).checking(|body| {
+            assert_eq!(body["preconditions"]["uid"], json!("uid-iris"));
+        }),
+        Expect::apply(STATUS, status_written()),
+        Expect::post(EVENTS, Reply::Echo),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+}
+
+#[tokio::test]
+async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
+    let model = model("iris", 1);
+    let (mut deployment, service) = children(&model);
+    deployment.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("iris-operator".into()),
+        operation: Some("Apply".into()),
+        fields_type: Some("FieldsV1".into()),
+        fields_v1: Some(FieldsV1(json!({"f:spec": {"f:replicas": {}}}))),
+        ..ManagedFieldsEntry::default()
+    }]);
+    let mut scaled = model.clone();
+    scaled.metadata.generation = Some(2);
+    scaled.spec.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 1,
+        max_replicas: 3,
+        target_cpu_utilization_percentage: 70,
+    });
+
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect {
+            query: vec!["fieldManager=iris-operator-handoff", "force=true"],
+            ..Expect::apply(DEPLOYMENT, applied(1))
+        }
+        .checking(|body| assert_eq!(body["spec"], json!({"replicas": 1}))),
+        Expect::apply(DEPLOYMENT, applied(1)).checking(|body| {
+            assert!(
+                body["spec"].get("replicas").is_none(),
+                "the autoscaler owns replicas"
+            );
+        }),
+        Expect::apply(HPA, applied(1)).checking(|body| {
+            assert_eq!(body["spec"]["maxReplicas"], json!(3));
+        }),
+        Expect::get(PODS, empty_pod_list()),
+        Expect::apply(STATUS, status_written()),
+    ]);
+    reconcile(Arc::new(scaled), ctx).await.expect("reconciles");
+    finished(server).await;
+}
+
+#[tokio::test]
+async fn a_foreign_object_with_the_childs_name_is_not_taken_over() {
+    let model = model("iris", 1);
+    let (mut deployment, _) = children(&model);
+    deployment.metadata.owner_references = None;
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::NotFound),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("False", "ResourceConflict", Some(1))
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo),
+    ]);
+    let err = reconcile(Arc::new(model), ctx).await.expect_err("conflict");
+    finished(server).await;
+    assert_eq!(err.category(), "ResourceConflict");
+}
