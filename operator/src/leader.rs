@@ -7,7 +7,7 @@
 //! gives up when it could not renew within the renew deadline.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -15,6 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// A stop signal: resolves when the value turns true or the sender is gone.
@@ -249,5 +250,114 @@ pub async fn run_elected<T, Fut>(
             break;
         }
         warn!(lease = %elector.config().name, "leadership lost: controller stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::{client, finished, Expect, Reply};
+    use serde_json::{json, Value};
+
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/leader";
+
+    fn elector(client: Client, identity: &str) -> Elector {
+        Elector::new(
+            client,
+            LeaseConfig::new("leader".into(), "ops".into(), identity.into()),
+        )
+    }
+
+    fn lease(holder: Option<&str>, renewed: &str, transitions: i32) -> Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "leader", "namespace": "ops", "resourceVersion": "7"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "renewTime": renewed, "leaseTransitions": transitions}
+        })
+    }
+
+    #[tokio::test]
+    async fn a_missing_lease_is_created_and_held() {
+        let (client, server) = client();
+        let server = server.run(vec![
+            Expect::get(LEASE, Reply::NotFound),
+            Expect::post(LEASES, Reply::Echo).checking(|body| {
+                assert_eq!(body["spec"]["holderIdentity"], json!("pod-a"));
+                assert_eq!(body["spec"]["leaseDurationSeconds"], json!(15));
+            }),
+        ]);
+        let mut e = elector(client, "pod-a");
+        assert_eq!(e.try_acquire_or_renew().await.ok(), Some(true));
+        finished(server).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_held_by_another_is_taken_only_once_it_expires() {
+        let held = lease(Some("pod-b"), "2030-01-01T00:00:00.000000Z", 3);
+        let (client, server) = client();
+        let patient = Duration::from_secs(3600);
+        let server = server.run_within(
+            vec![
+                Expect::get(LEASE, Reply::Json(held.clone())),
+                Expect::get(LEASE, Reply::Json(held.clone())),
+                Expect::put(LEASE, Reply::Echo).checking(|body| {
+                    // Optimistic concurrency: the write carries the version that was read.
+                    assert_eq!(body["metadata"]["resourceVersion"], json!("7"));
+                    assert_eq!(body["spec"]["holderIdentity"], json!("pod-a"));
+                    assert_eq!(body["spec"]["leaseTransitions"], json!(4));
+                }),
+            ],
+            patient,
+        );
+        let mut e = elector(client, "pod-a");
+        assert_eq!(e.try_acquire_or_renew().await.ok(), Some(false), "standby");
+        // The record did not change for a whole lease duration (on this candidate's clock).
+        tokio::time::advance(Duration::from_secs(16)).await;
+        assert_eq!(
+            e.try_acquire_or_renew().await.ok(),
+            Some(true),
+            "taken over"
+        );
+        finished(server).await;
+    }
+
+    #[tokio::test]
+    async fn renewal_keeps_the_lease_and_a_conflict_loses_the_race() {
+        let mine = lease(Some("pod-a"), "2030-01-01T00:00:00.000000Z", 1);
+        let (client, server) = client();
+        let server = server.run(vec![
+            Expect::get(LEASE, Reply::Json(mine.clone())),
+            Expect::put(LEASE, Reply::Echo).checking(|body| {
+                assert_eq!(body["spec"]["holderIdentity"], json!("pod-a"));
+                assert_eq!(body["spec"]["leaseTransitions"], json!(1), "a renewal");
+            }),
+            Expect::get(LEASE, Reply::Json(mine)),
+            Expect::put(LEASE, Reply::Conflict),
+        ]);
+        let mut e = elector(client, "pod-a");
+        assert_eq!(e.try_acquire_or_renew().await.ok(), Some(true));
+        assert_eq!(e.try_acquire_or_renew().await.ok(), Some(false));
+        finished(server).await;
+    }
+
+    #[tokio::test]
+    async fn release_gives_the_lease_up() {
+        let mine = lease(Some("pod-a"), "2030-01-01T00:00:00.000000Z", 1);
+        let (client, server) = client();
+        let server = server.run(vec![
+            Expect::get(LEASE, Reply::Json(mine)),
+            Expect::put(LEASE, Reply::Echo).checking(|body| {
+                assert!(body["spec"]
+                    .get("holderIdentity")
+                    .is_none_or(Value::is_null));
+                assert_eq!(body["spec"]["leaseDurationSeconds"], json!(1));
+            }),
+        ]);
+        let mut e = elector(client, "pod-a");
+        e.release().await.expect("released");
+        finished(server).await;
     }
 }

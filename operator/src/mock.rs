@@ -31,6 +31,8 @@ pub enum Reply {
     Json(Value),
     /// 404 NotFound, as the API server says it.
     NotFound,
+    /// 409 Conflict: the object changed since it was read.
+    Conflict,
     /// 200 with the request body (what server-side apply of a new object returns, roughly).
     Echo,
     /// 200 with the request body changed by a function.
@@ -80,6 +82,16 @@ impl Expect {
         }
     }
 
+    pub fn put(path: impl Into<String>, reply: Reply) -> Self {
+        Self {
+            method: Method::PUT,
+            path: path.into(),
+            query: Vec::new(),
+            check: None,
+            reply,
+        }
+    }
+
     pub fn delete(path: impl Into<String>) -> Self {
         Self {
             method: Method::DELETE,
@@ -108,6 +120,18 @@ fn not_found(path: &str) -> Value {
     })
 }
 
+fn conflict(path: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("Operation cannot be fulfilled on {path}: the object has been modified"),
+        "reason": "Conflict",
+        "code": 409
+    })
+}
+
 /// The server side of the mocked client.
 pub struct ApiServer(Handle<Request<Body>, Response<Body>>);
 
@@ -115,12 +139,18 @@ impl ApiServer {
     /// Serves the scenario; the returned task fails on any deviation, and returns the bodies
     /// of the requests it saw.
     pub fn run(self, scenario: Vec<Expect>) -> JoinHandle<Vec<Value>> {
+        self.run_within(scenario, REQUEST_TIMEOUT)
+    }
+
+    /// Like [`ApiServer::run`], waiting up to `timeout` for each request (for tests that move
+    /// a paused clock forward).
+    pub fn run_within(self, scenario: Vec<Expect>, timeout: Duration) -> JoinHandle<Vec<Value>> {
         let mut handle = self.0;
         tokio::spawn(async move {
             let mut bodies = Vec::new();
             for (step, expect) in scenario.into_iter().enumerate() {
                 let what = format!("step {step}: {} {}", expect.method, expect.path);
-                let (request, send) = tokio::time::timeout(REQUEST_TIMEOUT, handle.next_request())
+                let (request, send) = tokio::time::timeout(timeout, handle.next_request())
                     .await
                     .unwrap_or_else(|_| panic!("{what}: the request never came"))
                     .unwrap_or_else(|| panic!("{what}: the client is gone"));
@@ -151,6 +181,7 @@ impl ApiServer {
                 let (status, reply) = match expect.reply {
                     Reply::Json(v) => (StatusCode::OK, v),
                     Reply::NotFound => (StatusCode::NOT_FOUND, not_found(&path)),
+                    Reply::Conflict => (StatusCode::CONFLICT, conflict(&path)),
                     Reply::Echo => (StatusCode::OK, body.clone()),
                     Reply::EchoWith(f) => (StatusCode::OK, f(body.clone())),
                 };
@@ -177,17 +208,22 @@ impl ApiServer {
     }
 }
 
+/// A client talking to the returned mocked API server.
+pub fn client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), ApiServer(handle))
+}
+
 /// A reconcile context whose client talks to the returned mocked API server.
 pub fn context() -> (Arc<Context>, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, server) = client();
     let ctx = Context::new(
         client,
         Settings::default(),
         Metrics::default(),
         Some("test-instance".into()),
     );
-    (Arc::new(ctx), ApiServer(handle))
+    (Arc::new(ctx), server)
 }
 
 /// Waits for the mocked server to finish its scenario.

@@ -78,3 +78,51 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default().register(&mut registry);
+        metrics.reconcile_failed("InvalidArtifact");
+        let health = Arc::new(Health::new(registry));
+
+        assert_eq!(get(app(health.clone()), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(app(health.clone()), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        health.set_ready(true);
+        assert_eq!(get(app(health.clone()), "/readyz").await.0, StatusCode::OK);
+
+        let (status, text) = get(app(health), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains("iris_operator_reconcile_errors_total{category=\"InvalidArtifact\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -66,3 +66,24 @@ pub async fn wait_for_crd(client: Client, stop: &Stop) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn established_reads_the_crd_condition() {
+        let crd = |status: &str| -> CustomResourceDefinition {
+            serde_json::from_value(json!({
+                "metadata": {"name": CRD_NAME},
+                "spec": {"group": "serving.iris.dev", "scope": "Namespaced",
+                         "names": {"plural": "irismodels", "kind": "IrisModel"}, "versions": []},
+                "status": {"conditions": [{"type": "Established", "status": status}]}
+            }))
+            .expect("a CRD")
+        };
+        assert!(established(&crd("True")));
+        assert!(!established(&crd("False")));
+    }
+}

@@ -297,3 +297,104 @@ pub fn failed(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(spec_replicas: i32, generation: i64, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "iris", "generation": generation},
+            "spec": {
+                "replicas": spec_replicas,
+                "selector": {},
+                "template": {"metadata": {"annotations": {MODEL_HASH_ANNOTATION: "h1"}}}
+            },
+            "status": status
+        }))
+        .expect("a Deployment")
+    }
+
+    fn pod(hash: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "iris-1", "annotations": {MODEL_HASH_ANNOTATION: hash}},
+            "status": status
+        }))
+        .expect("a Pod")
+    }
+
+    #[test]
+    fn rollout_is_complete_only_when_the_current_generation_is_all_available() {
+        let done = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                          "readyReplicas": 2, "availableReplicas": 2});
+        assert!(rollout(&deployment(2, 2, done.clone())).complete);
+        // Not yet seen by the Deployment controller.
+        assert!(!rollout(&deployment(2, 3, done)).complete);
+        // An old pod is still there.
+        let old_left = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
+                              "availableReplicas": 3});
+        assert!(!rollout(&deployment(2, 2, old_left)).complete);
+        // Updated but not available.
+        let starting = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                              "availableReplicas": 1});
+        assert!(!rollout(&deployment(2, 2, starting)).complete);
+    }
+
+    #[test]
+    fn stuck_deployments_are_failures() {
+        let stuck = json!({"observedGeneration": 1, "conditions": [{
+            "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet iris-1 has timed out progressing."}]});
+        let r = rollout(&deployment(1, 1, stuck));
+        assert_eq!(
+            r.failure,
+            Some((
+                "ProgressDeadlineExceeded".to_string(),
+                "ReplicaSet iris-1 has timed out progressing.".to_string()
+            ))
+        );
+        let forbidden = json!({"observedGeneration": 1, "conditions": [{
+            "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+            "message": "pods \"iris-1\" is forbidden: violates PodSecurity"}]});
+        let r = rollout(&deployment(1, 1, forbidden));
+        assert_eq!(r.failure.map(|f| f.0).as_deref(), Some("FailedCreate"));
+    }
+
+    #[test]
+    fn failing_pods_of_the_current_version_are_named() {
+        let waiting = |reason: &str| {
+            json!({"containerStatuses": [{"name": "model-server", "ready": false,
+                "restartCount": 0, "image": "x", "imageID": "",
+                "state": {"waiting": {"reason": reason, "message": "details"}}}]})
+        };
+        for (kubelet, ours) in [
+            ("ImagePullBackOff", "ImagePullFailed"),
+            ("ErrImagePull", "ImagePullFailed"),
+            ("ErrImageNeverPull", "ImagePullFailed"),
+            ("CrashLoopBackOff", "CrashLoop"),
+            ("CreateContainerConfigError", "ContainerConfigError"),
+        ] {
+            let found = pod_failure(&[pod("h1", waiting(kubelet))], "h1");
+            let (reason, message) = found.unwrap_or_else(|| panic!("{kubelet} not detected"));
+            assert_eq!(reason, ours);
+            assert!(
+                message.contains("iris-1") && message.contains(kubelet),
+                "{message}"
+            );
+        }
+        // Starting containers are not failures, nor are pods of an older version.
+        assert_eq!(
+            pod_failure(&[pod("h1", waiting("ContainerCreating"))], "h1"),
+            None
+        );
+        assert_eq!(
+            pod_failure(&[pod("old", waiting("CrashLoopBackOff"))], "h1"),
+            None
+        );
+        let unschedulable = json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/1 nodes are available: Insufficient cpu."}]});
+        let (reason, _) = pod_failure(&[pod("h1", unschedulable)], "h1").expect("detected");
+        assert_eq!(reason, "Unschedulable");
+    }
+}
