@@ -37,15 +37,68 @@ pub fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
 pub fn contains(actual: Option<&Value>, desired: &Value) -> bool {
     match (actual, desired) {
         (None | Some(Value::Null), d) => is_empty(d),
-        (Some(Value::Object(a)), Value::Object(d)) => {
-            d.iter().all(|(k, dv)| contains(a.get(k), dv))
-        }
+        (Some(Value::Object(a)), Value::Object(d)) => d.iter().all(|(k, dv)| {
+            if k == "requests" || k == "limits" {
+                // Resource quantities: the API server rewrites "0.5" as "500m".
+                same_quantities(a.get(k), dv)
+            } else {
+                contains(a.get(k), dv)
+            }
+        }),
         (Some(Value::Array(a)), Value::Array(d)) => {
             a.len() == d.len() && a.iter().zip(d).all(|(av, dv)| contains(Some(av), dv))
         }
         (Some(Value::Number(a)), Value::Number(d)) => a.as_f64() == d.as_f64(),
         (Some(a), d) => a == d || (is_empty(a) && is_empty(d)),
     }
+}
+
+fn same_quantities(actual: Option<&Value>, desired: &Value) -> bool {
+    let (Some(Value::Object(a)), Value::Object(d)) = (actual, desired) else {
+        return contains(actual, desired);
+    };
+    a.len() == d.len()
+        && d.iter().all(|(k, dv)| match (a.get(k), dv) {
+            (Some(Value::String(av)), Value::String(dv)) => {
+                av == dv
+                    || matches!((quantity(av), quantity(dv)), (Some(x), Some(y))
+                        if (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) * 4.0)
+            }
+            (av, dv) => contains(av, dv),
+        })
+}
+
+/// The value of a Kubernetes resource quantity ("500m", "1.5Gi", "2e3"), approximately.
+pub fn quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0_f64.powi(2),
+        "Gi" => 1024.0_f64.powi(3),
+        "Ti" => 1024.0_f64.powi(4),
+        "Pi" => 1024.0_f64.powi(5),
+        "Ei" => 1024.0_f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => {
+            10f64.powi(exponent[1..].parse::<i32>().ok()?)
+        }
+        _ => return None,
+    };
+    Some(number * factor)
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -164,6 +217,18 @@ mod tests {
             Some(&json!({"env": [{"name": "A"}, {"name": "B"}]})),
             &desired
         ));
+    }
+
+    #[test]
+    fn resource_quantities_compare_by_value() {
+        let desired = json!({"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}}});
+        let actual = json!({"resources": {"requests": {"cpu": "500m", "memory": "1024Mi"}}});
+        assert!(contains(Some(&actual), &desired));
+        let more = json!({"resources": {"requests": {"cpu": "600m", "memory": "1Gi"}}});
+        assert!(!contains(Some(&more), &desired));
+        assert_eq!(quantity("2e3"), Some(2000.0));
+        assert_eq!(quantity("128Mi"), Some(134217728.0));
+        assert_eq!(quantity("lots"), None);
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub fn error_policy(model: Arc<IrisModel>, error: &Error, ctx: Arc<Context>) -> 
 async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Error> {
     let (name, namespace) = name_and_namespace(model)?;
     let client = ctx.client.clone();
+    if model.metadata.deletion_timestamp.is_some() {
+        // Being deleted: garbage collection removes the children; applying them again would
+        // fight it (foreground deletion keeps the IrisModel around until they are gone).
+        return Ok(Action::await_change());
+    }
     debug!(irismodel = %format!("{namespace}/{name}"), "reconciling");
 
     // read

@@ -484,3 +484,16 @@ async fn a_foreign_object_with_the_childs_name_is_not_taken_over() {
     finished(server).await;
     assert_eq!(err.category(), "ResourceConflict");
 }
+
+#[tokio::test]
+async fn a_model_being_deleted_is_left_to_garbage_collection() {
+    let mut model = model("iris", 1);
+    model.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let (ctx, server) = context();
+    let server = server.run(vec![]);
+    let action = reconcile(Arc::new(model), ctx).await.expect("reconciles");
+    finished(server).await;
+    assert_eq!(action, Action::await_change());
+}
