@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::apply::{apply, controlled_by, delete_stale, get, Outcome};
 use crate::artifact::BuiltinCache;
 use crate::builders::{self, selector_string, MANAGER};
-use crate::conditions::{find, is_true, DEGRADED, READY};
+use crate::conditions::{find, DEGRADED, READY};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::{backoff, Error};
 use crate::metrics::Metrics;
@@ -29,8 +29,11 @@ use crate::status::{self, Observed};
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
-/// Requeue while an IrisModel is not Ready: pods are not watched, so look again soon.
-pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
+/// First requeue while an IrisModel is not Ready. Pods are not watched (Deployment changes are),
+/// so a pod that starts failing is only seen by looking again.
+pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(3);
+/// Longest requeue while not Ready: a model stuck for minutes is looked at once a minute.
+pub const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(60);
 /// Field manager used once to share `spec.replicas` before handing it to an autoscaler.
 pub const HANDOFF_MANAGER: &str = "iris-operator-handoff";
 
@@ -213,14 +216,24 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         pods: &pods,
     };
     let status = status::served(model, &resolved, &observed, &now());
-    let ready = is_true(&status.conditions, READY);
+    let action = requeue_after(&status.conditions, &now());
     publish_status(model, status, ctx).await?;
+    Ok(action)
+}
 
-    if ready {
-        Ok(Action::requeue(REQUEUE_READY))
-    } else {
-        Ok(Action::requeue(REQUEUE_NOT_READY))
+/// When to look again: every 5 minutes when Ready; when not, soon at first and less often the
+/// longer it has not been Ready (a quarter of that time, 3s to 60s), so hundreds of stuck models
+/// do not poll the API server every few seconds.
+pub fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
+    let Some(ready) = find(conditions, READY) else {
+        return Action::requeue(REQUEUE_NOT_READY);
+    };
+    if ready.status == "True" {
+        return Action::requeue(REQUEUE_READY);
     }
+    let since = now.0.duration_since(ready.last_transition_time.0);
+    let quarter = Duration::try_from(since).unwrap_or_default() / 4;
+    Action::requeue(quarter.clamp(REQUEUE_NOT_READY, REQUEUE_NOT_READY_MAX))
 }
 
 fn now() -> Time {
@@ -434,4 +447,82 @@ pub fn models_using_config_map<'a>(
 /// Whether the object is controlled by this IrisModel (used by tests and the conflict check).
 pub fn is_child_of<K: Resource>(child: &K, resolved: &Resolved) -> bool {
     controlled_by(child, &resolved.owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::{merge, Verdict};
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("valid"))
+    }
+
+    #[test]
+    fn requeue_slows_down_the_longer_a_model_is_not_ready() {
+        let not_ready = merge(
+            &[],
+            vec![Verdict::new(READY, false, "RollingOut", "")],
+            Some(1),
+            &at(1000),
+        );
+        let delay = |now| requeue_after(&not_ready, &at(now));
+        assert_eq!(delay(1000), Action::requeue(Duration::from_secs(3)));
+        assert_eq!(delay(1040), Action::requeue(Duration::from_secs(10)));
+        assert_eq!(delay(5000), Action::requeue(Duration::from_secs(60)));
+        let ready = merge(
+            &[],
+            vec![Verdict::new(READY, true, "Ready", "")],
+            Some(1),
+            &at(1000),
+        );
+        assert_eq!(
+            requeue_after(&ready, &at(1001)),
+            Action::requeue(REQUEUE_READY)
+        );
+    }
+
+    #[test]
+    fn events_on_transitions_only() {
+        let rolling = merge(
+            &[],
+            vec![
+                Verdict::new(READY, false, "RollingOut", "0 of 1"),
+                Verdict::new(DEGRADED, false, "AsExpected", ""),
+            ],
+            Some(1),
+            &at(1),
+        );
+        let ready = merge(
+            &rolling,
+            vec![
+                Verdict::new(READY, true, "Ready", "1 of 1"),
+                Verdict::new(DEGRADED, false, "AsExpected", ""),
+            ],
+            Some(1),
+            &at(2),
+        );
+        let crashing = merge(
+            &ready,
+            vec![
+                Verdict::new(READY, false, "CrashLoop", "pod x"),
+                Verdict::new(DEGRADED, true, "CrashLoop", "pod x"),
+            ],
+            Some(2),
+            &at(3),
+        );
+        assert_eq!(transition_event(&[], &rolling), None);
+        let became_ready = transition_event(&rolling, &ready).expect("an event");
+        assert_eq!(
+            (became_ready.0, became_ready.1.as_str()),
+            (EventType::Normal, "Ready")
+        );
+        assert_eq!(transition_event(&ready, &ready), None);
+        let failing = transition_event(&ready, &crashing).expect("an event");
+        assert_eq!(
+            (failing.0, failing.1.as_str()),
+            (EventType::Warning, "CrashLoop")
+        );
+        assert_eq!(transition_event(&crashing, &crashing), None);
+    }
 }
