@@ -185,7 +185,9 @@ pub async fn served_digest(url: &str) -> String {
 }
 
 fn digest_in_metrics(text: &str) -> Option<String> {
-    let line = text.lines().find(|l| l.starts_with("model_info{"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("model_server_model_info{"))?;
     let start = line.find("digest=\"")? + "digest=\"".len();
     let end = start + line[start..].find('"')?;
     Some(line[start..end].to_string())
@@ -305,7 +307,10 @@ impl ClientLoop {
             );
             tokio::spawn(async move {
                 let body = json!({"features": [6.1, 2.8, 4.7, 1.2]});
+                // About 50 rounds a second: enough to catch a gap, gentle on a 2-core machine.
+                let mut pace = tokio::time::interval(Duration::from_millis(20));
                 while !stop.load(Ordering::Relaxed) {
+                    pace.tick().await;
                     let predicted = proxy.post_json("/predict_iris", &body).await;
                     let metrics = proxy.get("/metrics").await;
                     for result in [&predicted, &metrics] {
@@ -360,8 +365,8 @@ impl ClientLoop {
         let _ = self.task.await;
         let seen = self.last_digests.lock().expect("digests lock").clone();
         assert!(
-            seen.iter().all(|d| d == digest),
-            "the Service still served other digests at the end: {seen:?}"
+            seen.len() == 10 && seen.iter().all(|d| d == digest),
+            "the Service did not settle on digest {digest} within {timeout:?}; last reads: {seen:?}"
         );
         LoopReport {
             ok: self.ok.load(Ordering::Relaxed),

@@ -6,6 +6,9 @@ use std::time::Duration;
 use e2e::cluster::{self, with_temp_ns, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, RELEASE};
 use e2e::{iris, kubectl, serving};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use kube::runtime::wait::await_condition;
 use kube::Api;
 
@@ -18,7 +21,17 @@ async fn killing_the_operator_during_a_rollout_converges() {
         let api = iris::api(&client, &ns);
         iris::wait_ready(&api, "iris-multiclass", Duration::from_secs(60)).await;
 
-        // Start a rollout, and kill the operator (no grace: it cannot release its Lease).
+        let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+        let old_pods: Vec<String> = pods
+            .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+            .await
+            .expect("operator pods")
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+
+        // Start a rollout, and kill the operator pod in the middle of it.
         kubectl::ok(&[
             "patch",
             "-n",
@@ -55,6 +68,21 @@ async fn killing_the_operator_during_a_rollout_converges() {
         assert!(
             matches!(available, Ok(Ok(_))),
             "the operator did not come back: {available:?}"
+        );
+
+        // A new pod holds the Lease.
+        let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+        let took_over = tokio::time::timeout(
+            LONG,
+            await_condition(leases, "iris-operator-leader", move |l: Option<&Lease>| {
+                l.and_then(|l| l.spec.as_ref()?.holder_identity.as_ref())
+                    .is_some_and(|h| !old_pods.contains(h))
+            }),
+        )
+        .await;
+        assert!(
+            matches!(took_over, Ok(Ok(_))),
+            "no new operator pod took the Lease: {took_over:?}"
         );
 
         let expected = serving::Expected::train(&serving::params_multiclass(1234));
