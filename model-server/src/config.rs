@@ -179,7 +179,8 @@ pub struct ServeArgs {
     /// already failing, so that endpoints are removed before the listener closes.
     #[arg(long, env = env::SHUTDOWN_DELAY_SECONDS, default_value_t = 0)]
     pub shutdown_delay_seconds: u64,
-    /// Tokio worker threads; 0 means one per available CPU (respecting cgroup limits).
+    /// HTTP worker threads, each a single-threaded runtime with its own listening socket
+    /// on the port (SO_REUSEPORT); 0 means one per available CPU (respecting cgroup limits).
     #[arg(long, env = env::WORKER_THREADS, default_value_t = 0)]
     pub worker_threads: usize,
 }

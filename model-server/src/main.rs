@@ -9,10 +9,6 @@ use model_server::config::{Cli, Command, InspectArgs, LogFormat, TrainArgs};
 use model_server::{server, ModelArtifact};
 use tracing::error;
 
-// mimalloc: lower and flatter RSS than glibc malloc's per-thread arenas, and fast.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -14,11 +14,10 @@ use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::ServeArgs;
 use crate::http::{app, AppState};
-use crate::model::ModelArtifact;
 
 /// Timing of a graceful shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +28,13 @@ pub struct ShutdownTiming {
     pub grace: Duration,
 }
 
-/// Loads the model, builds the runtime and serves until a termination signal. Errors
-/// (bad artifact, bad training parameters, port in use) are returned before serving.
+/// Loads the model, binds, and serves until a termination signal. Errors (bad artifact, bad
+/// training parameters, port in use) are returned before serving.
+///
+/// Threading: `--worker-threads` threads, each a single-threaded tokio runtime with its own
+/// listening socket on the same port (`SO_REUSEPORT`). The kernel spreads connections over
+/// them, and no request is ever handed from one thread to another: no cross-thread
+/// wake-ups, no shared run queue. The main thread only waits for signals.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let model = args.source.load(&args.training.params())?;
@@ -38,38 +42,58 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let runtime = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, model, started, workers))
-}
-
-async fn serve(
-    args: &ServeArgs,
-    model: ModelArtifact,
-    started: Instant,
-    workers: usize,
-) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
-    let listener = TcpListener::bind(addr)
-        .await
+    let listeners = (0..workers)
+        .map(|_| reuse_port_listener(addr))
+        .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let main_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     // Registered before serving, so a signal during start-up is not lost.
-    let signals = Signals::new().context("cannot install signal handlers")?;
+    let signals = main_rt
+        .block_on(async { Signals::new() })
+        .context("cannot install signal handlers")?;
     let state = AppState::new(
         args.model_name.clone(),
         model,
         args.source.to_string(),
         args.limits(),
     );
+    let timing = ShutdownTiming {
+        delay: Duration::from_secs(args.shutdown_delay_seconds),
+        grace: Duration::from_secs(args.shutdown_grace_seconds),
+    };
+
+    // Count termination signals: the first starts the shutdown, a second cuts it short.
+    let (count_tx, count_rx) = watch::channel(0u32);
+    let nth_signal = |n: u32| {
+        let mut rx = count_rx.clone();
+        async move {
+            // Err only if the sender is gone, which happens only after all workers ended.
+            let _ = rx.wait_for(|count| *count >= n).await;
+        }
+    };
+    let mut threads = Vec::with_capacity(workers);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let state = state.clone();
+        let (first, second) = (nth_signal(1), nth_signal(2));
+        let thread = std::thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    serve_until(listener, state.clone(), timing, first, second).await
+                })
+            })
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+
     let m = state.model();
     info!(
         %addr,
@@ -84,29 +108,53 @@ async fn serve(
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
     );
-    let timing = ShutdownTiming {
-        delay: Duration::from_secs(args.shutdown_delay_seconds),
-        grace: Duration::from_secs(args.shutdown_grace_seconds),
-    };
-    // Count termination signals: the first starts the shutdown, a second cuts it short.
-    let (count_tx, count_rx) = watch::channel(0u32);
-    tokio::spawn(async move {
+
+    main_rt.block_on(async move {
         let mut signals = signals;
+        let mut joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| match t.join() {
+                    Ok(result) => result.context("worker failed"),
+                    Err(_) => Err(anyhow::anyhow!("worker thread panicked")),
+                })
+                .collect::<anyhow::Result<Vec<()>>>()
+        });
         loop {
-            let signal = signals.recv().await;
-            info!(signal, "shutdown requested");
-            count_tx.send_modify(|n| *n += 1);
+            tokio::select! {
+                signal = signals.recv() => {
+                    count_tx.send_modify(|n| *n += 1);
+                    if *count_tx.borrow() == 1 {
+                        info!(
+                            signal,
+                            delay = ?timing.delay,
+                            grace = ?timing.grace,
+                            "shutdown requested: readiness off, finishing in-flight requests"
+                        );
+                    } else {
+                        warn!(signal, "second signal: stopping now");
+                    }
+                }
+                result = &mut joined => {
+                    result.context("cannot join the workers")??;
+                    info!("all connections closed; exiting");
+                    return Ok(());
+                }
+            }
         }
-    });
-    let nth_signal = |n: u32| {
-        let mut rx = count_rx.clone();
-        async move {
-            // Err only if the sender is gone, which happens only when the runtime stops.
-            let _ = rx.wait_for(|count| *count >= n).await;
-        }
-    };
-    serve_until(listener, state, timing, nth_signal(1), nth_signal(2)).await?;
-    Ok(())
+    })
+}
+
+/// A listening socket that shares its port with the other workers' (`SO_REUSEPORT`).
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then shuts down gracefully per
@@ -137,10 +185,10 @@ async fn serve_router_until(
         shutdown.await;
         state.set_ready(false);
         if !timing.delay.is_zero() {
-            info!(delay = ?timing.delay, "readiness off; still accepting during the delay");
+            debug!(delay = ?timing.delay, "readiness off; still accepting during the delay");
             tokio::time::sleep(timing.delay).await;
         }
-        info!("readiness off; no longer accepting connections; finishing in-flight requests");
+        debug!("no longer accepting connections; finishing in-flight requests");
         let _ = drain_tx.send(());
     };
     let listener = listener.tap_io(|tcp| {
@@ -164,7 +212,7 @@ async fn serve_router_until(
     tokio::select! {
         result = server => {
             result?;
-            info!("all connections closed; exiting");
+            debug!("all connections closed");
         }
         reason = deadline => {
             warn!("{reason}; exiting with requests still in flight");
@@ -331,5 +379,15 @@ mod tests {
         // Never released: the server still returns once the grace period is over.
         timeout(LIMIT, h.server).await.unwrap().unwrap().unwrap();
         drop(h.release);
+    }
+
+    #[test]
+    fn workers_share_the_port_but_strangers_do_not() {
+        let first = reuse_port_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = reuse_port_listener(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        // A socket without SO_REUSEPORT (another program) cannot take the port.
+        assert!(std::net::TcpListener::bind(addr).is_err());
     }
 }

@@ -36,13 +36,13 @@ impl ModelSource {
 }
 
 fn load_file(path: &Path) -> Result<ModelArtifact, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    ModelArtifact::from_json(&text).map_err(|source| LoadError::Artifact {
+    ModelArtifact::from_json(&text).map_err(|error| LoadError::Artifact {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -71,29 +71,28 @@ impl FromStr for ModelSource {
     }
 }
 
-/// Why the model could not be loaded at start-up.
+/// Why the model could not be loaded at start-up. Each message is complete on its own
+/// (it includes the underlying error), so the variants carry no `source` chain to repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Builtin training failed (bad training parameters).
     #[error("cannot train the builtin model: {0}")]
-    Train(#[source] TrainError),
+    Train(TrainError),
     /// The artifact file could not be read.
-    #[error("cannot read model artifact {path}: {source}")]
+    #[error("cannot read model artifact {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The artifact file was read but refused.
-    #[error("refusing model artifact {path}: {source}")]
+    #[error("refusing model artifact {}: {error}", path.display())]
     Artifact {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        #[source]
-        source: ArtifactError,
+        error: ArtifactError,
     },
 }
 

@@ -79,10 +79,10 @@ pub(crate) struct RawArtifact {
 pub enum ArtifactError {
     /// The text is not JSON at all (or is truncated).
     #[error("model artifact is not valid JSON: {0}")]
-    Syntax(#[source] serde_json::Error),
+    Syntax(serde_json::Error),
     /// JSON, but not an artifact of this schema (missing or unknown field, wrong type).
     #[error("model artifact does not match schema version {SCHEMA_VERSION}: {0}")]
-    Schema(#[source] serde_json::Error),
+    Schema(serde_json::Error),
     /// Written by a different format version.
     #[error(
         "model artifact has schema_version {found}; this server reads schema_version {SCHEMA_VERSION}"

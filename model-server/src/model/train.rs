@@ -36,7 +36,7 @@ pub enum TrainError {
     Diverged,
     /// The result did not validate as an artifact (a bug, reported rather than hidden).
     #[error("trained model is not a valid artifact: {0}")]
-    Artifact(#[from] ArtifactError),
+    Artifact(ArtifactError),
 }
 
 /// Trains a model on the embedded Iris data.
@@ -117,7 +117,7 @@ pub fn train(params: &TrainingParams) -> Result<ModelArtifact, TrainError> {
         digest: String::new(),
     };
     raw.digest = artifact::compute_digest(&raw);
-    Ok(artifact::validate(raw)?)
+    artifact::validate(raw).map_err(TrainError::Artifact)
 }
 
 fn check_params(p: &TrainingParams) -> Result<(), TrainError> {
