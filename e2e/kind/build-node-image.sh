@@ -204,7 +204,26 @@ LABEL org.opencontainers.image.source=iris-operator/e2e/kind $LABEL_KEY=$inputs_
 ENTRYPOINT ["/usr/local/bin/kube-proxy"]
 DF
   dbuild -t "$(image_for kube-proxy)" "$d"
-  # a smoke test: the iptables in the image runs
+  # a smoke test: the iptables in the image loads the extensions kube-proxy's rules use
+  local ipt=(docker run --rm --cap-add NET_ADMIN --entrypoint iptables-restore -i "$(image_for kube-proxy)" --test)
+  "${ipt[@]}" <<'RULES' >&2
+*nat
+:KUBE-TEST - [0:0]
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-TEST
+-A KUBE-TEST -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-TEST -j MARK --xor-mark 0x4000
+-A KUBE-TEST -j MASQUERADE --random-fully
+-A KUBE-TEST -m addrtype --dst-type LOCAL -j RETURN
+-A KUBE-TEST -p tcp -m tcp -m statistic --mode random --probability 0.5 -j DNAT --to-destination 10.244.0.2:53
+-A KUBE-TEST -m conntrack --ctstate INVALID -j RETURN
+COMMIT
+*filter
+:KUBE-TEST - [0:0]
+-A KUBE-TEST -m conntrack --ctstate NEW -m comment --comment "x" -j REJECT
+-A KUBE-TEST -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A KUBE-TEST -m limit --limit 1/s -j ACCEPT
+COMMIT
+RULES
   docker run --rm --entrypoint iptables "$(image_for kube-proxy)" --version >&2
   docker save -o "$work/images.tar" "${KUBEADM_IMAGES[@]}"
   kind_log "   images: $(printf '%s ' "${KUBEADM_IMAGES[@]}")($(du -m "$work/images.tar" | cut -f1) MB)"

@@ -17,10 +17,12 @@
 # The host-process cluster (e2e/cluster) forwards its pod traffic through the iptables FORWARD
 # chain (br_netfilter). Docker sets the FORWARD policy to DROP only when it has to turn
 # ip_forward on itself; either way we accept that cluster's pod network ($IRIS_HOST_POD_CIDR)
-# in DOCKER-USER, the chain Docker evaluates first and never flushes.
+# in DOCKER-USER, the chain Docker evaluates first and never flushes. Containers' traffic to
+# private address ranges out of the external interface is rejected there too (see
+# docker_user_rules).
 #
 # State: $IRIS_DOCKER_DIR (default /var/lib/iris-operator/docker): dockerd.pid, dockerd.log,
-# daemon.json. Images and containers stay in Docker's default /var/lib/docker, so a later
+# daemon.json, runc-wrapper. Images and containers stay in Docker's default /var/lib/docker, so a later
 # engine (ours or a system one) sees them.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -56,12 +58,45 @@ install_docker() {
   [ "$rc" -eq 0 ] || kind_die "apt-get install docker.io failed"
 }
 
+# The wrapper dockerd runs, at a fixed path ($IRIS_DOCKER_DIR/runc-wrapper), replaced
+# atomically when its source changes: a running engine picks the new one up with its next
+# container.
+wrapper=$IRIS_DOCKER_DIR/runc-wrapper
+install_wrapper() {
+  bash "$KIND_DIR/build-bins.sh" wrapper
+  if ! cmp -s "$RUNC_WRAPPER_BIN/runc-wrapper" "$wrapper"; then
+    install -m 0755 "$RUNC_WRAPPER_BIN/runc-wrapper" "$wrapper.tmp"
+    mv -f "$wrapper.tmp" "$wrapper"
+  fi
+}
+
+# Our rules at the top of DOCKER-USER (the chain Docker jumps to first from FORWARD and never
+# flushes), rewritten on every start:
+#  - accept the host-process cluster's pod network ($IRIS_HOST_POD_CIDR) both ways;
+#  - reject traffic from containers (docker0, br-*) to private address ranges leaving through
+#    the host's external interface: nothing of ours is out there, and a kind node whose Service
+#    rules are not (yet) in place would otherwise send e.g. 10.96.0.1:443 out of the machine.
 docker_user_rules() {
   iptables -w -nL DOCKER-USER >/dev/null 2>&1 || return 0
-  local dir
-  for dir in -s -d; do
-    iptables -w -C DOCKER-USER "$dir" "$IRIS_HOST_POD_CIDR" -j ACCEPT 2>/dev/null ||
-      iptables -w -I DOCKER-USER "$dir" "$IRIS_HOST_POD_CIDR" -j ACCEPT
+  local ext rules=() r
+  ext=$(ip -4 route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')
+  rules+=("-s $IRIS_HOST_POD_CIDR -j ACCEPT" "-d $IRIS_HOST_POD_CIDR -j ACCEPT")
+  if [ -n "$ext" ]; then
+    for r in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10; do
+      rules+=("-i docker0 -o $ext -d $r -m comment --comment iris-no-private-egress -j REJECT")
+      rules+=("-i br-+ -o $ext -d $r -m comment --comment iris-no-private-egress -j REJECT")
+    done
+  fi
+  # remove earlier copies (ours only), then insert in order at the top
+  for r in "${rules[@]}"; do
+    # shellcheck disable=SC2086 # each rule is a list of arguments
+    while iptables -w -D DOCKER-USER $r 2>/dev/null; do :; done
+  done
+  local i=1
+  for r in "${rules[@]}"; do
+    # shellcheck disable=SC2086
+    iptables -w -I DOCKER-USER "$i" $r
+    i=$((i + 1))
   done
 }
 
@@ -69,6 +104,7 @@ start() {
   if engine_up; then
     if our_pid >/dev/null; then
       kind_log "Docker engine running (started by docker.sh, pid $(our_pid))"
+      install_wrapper
       docker_user_rules
     else
       kind_log "Docker engine already running (not ours): leaving it alone"
@@ -85,9 +121,8 @@ start() {
   kind_need_root docker.sh
   command -v dockerd >/dev/null || install_docker
   command -v docker >/dev/null || kind_die "the docker CLI is missing"
-  bash "$KIND_DIR/build-bins.sh" wrapper
-  local wrapper=$RUNC_WRAPPER_BIN/runc-wrapper
   mkdir -p "$IRIS_DOCKER_DIR"
+  install_wrapper
   if pid=$(our_pid); then
     kind_log "our dockerd (pid $pid) does not answer; stopping it first"
     kill "$pid" 2>/dev/null || true

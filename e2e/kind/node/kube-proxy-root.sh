@@ -10,15 +10,19 @@ mkdir -p "$out"
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 files=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/conntrack)
 files+=(/usr/lib/"$multiarch"/xtables/*.so)
-# the binaries, the extension modules, and every shared library they need (canonical paths)
+# the binaries, the extension modules (some are symlinks: libxt_MASQUERADE.so -> libxt_NAT.so),
+# and every shared library they need: each under its name (in the canonical directory, as /lib
+# is a symlink to usr/lib), and the file a symlink points to
 copy() { mkdir -p "$out$(dirname "$1")" && cp -a "$1" "$out$1"; }
 declare -A seen=()
 for f in "${files[@]}"; do
   for p in "$f" $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*'); do
-    r=$(readlink -f "$p")
-    [ -n "${seen[$r]:-}" ] && continue
-    seen[$r]=1
-    copy "$r"
+    [ -e "$p" ] || continue
+    for q in "$(readlink -f "$(dirname "$p")")/$(basename "$p")" "$(readlink -f "$p")"; do
+      [ -n "${seen[$q]:-}" ] && continue
+      seen[$q]=1
+      copy "$q"
+    done
   done
 done
 # the dynamic loader where binaries look for it (/lib64 -> usr/lib64 on merged-/usr Debian)

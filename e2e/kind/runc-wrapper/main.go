@@ -6,8 +6,12 @@
 // kube-proxy) asks for all capabilities, and runc then fails with "unable to apply caps:
 // operation not permitted". Before `runc create` / `runc run` this wrapper removes each
 // capability that is missing from its own bounding set from the five capability sets of the
-// bundle's config.json; before `runc exec` it does the same in the --process file. Every
-// other command goes to runc untouched. Register it as a runtime:
+// bundle's config.json; before `runc exec` it does the same in the --process file. Without
+// CAP_SYS_RESOURCE a process also cannot lower its oom_score_adj, so a create/run asking for a
+// lower value than the wrapper's own (containerd asks -998 for every pod sandbox) gets the
+// wrapper's value instead; runc would otherwise fail with "failed to update
+// /proc/self/oom_score_adj: Permission denied". Every other command goes to runc untouched.
+// Register it as a runtime:
 //
 //	dockerd --add-runtime wrap=/path/runc-wrapper --default-runtime wrap
 //	containerd: [...runtimes.runc.options] BinaryName = "/path/runc-wrapper"
@@ -127,8 +131,15 @@ func editFile(path string, locate func(doc map[string]any) map[string]any, missi
 	if proc == nil {
 		return nil
 	}
-	caps, ok := proc["capabilities"].(map[string]any)
-	if !ok || !filterCaps(caps, missing) {
+	changed := false
+	if caps, ok := proc["capabilities"].(map[string]any); ok && filterCaps(caps, missing) {
+		changed = true
+		logf("removed %v from %s", keys(missing), path)
+	}
+	if missing["CAP_SYS_RESOURCE"] && clampOOMScoreAdj(proc) {
+		changed = true
+	}
+	if !changed {
 		return nil
 	}
 	out, err := json.Marshal(doc)
@@ -143,8 +154,31 @@ func editFile(path string, locate func(doc map[string]any) map[string]any, missi
 	if err := os.WriteFile(tmp, out, st.Mode().Perm()); err != nil {
 		return err
 	}
-	logf("removed %v from %s", keys(missing), path)
 	return os.Rename(tmp, path)
+}
+
+// clampOOMScoreAdj raises process.oomScoreAdj to our own oom_score_adj when it asks for less
+// (lowering it needs CAP_SYS_RESOURCE). It reports whether it changed the value.
+func clampOOMScoreAdj(proc map[string]any) bool {
+	n, ok := proc["oomScoreAdj"].(json.Number)
+	if !ok {
+		return false
+	}
+	want, err := n.Int64()
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return false
+	}
+	own, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || want >= own {
+		return false
+	}
+	proc["oomScoreAdj"] = json.Number(strconv.FormatInt(own, 10))
+	logf("oomScoreAdj %d -> %d", want, own)
+	return true
 }
 
 func keys(m map[string]bool) []string {
