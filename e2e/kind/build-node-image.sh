@@ -280,6 +280,10 @@ DF
 kind_timed "3. node: docker commit $KIND_NODE_IMAGE" commit
 docker rm -f -v "$build_ctr" >/dev/null
 build_ctr=""
-# earlier builds of the node image, now untagged
+# earlier builds of the node image and its images, now untagged, and base images of other
+# package sets
 docker image prune -f --filter "label=$LABEL_KEY" >/dev/null 2>&1 || true
+for t in $(docker images iris-operator/kind-base --format '{{.Tag}}'); do
+  [ "$t" = "$rootfs_key" ] || docker rmi "iris-operator/kind-base:$t" >/dev/null 2>&1 || true
+done
 kind_log "node image $KIND_NODE_IMAGE built ($(docker image inspect "$KIND_NODE_IMAGE" --format '{{.Size}}' | awk '{printf "%d MB", $1/1048576}')) in $((SECONDS - t_start)) s"
