@@ -135,21 +135,21 @@ pub enum Outcome {
 pub async fn apply<K>(
     api: &Api<K>,
     desired: K,
-    observed: Option<K>,
+    observed: Option<&K>,
     force: bool,
 ) -> Result<(K, Outcome), Error>
 where
-    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let desired = stamp(desired)?;
     if let Some(observed) = observed {
         if !force
             && contains(
-                Some(&serde_json::to_value(&observed)?),
+                Some(&serde_json::to_value(observed)?),
                 &serde_json::to_value(&desired)?,
             )
         {
-            return Ok((observed, Outcome::Unchanged));
+            return Ok((observed.clone(), Outcome::Unchanged));
         }
     }
     let name = desired.name_any();
@@ -157,7 +157,10 @@ where
     let applied = api
         .patch(&name, &params, &Patch::Apply(&desired))
         .await
-        .map_err(Error::kube("server-side apply"))?;
+        .map_err(|source| Error::Apply {
+            kind: K::kind(&()).to_string(),
+            source,
+        })?;
     Ok((applied, Outcome::Applied))
 }
 

@@ -25,7 +25,7 @@ use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::{backoff, Error};
 use crate::metrics::Metrics;
 use crate::resolve::{name_and_namespace, resolve, Resolved, Settings};
-use crate::status::{self, Observed};
+use crate::status;
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
@@ -166,40 +166,16 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     }
 
     // build + apply
-    let handoff = resolved.replicas.is_none()
-        && observed_deployment
-            .as_ref()
-            .is_some_and(|d| owns_replicas(d, MANAGER));
-    if let (true, Some(observed)) = (handoff, observed_deployment.as_ref()) {
-        hand_off_replicas(&deployments, observed).await?;
-        ctx.metrics.write("Deployment", "apply");
-    }
-    let (deployment, outcome) = apply(
-        &deployments,
-        builders::deployment::build(&resolved),
-        observed_deployment,
-        handoff,
-    )
-    .await?;
-    count_write(ctx, "Deployment", outcome);
-    let (_, outcome) = apply(
-        &services,
-        builders::service::build(&resolved),
-        observed_service,
-        false,
-    )
-    .await?;
-    count_write(ctx, "Service", outcome);
-    let outcome = match builders::hpa::build(&resolved) {
-        Some(hpa) => apply(&hpas, hpa, observed_hpa, false).await?.1,
-        None => delete_stale(&hpas, observed_hpa.as_ref()).await?,
+    let observed = Observed {
+        deployment: observed_deployment,
+        service: observed_service,
+        hpa: observed_hpa,
+        pdb: observed_pdb,
     };
-    count_write(ctx, "HorizontalPodAutoscaler", outcome);
-    let outcome = match builders::pdb::build(&resolved) {
-        Some(pdb) => apply(&pdbs, pdb, observed_pdb, false).await?.1,
-        None => delete_stale(&pdbs, observed_pdb.as_ref()).await?,
+    let deployment = match converge(&resolved, &observed, &client, ctx).await {
+        Ok(deployment) => deployment,
+        Err(error) => return fail(model, error, observed.deployment.as_ref(), ctx).await,
     };
-    count_write(ctx, "PodDisruptionBudget", outcome);
 
     // status: pods are only listed while the rollout is incomplete, to explain why
     let pods = if status::rollout(&deployment).complete {
@@ -211,11 +187,15 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
             .map_err(Error::kube("list pods"))?
             .items
     };
-    let observed = Observed {
-        deployment: Some(&deployment),
-        pods: &pods,
-    };
-    let status = status::served(model, &resolved, &observed, &now());
+    let status = status::served(
+        model,
+        &resolved,
+        &status::Observed {
+            deployment: Some(&deployment),
+            pods: &pods,
+        },
+        &now(),
+    );
     let action = requeue_after(&status.conditions, &now());
     publish_status(model, status, ctx).await?;
     Ok(action)
@@ -236,6 +216,66 @@ pub fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
     Action::requeue(quarter.clamp(REQUEUE_NOT_READY, REQUEUE_NOT_READY_MAX))
 }
 
+/// The children as read at the start of the reconcile.
+struct Observed {
+    deployment: Option<Deployment>,
+    service: Option<Service>,
+    hpa: Option<HorizontalPodAutoscaler>,
+    pdb: Option<PodDisruptionBudget>,
+}
+
+/// Builds the desired children and applies what differs; returns the Deployment as the API
+/// server has it now.
+async fn converge(
+    resolved: &Resolved,
+    observed: &Observed,
+    client: &Client,
+    ctx: &Context,
+) -> Result<Deployment, Error> {
+    let namespace = &resolved.namespace;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), namespace);
+
+    let handoff = resolved.replicas.is_none()
+        && observed
+            .deployment
+            .as_ref()
+            .is_some_and(|d| owns_replicas(d, MANAGER));
+    if let (true, Some(current)) = (handoff, observed.deployment.as_ref()) {
+        hand_off_replicas(&deployments, current).await?;
+        ctx.metrics.write("Deployment", "apply");
+    }
+    let (deployment, outcome) = apply(
+        &deployments,
+        builders::deployment::build(resolved),
+        observed.deployment.as_ref(),
+        handoff,
+    )
+    .await?;
+    count_write(ctx, "Deployment", outcome);
+    let (_, outcome) = apply(
+        &services,
+        builders::service::build(resolved),
+        observed.service.as_ref(),
+        false,
+    )
+    .await?;
+    count_write(ctx, "Service", outcome);
+    let outcome = match builders::hpa::build(resolved) {
+        Some(hpa) => apply(&hpas, hpa, observed.hpa.as_ref(), false).await?.1,
+        None => delete_stale(&hpas, observed.hpa.as_ref()).await?,
+    };
+    count_write(ctx, "HorizontalPodAutoscaler", outcome);
+    let outcome = match builders::pdb::build(resolved) {
+        Some(pdb) => apply(&pdbs, pdb, observed.pdb.as_ref(), false).await?.1,
+        None => delete_stale(&pdbs, observed.pdb.as_ref()).await?,
+    };
+    count_write(ctx, "PodDisruptionBudget", outcome);
+    Ok(deployment)
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -248,7 +288,7 @@ async fn fail(
     deployment: Option<&Deployment>,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    if error.is_user_error() {
+    if error.reported_in_status() {
         let status = status::failed(model, &error, deployment, &now());
         write_status(model, &status, ctx).await?;
         publish_event(

@@ -338,7 +338,10 @@ pub struct AutoscalingSpec {
     pub max_replicas: i32,
 
     /// Average CPU use, in percent of the CPU request, that the autoscaler aims for.
-    #[serde(default = "default_target_cpu", rename = "targetCPUUtilizationPercentage")]
+    #[serde(
+        default = "default_target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
 }

@@ -47,6 +47,14 @@ pub enum Error {
     #[error("IrisModel has no {0}")]
     MissingMetadata(&'static str),
 
+    /// The API server refused a child (quota, admission, an exhausted Service IP range...).
+    #[error("applying the {kind} failed: {source}")]
+    Apply {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+
     /// A call to the Kubernetes API failed.
     #[error("{action} failed: {source}")]
     Kube {
@@ -71,6 +79,7 @@ impl Error {
             Error::ChildConflict { .. } => "ResourceConflict",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::MissingMetadata(_) => "MissingMetadata",
+            Error::Apply { .. } => "ApplyFailed",
             Error::Kube { .. } => "KubeApiError",
             Error::Serialization(_) => "SerializationFailed",
         }
@@ -88,6 +97,12 @@ impl Error {
                 | Error::ChildConflict { .. }
                 | Error::InvalidSpec(_)
         )
+    }
+
+    /// Whether the error is shown in the status (Ready=False with the category as reason) and as
+    /// a Warning Event: what the user must fix, and children the API server refuses.
+    pub fn reported_in_status(&self) -> bool {
+        self.is_user_error() || matches!(self, Error::Apply { .. })
     }
 
     /// Wraps a client error with what was being done.

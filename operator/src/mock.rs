@@ -33,6 +33,8 @@ pub enum Reply {
     NotFound,
     /// 409 Conflict: the object changed since it was read.
     Conflict,
+    /// An error status with this code, reason and message.
+    Failure(u16, &'static str, &'static str),
     /// 200 with the request body (what server-side apply of a new object returns, roughly).
     Echo,
     /// 200 with the request body changed by a function.
@@ -182,6 +184,12 @@ impl ApiServer {
                     Reply::Json(v) => (StatusCode::OK, v),
                     Reply::NotFound => (StatusCode::NOT_FOUND, not_found(&path)),
                     Reply::Conflict => (StatusCode::CONFLICT, conflict(&path)),
+                    Reply::Failure(code, reason, message) => (
+                        StatusCode::from_u16(code).expect("a status code"),
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Failure", "message": message, "reason": reason,
+                               "code": code}),
+                    ),
                     Reply::Echo => (StatusCode::OK, body.clone()),
                     Reply::EchoWith(f) => (StatusCode::OK, f(body.clone())),
                 };

@@ -497,3 +497,42 @@ async fn a_model_being_deleted_is_left_to_garbage_collection() {
     finished(server).await;
     assert_eq!(action, Action::await_change());
 }
+
+#[tokio::test]
+async fn a_child_the_api_server_refuses_is_reported() {
+    let model = model("iris", 1);
+    let (deployment, _) = children(&model);
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
+        Expect::get(SERVICE, Reply::NotFound),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::apply(
+            SERVICE,
+            Reply::Failure(
+                500,
+                "InternalError",
+                "Internal error occurred: failed to allocate a serviceIP: range is full",
+            ),
+        ),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("False", "ApplyFailed", Some(1))
+            );
+            let message = &status.conditions[0].message;
+            assert!(
+                message.contains("Service") && message.contains("range is full"),
+                "{message}"
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("ApplyFailed"));
+        }),
+    ]);
+    let err = reconcile(Arc::new(model), ctx).await.expect_err("refused");
+    finished(server).await;
+    assert_eq!(err.category(), "ApplyFailed");
+}
