@@ -40,6 +40,7 @@ if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER_NAME"; then
 fi
 
 create() {
+  rm -rf "$IRIS_KIND_DIR/logs"
   kind create cluster --name "$KIND_CLUSTER_NAME" --config "$KIND_TEST_CONFIG" --image "$KIND_NODE_IMAGE" \
     --kubeconfig "$KIND_KUBECONFIG" --wait 180s --retain 2>&1 | tee "$IRIS_KIND_DIR/create.log" >&2
   local rc=${PIPESTATUS[0]}
