@@ -16,8 +16,10 @@ RELEASE_DIR := $(CARGO_TARGET_DIR)/$(TARGET)/release
 BUILD := .build
 MODEL_SERVER_IMAGE ?= iris-operator/model-server:$(VERSION)
 OPERATOR_IMAGE ?= iris-operator/operator:$(VERSION)
-CLUSTER ?= local
+# kind (Docker engine, started when none runs), local (host processes), or auto: kind when it can run.
+CLUSTER ?= auto
 export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER
+WITH_CLUSTER := . e2e/select-cluster.sh && bash "$$CLUSTER_DIR"
 
 .PHONY: help
 help: ## List the targets
@@ -29,8 +31,8 @@ up: images ## Build images, start a cluster, install the chart, deploy examples/
 	bash e2e/up.sh
 
 .PHONY: down
-down: ## Remove what `make up` made (the release, the example and the cluster)
-	bash e2e/cluster/down.sh
+down: ## Remove what `make up` made (the cluster, with the release and the example in it)
+	$(WITH_CLUSTER)/down.sh
 
 .PHONY: test
 test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, chart tests, e2e on a fresh cluster
@@ -70,12 +72,12 @@ chart-test: ## helm lint + helm template (default and all-options values), CRD c
 
 ##@ Clusters and end-to-end tests
 .PHONY: cluster-up
-cluster-up: ## Start the single-node host-process cluster
-	bash e2e/cluster/up.sh
+cluster-up: ## Start the cluster (CLUSTER=kind|local|auto)
+	$(WITH_CLUSTER)/up.sh
 
 .PHONY: cluster-down
-cluster-down: ## Stop it and remove its state
-	bash e2e/cluster/down.sh
+cluster-down: ## Delete it and its state
+	$(WITH_CLUSTER)/down.sh
 
 .PHONY: e2e
 e2e: images ## Run the end-to-end suite on the running cluster (KUBECONFIG)

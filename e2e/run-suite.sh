@@ -7,18 +7,20 @@ cd "$(dirname "$0")/.."
 fresh=0
 [ "${1:-}" = --fresh ] && fresh=1
 t0=$SECONDS
+# shellcheck source=select-cluster.sh
+. e2e/select-cluster.sh
 if [ $fresh = 1 ]; then
-  bash e2e/cluster/down.sh >/dev/null 2>&1 || true
-  bash e2e/cluster/up.sh
+  bash "$CLUSTER_DIR/down.sh" >/dev/null 2>&1 || true
+  bash "$CLUSTER_DIR/up.sh"
   if [ "${KEEP_CLUSTER:-0}" != 1 ]; then
-    trap 'echo "run-suite: tearing the cluster down"; bash e2e/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+    trap 'echo "run-suite: tearing the cluster down"; bash "$CLUSTER_DIR/down.sh" >/dev/null 2>&1 || true' EXIT
   fi
 fi
-# shellcheck source=cluster/env.sh
-. e2e/cluster/env.sh
+# shellcheck source=/dev/null
+. "$CLUSTER_DIR/env.sh"
 kubectl get --raw /readyz >/dev/null 2>&1 ||
-  { echo "run-suite: no cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
-bash e2e/cluster/load-images.sh .build/images/model-server.tar .build/images/operator.tar
+  { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
+bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
 echo "run-suite: cluster ready and images loaded after $((SECONDS - t0)) s; running the suite"
 t1=$SECONDS
 cargo test -p e2e -- --test-threads "${E2E_THREADS:-4}" --nocapture

@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
-step "Cluster (e2e/cluster/up.sh; tools are built once into ${IRIS_CACHE:-~/.cache/iris-operator})"
-bash e2e/cluster/up.sh
-# shellcheck source=cluster/env.sh
-. e2e/cluster/env.sh
+# shellcheck source=select-cluster.sh
+. e2e/select-cluster.sh
+step "Cluster: $CLUSTER ($CLUSTER_DIR/up.sh; tools are built once into ${IRIS_CACHE:-~/.cache/iris-operator})"
+bash "$CLUSTER_DIR/up.sh"
+# shellcheck source=/dev/null
+. "$CLUSTER_DIR/env.sh"
 step "Images into the cluster"
-bash e2e/cluster/load-images.sh .build/images/model-server.tar .build/images/operator.tar
+bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
 step "helm install iris-operator"
 ms=${MODEL_SERVER_IMAGE:?}; op=${OPERATOR_IMAGE:?}
 helm upgrade --install iris-operator charts/iris-operator --namespace iris-system --create-namespace \
