@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, GetParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -186,12 +186,18 @@ where
     }
 }
 
-/// Reads an object, None when it does not exist.
+/// Reads an object, None when it does not exist. Served from the API server's watch cache
+/// (resourceVersion "0") rather than by a quorum read of etcd: the operator reacts to watch
+/// events, which come from that same cache.
 pub async fn get<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
-    api.get_opt(name).await.map_err(Error::kube("get"))
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(object) => Ok(Some(object)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(Error::kube("get")(e)),
+    }
 }
 
 #[cfg(test)]

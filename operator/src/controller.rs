@@ -31,7 +31,7 @@ use crate::status;
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// First requeue while an IrisModel is not Ready. Pods are not watched (Deployment changes are),
 /// so a pod that starts failing is only seen by looking again.
-pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(3);
+pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
 /// Longest requeue while not Ready: a model stuck for minutes is looked at once a minute.
 pub const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(60);
 /// Field manager used once to share `spec.replicas` before handing it to an autoscaler.
@@ -182,10 +182,14 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         Vec::new()
     } else {
         let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        api.list(&ListParams::default().labels(&selector_string(&name)))
-            .await
-            .map_err(Error::kube("list pods"))?
-            .items
+        api.list(
+            &ListParams::default()
+                .labels(&selector_string(&name))
+                .match_any(),
+        )
+        .await
+        .map_err(Error::kube("list pods"))?
+        .items
     };
     let status = status::served(
         model,
@@ -201,9 +205,9 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     Ok(action)
 }
 
-/// When to look again: every 5 minutes when Ready; when not, soon at first and less often the
-/// longer it has not been Ready (a quarter of that time, 3s to 60s), so hundreds of stuck models
-/// do not poll the API server every few seconds.
+/// When to look again: every 5 minutes when Ready; when not, after as long as it has not been
+/// Ready (5s to 60s): a failing pod is noticed within twice its onset, and hundreds of stuck
+/// models do not poll the API server every few seconds.
 pub fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
     let Some(ready) = find(conditions, READY) else {
         return Action::requeue(REQUEUE_NOT_READY);
@@ -212,8 +216,8 @@ pub fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
         return Action::requeue(REQUEUE_READY);
     }
     let since = now.0.duration_since(ready.last_transition_time.0);
-    let quarter = Duration::try_from(since).unwrap_or_default() / 4;
-    Action::requeue(quarter.clamp(REQUEUE_NOT_READY, REQUEUE_NOT_READY_MAX))
+    let since = Duration::try_from(since).unwrap_or_default();
+    Action::requeue(since.clamp(REQUEUE_NOT_READY, REQUEUE_NOT_READY_MAX))
 }
 
 /// The children as read at the start of the reconcile.
@@ -507,8 +511,8 @@ mod tests {
             &at(1000),
         );
         let delay = |now| requeue_after(&not_ready, &at(now));
-        assert_eq!(delay(1000), Action::requeue(Duration::from_secs(3)));
-        assert_eq!(delay(1040), Action::requeue(Duration::from_secs(10)));
+        assert_eq!(delay(1000), Action::requeue(Duration::from_secs(5)));
+        assert_eq!(delay(1010), Action::requeue(Duration::from_secs(10)));
         assert_eq!(delay(5000), Action::requeue(Duration::from_secs(60)));
         let ready = merge(
             &[],

@@ -88,7 +88,11 @@ async fn first_reconcile_creates_children_and_status() {
     let (ctx, server) = context();
     let model = model("iris", 1);
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::NotFound),
+        // Reads come from the API server's watch cache.
+        Expect {
+            query: vec!["resourceVersion=0"],
+            ..Expect::get(DEPLOYMENT, Reply::NotFound)
+        },
         Expect::get(SERVICE, Reply::NotFound),
         Expect::get(HPA, Reply::NotFound),
         Expect::get(PDB, Reply::NotFound),
@@ -110,7 +114,10 @@ async fn first_reconcile_creates_children_and_status() {
             assert_eq!(body["spec"]["ports"][0]["port"], json!(5001));
         }),
         Expect {
-            query: vec!["labelSelector=app.kubernetes.io%2Finstance%3Diris"],
+            query: vec![
+                "labelSelector=app.kubernetes.io%2Finstance%3Diris",
+                "resourceVersion=0",
+            ],
             ..Expect::get(PODS, empty_pod_list())
         },
         Expect::apply(STATUS, status_written()).checking(|body| {

@@ -2,6 +2,7 @@
 //! whole cluster), each owning the children and watching the ConfigMaps models name.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -11,7 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
@@ -22,6 +23,9 @@ use crate::leader::{stopped, Stop};
 
 /// Reconciles running at once; bounds the burst of API requests when many models change.
 const CONCURRENCY: u16 = 32;
+/// Triggers of one model within this window (a Deployment's status moves in bursts) make one
+/// reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Runs the controllers until `stop` fires, then lets running reconciles finish.
 ///
@@ -60,19 +64,31 @@ where
 }
 
 fn controller(client: Client, namespace: Option<&str>) -> Controller<IrisModel> {
-    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let controller = Controller::new(
+    // Reconcile on spec changes only: the operator's own status writes (and label edits) would
+    // otherwise each trigger a reconcile that has nothing to do.
+    let (reader, writer) = reflector::store();
+    let models = watcher(
         api::<IrisModel>(&client, namespace),
         watcher::Config::default(),
     )
-    .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
-    .owns(api::<Deployment>(&client, namespace), children.clone())
-    .owns(api::<Service>(&client, namespace), children.clone())
-    .owns(
-        api::<HorizontalPodAutoscaler>(&client, namespace),
-        children.clone(),
-    )
-    .owns(api::<PodDisruptionBudget>(&client, namespace), children);
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let controller = Controller::for_stream(models, reader)
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(CONCURRENCY)
+                .debounce(DEBOUNCE),
+        )
+        .owns(api::<Deployment>(&client, namespace), children.clone())
+        .owns(api::<Service>(&client, namespace), children.clone())
+        .owns(
+            api::<HorizontalPodAutoscaler>(&client, namespace),
+            children.clone(),
+        )
+        .owns(api::<PodDisruptionBudget>(&client, namespace), children);
 
     // ConfigMaps are watched as metadata only (their content can be large and is read with a
     // GET when a model names them); any change re-reconciles the models that use them.
