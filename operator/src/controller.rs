@@ -141,37 +141,17 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         Err(error) => return fail(model, error, observed_deployment.as_ref(), ctx).await,
     };
 
-    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &namespace);
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
-    let observed_service = get(&services, &name).await?;
-    let observed_hpa = get(&hpas, &name).await?;
-    let observed_pdb = get(&pdbs, &name).await?;
-    if let Some(error) = conflict(
-        &resolved,
-        &[
-            ("Deployment", observed_deployment.as_ref().map(|o| o.meta())),
-            ("Service", observed_service.as_ref().map(|o| o.meta())),
-            (
-                "HorizontalPodAutoscaler",
-                observed_hpa.as_ref().map(|o| o.meta()),
-            ),
-            (
-                "PodDisruptionBudget",
-                observed_pdb.as_ref().map(|o| o.meta()),
-            ),
-        ],
-    ) {
-        return fail(model, error, observed_deployment.as_ref(), ctx).await;
+    let observed = Observed {
+        deployment: observed_deployment,
+        service: get(&Api::namespaced(client.clone(), &namespace), &name).await?,
+        hpa: get(&Api::namespaced(client.clone(), &namespace), &name).await?,
+        pdb: get(&Api::namespaced(client.clone(), &namespace), &name).await?,
+    };
+    if let Some(error) = observed.conflict(&resolved) {
+        return fail(model, error, observed.deployment.as_ref(), ctx).await;
     }
 
     // build + apply
-    let observed = Observed {
-        deployment: observed_deployment,
-        service: observed_service,
-        hpa: observed_hpa,
-        pdb: observed_pdb,
-    };
     let deployment = match converge(&resolved, &observed, &client, ctx).await {
         Ok(deployment) => deployment,
         Err(error) => return fail(model, error, observed.deployment.as_ref(), ctx).await,
@@ -226,6 +206,40 @@ struct Observed {
     service: Option<Service>,
     hpa: Option<HorizontalPodAutoscaler>,
     pdb: Option<PodDisruptionBudget>,
+}
+
+impl Observed {
+    /// A user error when a child's name is taken by an object this IrisModel does not control:
+    /// the operator never takes over someone else's object.
+    fn conflict(&self, resolved: &Resolved) -> Option<Error> {
+        let owner = &resolved.owner;
+        let foreign = [
+            (
+                "Deployment",
+                self.deployment.as_ref().map(|o| controlled_by(o, owner)),
+            ),
+            (
+                "Service",
+                self.service.as_ref().map(|o| controlled_by(o, owner)),
+            ),
+            (
+                "HorizontalPodAutoscaler",
+                self.hpa.as_ref().map(|o| controlled_by(o, owner)),
+            ),
+            (
+                "PodDisruptionBudget",
+                self.pdb.as_ref().map(|o| controlled_by(o, owner)),
+            ),
+        ];
+        foreign
+            .into_iter()
+            .find(|(_, owned)| *owned == Some(false))
+            .map(|(kind, _)| Error::ChildConflict {
+                kind,
+                namespace: resolved.namespace.clone(),
+                name: resolved.name.clone(),
+            })
+    }
 }
 
 /// Builds the desired children and applies what differs; returns the Deployment as the API
@@ -305,26 +319,6 @@ async fn fail(
         .await;
     }
     Err(error)
-}
-
-/// A user error when a child's name is taken by an object this IrisModel does not control.
-fn conflict(
-    resolved: &Resolved,
-    observed: &[(&'static str, Option<&kube::api::ObjectMeta>)],
-) -> Option<Error> {
-    observed.iter().find_map(|(kind, meta)| {
-        let meta = (*meta)?;
-        let owned = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.controller == Some(true) && r.uid == resolved.owner.uid);
-        (!owned).then(|| Error::ChildConflict {
-            kind,
-            namespace: resolved.namespace.clone(),
-            name: resolved.name.clone(),
-        })
-    })
 }
 
 /// Whether `manager` owns `spec.replicas` of the Deployment through an apply.
@@ -486,11 +480,6 @@ pub fn models_using_config_map<'a>(
         })
         .map(kube::runtime::reflector::ObjectRef::from_obj)
         .collect()
-}
-
-/// Whether the object is controlled by this IrisModel (used by tests and the conflict check).
-pub fn is_child_of<K: Resource>(child: &K, resolved: &Resolved) -> bool {
-    controlled_by(child, &resolved.owner)
 }
 
 #[cfg(test)]
