@@ -12,18 +12,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::apply::{apply, controlled_by, delete_stale, get, Outcome};
 use crate::artifact::BuiltinCache;
 use crate::builders::{self, selector_string, MANAGER};
-use crate::conditions::{find, DEGRADED, READY};
-use crate::crd::{IrisModel, IrisModelStatus};
+use crate::conditions::{find, READY};
+use crate::crd::IrisModel;
 use crate::error::{backoff, Error};
 use crate::metrics::Metrics;
+use crate::report::{publish_event, publish_status, write_status};
 use crate::resolve::{name_and_namespace, resolve, Resolved, Settings};
 use crate::status;
 
@@ -76,7 +77,7 @@ impl Context {
     }
 }
 
-fn object_key(model: &IrisModel) -> String {
+pub fn object_key(model: &IrisModel) -> String {
     format!(
         "{}/{}",
         model.namespace().unwrap_or_default(),
@@ -365,101 +366,6 @@ fn count_write(ctx: &Context, kind: &'static str, outcome: Outcome) {
     }
 }
 
-/// Writes the status when it changed, and tells the user about transitions with Events.
-async fn publish_status(
-    model: &IrisModel,
-    status: IrisModelStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let previous = model
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or(&[]);
-    let event = transition_event(previous, &status.conditions);
-    write_status(model, &status, ctx).await?;
-    if let Some((type_, reason, note)) = event {
-        publish_event(model, ctx, type_, &reason, note).await;
-    }
-    Ok(())
-}
-
-/// The Event a change of the Ready condition deserves: Normal when it turns Ready, Warning
-/// when it turns Degraded.
-pub fn transition_event(
-    previous: &[Condition],
-    current: &[Condition],
-) -> Option<(EventType, String, String)> {
-    let now = find(current, READY)?;
-    let before = find(previous, READY);
-    if before.is_some_and(|b| b.status == now.status && b.reason == now.reason) {
-        return None;
-    }
-    if now.status == "True" {
-        return Some((EventType::Normal, now.reason.clone(), now.message.clone()));
-    }
-    let degraded = find(current, DEGRADED).filter(|c| c.status == "True")?;
-    Some((
-        EventType::Warning,
-        degraded.reason.clone(),
-        degraded.message.clone(),
-    ))
-}
-
-async fn write_status(
-    model: &IrisModel,
-    status: &IrisModelStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    if model.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let (name, namespace) = name_and_namespace(model)?;
-    let api: Api<IrisModel> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": IrisModel::api_version(&()),
-        "kind": IrisModel::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube("status patch"))?;
-    ctx.metrics.write("IrisModelStatus", "apply");
-    let ready = find(&status.conditions, READY);
-    info!(
-        irismodel = %format!("{namespace}/{name}"),
-        ready = ready.map(|c| c.status.as_str()).unwrap_or("Unknown"),
-        reason = ready.map(|c| c.reason.as_str()).unwrap_or(""),
-        "status updated"
-    );
-    Ok(())
-}
-
-/// Publishes an Event; a failure to do so is logged, never fatal.
-async fn publish_event(
-    model: &IrisModel,
-    ctx: &Context,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    match ctx.recorder.publish(&event, &model.object_ref(&())).await {
-        Ok(()) => ctx.metrics.write("Event", "create"),
-        Err(e) => warn!(irismodel = %object_key(model), "could not publish event: {e}"),
-    }
-}
-
 /// The IrisModels in the ConfigMap's namespace whose source names it: what a ConfigMap change
 /// must reconcile.
 pub fn models_using_config_map<'a>(
@@ -513,49 +419,5 @@ mod tests {
             requeue_after(&ready, &at(1001)),
             Action::requeue(REQUEUE_READY)
         );
-    }
-
-    #[test]
-    fn events_on_transitions_only() {
-        let rolling = merge(
-            &[],
-            vec![
-                Verdict::new(READY, false, "RollingOut", "0 of 1"),
-                Verdict::new(DEGRADED, false, "AsExpected", ""),
-            ],
-            Some(1),
-            &at(1),
-        );
-        let ready = merge(
-            &rolling,
-            vec![
-                Verdict::new(READY, true, "Ready", "1 of 1"),
-                Verdict::new(DEGRADED, false, "AsExpected", ""),
-            ],
-            Some(1),
-            &at(2),
-        );
-        let crashing = merge(
-            &ready,
-            vec![
-                Verdict::new(READY, false, "CrashLoop", "pod x"),
-                Verdict::new(DEGRADED, true, "CrashLoop", "pod x"),
-            ],
-            Some(2),
-            &at(3),
-        );
-        assert_eq!(transition_event(&[], &rolling), None);
-        let became_ready = transition_event(&rolling, &ready).expect("an event");
-        assert_eq!(
-            (became_ready.0, became_ready.1.as_str()),
-            (EventType::Normal, "Ready")
-        );
-        assert_eq!(transition_event(&ready, &ready), None);
-        let failing = transition_event(&ready, &crashing).expect("an event");
-        assert_eq!(
-            (failing.0, failing.1.as_str()),
-            (EventType::Warning, "CrashLoop")
-        );
-        assert_eq!(transition_event(&crashing, &crashing), None);
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 mod mock;
 #[cfg(test)]
 mod reconcile_tests;
+pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod server;
