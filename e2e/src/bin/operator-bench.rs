@@ -4,8 +4,8 @@
 //! 1. apply-to-Ready: the time from creating an IrisModel to Ready=True, split into the
 //!    operator's share (create -> first pod exists, and pod Ready -> IrisModel Ready) and the
 //!    pod's own start (pod created -> pod Ready), over several models.
-//! 2. unchanged reconcile: touching an IrisModel's labels makes the operator reconcile; the
-//!    resourceVersions of the IrisModel (after the touch) and of its children must not move,
+//! 2. unchanged reconcile: an annotation on a child Service makes the operator reconcile; the
+//!    resourceVersions of the IrisModel and of its children (after the touch) must not move,
 //!    i.e. zero writes.
 //! 3. 500 IrisModels created at once (replicas 0): time until every one has a Deployment, a
 //!    Service and a status for its generation.
@@ -107,17 +107,18 @@ async fn unchanged_reconcile_writes(client: &Client, ns: &str) -> Result<(usize,
     let reconciles_before = operator_metric(client, "reconcile")
         .await
         .unwrap_or_default();
-    // A label change is a change the operator reconciles but must not act on.
-    let touched = models
+    // An annotation on the Service is a change to an owned child: the operator reconciles the
+    // IrisModel, and must find nothing to write (the annotation is not one of its fields).
+    services
         .patch(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/touched": "yes"}}})),
         )
         .await?;
     let rv = |o: Option<String>| o.unwrap_or_default();
     let before = (
-        rv(touched.metadata.resource_version.clone()),
+        rv(models.get(name).await?.metadata.resource_version),
         rv(deployments.get(name).await?.metadata.resource_version),
         rv(services.get(name).await?.metadata.resource_version),
     );
@@ -127,8 +128,11 @@ async fn unchanged_reconcile_writes(client: &Client, ns: &str) -> Result<(usize,
         let now = operator_metric(client, "reconcile")
             .await
             .unwrap_or_default();
-        if now > reconciles_before || Instant::now() > deadline {
+        if now > reconciles_before {
             break;
+        }
+        if Instant::now() > deadline {
+            bail!("the operator did not reconcile after the Service changed (reconciles {now})");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
