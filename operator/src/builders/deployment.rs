@@ -26,6 +26,8 @@ pub const MODELS_DIR: &str = "/models";
 /// Name of the model-server container.
 pub const CONTAINER_NAME: &str = "model-server";
 const MODEL_VOLUME: &str = "model";
+/// Seconds a terminating pod keeps accepting requests (within the 30s grace period).
+pub const SHUTDOWN_DELAY_SECONDS: u32 = 5;
 
 /// Builds the Deployment of the model server.
 pub fn build(resolved: &Resolved) -> Deployment {
@@ -188,6 +190,13 @@ pub fn env(resolved: &Resolved) -> Vec<EnvVar> {
     let mut env = vec![
         env_var(env::MODEL_NAME, resolved.name.clone()),
         env_var(env::PORT, resolved.port.to_string()),
+        // Keep serving for a few seconds after SIGTERM (readiness already failing) so the pod
+        // leaves the Service's endpoints before its listener closes: no failed request while
+        // a rollout replaces pods.
+        env_var(
+            env::SHUTDOWN_DELAY_SECONDS,
+            SHUTDOWN_DELAY_SECONDS.to_string(),
+        ),
     ];
     match &resolved.source {
         ResolvedSource::Builtin(training) => {

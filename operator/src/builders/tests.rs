@@ -225,6 +225,7 @@ fn deployment_of_a_builtin_model() {
         env(&[
             ("MODEL_NAME", "iris"),
             ("MODEL_SERVER_PORT", "5001"),
+            ("MODEL_SERVER_SHUTDOWN_DELAY_SECONDS", "5"),
             ("MODEL_SOURCE", "builtin"),
             ("MODEL_TASK", "binary"),
             ("MODEL_POSITIVE_CLASS", "setosa"),
@@ -279,6 +280,7 @@ fn deployment_of_a_configmap_model_mounts_the_artifact_read_only() {
         env(&[
             ("MODEL_NAME", "iris"),
             ("MODEL_SERVER_PORT", "5001"),
+            ("MODEL_SERVER_SHUTDOWN_DELAY_SECONDS", "5"),
             ("MODEL_SOURCE", "file:/models/model.json"),
         ]),
         Some(vec![Volume {
@@ -318,6 +320,7 @@ fn deployment_of_a_file_model_in_a_custom_image() {
         env(&[
             ("MODEL_NAME", "iris"),
             ("MODEL_SERVER_PORT", "8080"),
+            ("MODEL_SERVER_SHUTDOWN_DELAY_SECONDS", "5"),
             ("MODEL_SOURCE", "file:/opt/iris.json"),
         ]),
         None,
