@@ -142,8 +142,11 @@ fn code_index(status: StatusCode) -> usize {
     }
 }
 
-/// Upper bounds of the latency buckets in nanoseconds (50 us .. 1 s; +Inf is implicit).
-const BUCKETS_NS: [u64; 13] = [
+/// Upper bounds of the latency buckets in nanoseconds (10 us .. 1 s; +Inf is implicit).
+/// A prediction takes tens of microseconds inside the server, hence the fine low end.
+const BUCKETS_NS: [u64; 15] = [
+    10_000,
+    25_000,
     50_000,
     100_000,
     250_000,
