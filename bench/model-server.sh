@@ -60,6 +60,10 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release -p model-server --target "$TARGET"
 fi
 [ -x "$BINARY" ] || { log "no binary at $BINARY"; exit 1; }
+# Run a private copy: a concurrent build into the same target directory must not swap it.
+cp "$BINARY" "$WORK/model-server"
+BINARY_SHOWN=$BINARY
+BINARY=$WORK/model-server
 
 # --- machine -----------------------------------------------------------------------------
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
@@ -67,7 +71,7 @@ MEM=$(free -g | awk '/Mem:/{print $2}')
 echo "## model-server benchmark"
 echo "date:     $(date -u '+%F %H:%M UTC')"
 echo "machine:  $(nproc) cores, $CPU, ${MEM} GiB RAM; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "binary:   $BINARY ($(stat -c %s "$BINARY") bytes, $(file -b "$BINARY" 2>/dev/null | cut -d, -f1-2 || echo '?'))"
+echo "binary:   $BINARY_SHOWN ($(stat -c %s "$BINARY") bytes, $(file -b "$BINARY" 2>/dev/null | cut -d, -f1-2 || echo '?'))"
 echo "wrk:      $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), -t$THREADS -c$CONNECTIONS -d${DURATION}s; server workers: ${WORKERS} (0 = per CPU)"
 echo
 
