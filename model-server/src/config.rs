@@ -1,5 +1,5 @@
 //! Command line and environment: `model-server train | inspect | serve`. Every flag can also
-//! be set through the environment variable named in [`env`]; the operator sets those.
+//! be set through the environment variable named in [`mod@env`]; the operator sets those.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -88,7 +88,7 @@ pub enum Command {
 /// Training hyper-parameters (for `train`, and for `serve --source builtin`).
 #[derive(Clone, Debug, Args)]
 pub struct TrainingArgs {
-    /// binary ("is it <positive-class>?", one vs rest) or multiclass.
+    /// binary ("is it `<positive-class>`?", one vs rest) or multiclass.
     #[arg(long, env = env::TASK, value_enum, default_value_t = Task::Binary)]
     pub task: Task,
     /// The class a binary model recognises (ignored for multiclass).

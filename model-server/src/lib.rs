@@ -4,7 +4,7 @@
 //!
 //! The operator depends on this library for the artifact format ([`ModelArtifact`]), the
 //! training parameters ([`TrainingParams`]) and the names of the server's flags and
-//! environment variables ([`config::env`]).
+//! environment variables ([`mod@config::env`]).
 
 pub mod config;
 pub mod http;
