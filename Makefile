@@ -50,7 +50,7 @@ unit: ## Unit and integration tests (no cluster needed)
 .PHONY: crds
 crds: ## Regenerate crds/irismodel.yaml and the chart's copy from the Rust types
 	cargo run -q -p operator --bin crdgen > crds/irismodel.yaml
-	cp crds/irismodel.yaml charts/iris-operator/crds/irismodel.yaml
+	cp crds/irismodel.yaml charts/iris-operator/files/irismodel.yaml
 
 .PHONY: binaries
 binaries: ## Static release binaries (glibc crt-static), staged in .build/bin

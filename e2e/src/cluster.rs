@@ -63,6 +63,12 @@ fn install_operator() -> Result<(), String> {
     let (op_repo, op_tag) = image_parts("OPERATOR_IMAGE", "iris-operator/operator:0.1.0");
     let (ms_repo, ms_tag) = image_parts("MODEL_SERVER_IMAGE", "iris-operator/model-server:0.1.0");
     let chart = repo_root().join("charts/iris-operator");
+    // An existing release keeps its pods when the image tag is unchanged: restart them below
+    // so the suite always runs the images just loaded.
+    let existed = Command::new(helm())
+        .args(["status", RELEASE, "--namespace", OPERATOR_NAMESPACE])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let out = Command::new(helm())
         .args(["upgrade", "--install", RELEASE])
         .arg(chart)
@@ -76,6 +82,31 @@ fn install_operator() -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run {}: {e}", helm()))?;
     if out.status.success() {
+        if existed {
+            let deploy = format!("deployment/{RELEASE}");
+            for args in [
+                vec![
+                    "rollout",
+                    "restart",
+                    "-n",
+                    OPERATOR_NAMESPACE,
+                    deploy.as_str(),
+                ],
+                vec![
+                    "rollout",
+                    "status",
+                    "-n",
+                    OPERATOR_NAMESPACE,
+                    deploy.as_str(),
+                    "--timeout=180s",
+                ],
+            ] {
+                let out = crate::kubectl::run(&args, None);
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+                }
+            }
+        }
         Ok(())
     } else {
         Err(format!(

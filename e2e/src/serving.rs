@@ -52,18 +52,22 @@ pub fn iris_rows() -> Vec<[f64; 4]> {
 /// model trained here, plus the true labels.
 pub struct Expected {
     pub digest: String,
+    /// The label of each row.
     pub labels: Vec<String>,
+    /// The class index of each row (binary: 1 = the positive class).
+    pub classes: Vec<u64>,
     truth: Vec<String>,
 }
 
 impl Expected {
     pub fn train(params: &TrainingParams) -> Expected {
         let artifact = model_server::train(params).expect("training");
-        let labels = artifact
-            .predict(&iris_rows())
+        let predictions = artifact.predict(&iris_rows());
+        let labels = predictions
             .iter()
             .map(|p| artifact.label(p.class_index).to_string())
             .collect();
+        let classes = predictions.iter().map(|p| p.class_index as u64).collect();
         // Binary labels are ["not_<class>", "<class>"]; multiclass labels are the classes.
         let truth = model_server::iris::dataset()
             .iter()
@@ -76,6 +80,7 @@ impl Expected {
         Expected {
             digest: artifact.digest().to_string(),
             labels,
+            classes,
             truth,
         }
     }
@@ -126,8 +131,9 @@ pub async fn labels_via_predict_iris(url: &str, rows: &[[f64; 4]]) -> Vec<String
     labels
 }
 
-/// KServe v1: `POST /v1/models/NAME:predict` with all rows as instances.
-pub async fn labels_via_kserve_v1(url: &str, model: &str, rows: &[[f64; 4]]) -> Vec<String> {
+/// KServe v1: `POST /v1/models/NAME:predict` with all rows as instances; the predictions are
+/// class indices, as KServe's sklearn runtime answers.
+pub async fn classes_via_kserve_v1(url: &str, model: &str, rows: &[[f64; 4]]) -> Vec<u64> {
     let answer = post(
         &format!("{url}/v1/models/{model}:predict"),
         json!({ "instances": rows }),
@@ -138,11 +144,8 @@ pub async fn labels_via_kserve_v1(url: &str, model: &str, rows: &[[f64; 4]]) -> 
         .unwrap_or_else(|| panic!("no predictions: {answer}"))
         .iter()
         .map(|p| {
-            p["label"]
-                .as_str()
-                .or(p.as_str())
-                .unwrap_or_else(|| panic!("no label in {p}"))
-                .to_string()
+            p.as_u64()
+                .unwrap_or_else(|| panic!("not a class index: {p}"))
         })
         .collect()
 }

@@ -145,10 +145,10 @@ async fn predictions_match(
         );
         let rows = serving::iris_rows();
         let tutorial = serving::labels_via_predict_iris(&url, &rows).await;
-        let kserve = serving::labels_via_kserve_v1(&url, name, &rows).await;
+        let kserve = serving::classes_via_kserve_v1(&url, name, &rows).await;
         let oip = serving::labels_via_oip_v2(&url, name, &rows).await;
         assert_eq!(tutorial, expected.labels, "/predict_iris");
-        assert_eq!(kserve, expected.labels, "KServe v1 :predict");
+        assert_eq!(kserve, expected.classes, "KServe v1 :predict");
         assert_eq!(oip, expected.labels, "OIP v2 infer");
 
         // Accuracy on all 150 rows against the true labels, next to what status reports for

@@ -16,8 +16,8 @@ pass() { echo "chart-test: ok: $*"; passed=$((passed + 1)); }
 passed=0
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 
-cmp -s crds/irismodel.yaml $chart/crds/irismodel.yaml ||
-  fail "$chart/crds/irismodel.yaml differs from crds/irismodel.yaml (the generated one): run 'make crds'"
+cmp -s crds/irismodel.yaml $chart/files/irismodel.yaml ||
+  fail "$chart/files/irismodel.yaml differs from crds/irismodel.yaml (the generated one): run 'make crds'"
 pass "the chart's CRD is crds/irismodel.yaml"
 
 helm lint --strict $chart >/dev/null || { helm lint --strict $chart; fail "helm lint (default values)"; }
@@ -30,15 +30,23 @@ helm template t $chart -n iris-system -f $all --api-versions monitoring.coreos.c
 pass "helm template (default values and all options)"
 
 kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
-[ "$(kinds "$out/default.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 Deployment=1 Role=1 RoleBinding=1 ServiceAccount=1 " ] ||
+[ "$(kinds "$out/default.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 CustomResourceDefinition=1 Deployment=1 Role=1 RoleBinding=1 ServiceAccount=1 " ] ||
   fail "default values render $(kinds "$out/default.yaml")"
 pass "default values render: $(kinds "$out/default.yaml")"
-[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 Deployment=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
+[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 CustomResourceDefinition=1 Deployment=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
   fail "all options render $(kinds "$out/all.yaml")"
 pass "all options render: $(kinds "$out/all.yaml")"
 helm template t $chart -f $all | grep -q '^kind: ServiceMonitor' &&
   fail "a ServiceMonitor is rendered although the cluster has no monitoring.coreos.com/v1 API"
 pass "no ServiceMonitor without the monitoring.coreos.com/v1 API"
+
+grep -q 'helm.sh/resource-policy: keep' "$out/default.yaml" || fail "the CRD is not kept on helm uninstall"
+rules() { grep -c 'rule: ' "$1"; }
+[ "$(rules "$out/default.yaml")" = "$(rules crds/irismodel.yaml)" ] ||
+  fail "the rendered CRD carries $(rules "$out/default.yaml") CEL rules, crds/irismodel.yaml $(rules crds/irismodel.yaml)"
+helm template t $chart --set crds.install=false | grep -q '^kind: CustomResourceDefinition' &&
+  fail "crds.install=false still renders the CRD"
+pass "the CRD is rendered with all $(rules crds/irismodel.yaml) CEL rules, kept on uninstall, and optional"
 
 grep -q 'value: "team-a,team-b"' "$out/all.yaml" || fail "watchNamespaces is not passed to WATCH_NAMESPACES"
 grep -q 'registry.example.com/iris/model-server:9.9.9' "$out/all.yaml" || fail "the model-server image is not passed"
