@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 /// Where the chart installs the operator.
@@ -115,6 +115,18 @@ fn install_operator() -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// The names of the operator's pods.
+pub async fn operator_pods(client: &Client) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    pods.list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await
+        .expect("list the operator's pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
 }
 
 /// Runs `test` in a new namespace (named `e2e-<prefix>-xxxxx`, with `labels`), after making

@@ -45,15 +45,7 @@ async fn helm_install_makes_the_operator_ready() {
         .spec
         .and_then(|s| s.holder_identity)
         .expect("a lease holder");
-    let pods: Api<Pod> = Api::namespaced(client, OPERATOR_NAMESPACE);
-    let names: Vec<String> = pods
-        .list(&ListParams::default().labels(cluster::OPERATOR_SELECTOR))
-        .await
-        .expect("operator pods")
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
+    let names = cluster::operator_pods(&client).await;
     assert!(
         names.contains(&holder),
         "lease holder {holder} is not one of {names:?}"

@@ -7,8 +7,6 @@ use e2e::cluster::{self, with_temp_ns, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, RE
 use e2e::{iris, kubectl, serving};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
 use kube::runtime::wait::await_condition;
 use kube::Api;
 
@@ -21,15 +19,7 @@ async fn killing_the_operator_during_a_rollout_converges() {
         let api = iris::api(&client, &ns);
         iris::wait_ready(&api, "iris-multiclass", Duration::from_secs(60)).await;
 
-        let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        let old_pods: Vec<String> = pods
-            .list(&ListParams::default().labels(OPERATOR_SELECTOR))
-            .await
-            .expect("operator pods")
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
+        let old_pods = cluster::operator_pods(&client).await;
 
         // Start a rollout, and kill the operator pod in the middle of it.
         kubectl::ok(&[
