@@ -4,11 +4,13 @@
 # 500 IrisModels at once, operator memory. Prints the figures for BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=../e2e/cluster/env.sh
-. e2e/cluster/env.sh
-kubectl get --raw /readyz >/dev/null 2>&1 || { echo "bench/operator.sh: no cluster: run 'make cluster-up'" >&2; exit 1; }
+# shellcheck source=../e2e/select-cluster.sh
+. e2e/select-cluster.sh
+# shellcheck source=/dev/null
+. "$CLUSTER_DIR/env.sh"
+kubectl get --raw /readyz >/dev/null 2>&1 || { echo "bench/operator.sh: no $CLUSTER cluster: run 'make cluster-up' (or make up)" >&2; exit 1; }
 if ! helm status iris-operator -n iris-system >/dev/null 2>&1; then
-  bash e2e/cluster/load-images.sh .build/images/model-server.tar .build/images/operator.tar
+  bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
   helm upgrade --install iris-operator charts/iris-operator -n iris-system --create-namespace --wait
 fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
