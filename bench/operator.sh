@@ -13,5 +13,9 @@ if ! helm status iris-operator -n iris-system >/dev/null 2>&1; then
   bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
   helm upgrade --install iris-operator charts/iris-operator -n iris-system --create-namespace --wait
 fi
+# A fresh operator process in a cluster without an earlier run's objects, so "idle" is idle.
+kubectl delete namespace iris-bench --ignore-not-found --wait --timeout=300s >/dev/null
+kubectl -n iris-system rollout restart deployment/iris-operator >/dev/null
+kubectl -n iris-system rollout status deployment/iris-operator --timeout=120s >/dev/null
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
-cargo run -q --release -p e2e --bin operator-bench
+cargo run -q -p e2e --bin operator-bench

@@ -257,23 +257,73 @@ async fn operator_memory(client: &Client) -> Result<(f64, f64)> {
         .await?
         .items
         .into_iter()
-        .next()
-        .context("operator pod")?;
+        .find(|p| p.metadata.deletion_timestamp.is_none() && e2e::serving::pod_is_ready(p))
+        .context("a ready operator pod")?;
     let node = pod
         .spec
         .and_then(|s| s.node_name)
         .context("scheduled operator pod")?;
-    let req =
-        http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary")).body(Vec::new())?;
-    let summary: Value = client.request(req).await?;
     let name = pod.metadata.name.unwrap_or_default();
-    let stats = summary["pods"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["podRef"]["name"] == name.as_str()))
-        .context("operator pod in the summary")?;
+    // The kubelet collects stats every few seconds: a new pod shows up after a while.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let stats = loop {
+        let req = http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary"))
+            .body(Vec::new())?;
+        let summary: Value = client.request(req).await?;
+        let found = summary["pods"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["podRef"]["name"] == name.as_str()))
+            .filter(|p| p["containers"][0]["memory"]["workingSetBytes"].is_number())
+            .cloned();
+        match found {
+            Some(stats) => break stats,
+            None if Instant::now() > deadline => {
+                bail!("operator pod {name} not in the kubelet's summary")
+            }
+            None => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    };
     let mem = &stats["containers"][0]["memory"];
     let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / 1024.0 / 1024.0;
     Ok((mib(&mem["workingSetBytes"]), mib(&mem["rssBytes"])))
+}
+
+/// VmRSS in MiB of each `/iris-operator` process visible on this host (the cluster's nodes run
+/// here, kind or host processes): the process's resident memory including its mapped binary,
+/// which the cgroup's `rss` (anonymous memory only) leaves out.
+fn host_rss_mib() -> Vec<f64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(b"/iris-operator".as_slice()))
+        })
+        .filter_map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let kib: f64 = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some(kib / 1024.0)
+        })
+        .collect()
+}
+
+fn print_memory(when: &str, (ws, rss): (f64, f64)) {
+    let host: Vec<String> = host_rss_mib()
+        .iter()
+        .map(|m| format!("{m:.1} MiB"))
+        .collect();
+    println!(
+        "operator memory {when}: process VmRSS {} (from /proc on this host); cgroup working set {ws:.1} MiB, cgroup rss (anonymous) {rss:.1} MiB",
+        if host.is_empty() { "not visible here".to_string() } else { host.join(", ") }
+    );
 }
 
 #[tokio::main]
@@ -286,8 +336,7 @@ async fn main() -> Result<()> {
     let ns = "iris-bench";
     fresh_namespace(&client, ns).await?;
 
-    let (ws, rss) = operator_memory(&client).await?;
-    println!("operator idle memory: working set {ws:.1} MiB, RSS {rss:.1} MiB");
+    print_memory("idle", operator_memory(&client).await?);
 
     let runs = apply_to_ready(&client, ns, 5).await?;
     for (total, pod, operator) in &runs {
@@ -308,8 +357,10 @@ async fn main() -> Result<()> {
     println!(
         "{count} IrisModels at once: all reconciled (Deployment, Service, status) in {took:.1} s"
     );
-    let (ws, rss) = operator_memory(&client).await?;
-    println!("operator memory after {count} models: working set {ws:.1} MiB, RSS {rss:.1} MiB");
+    print_memory(
+        &format!("after {count} models"),
+        operator_memory(&client).await?,
+    );
 
     Api::<Namespace>::all(client)
         .delete(ns, &DeleteParams::background())
