@@ -290,7 +290,8 @@ pub struct ClientLoop {
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<String>>>,
-    last_digests: Arc<Mutex<Vec<String>>>,
+    /// The last 10 digests the loop read from /metrics, oldest first.
+    last_digests: tokio::sync::watch::Receiver<Vec<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -299,15 +300,10 @@ impl ClientLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let errors = Arc::new(Mutex::new(Vec::new()));
-        let last_digests = Arc::new(Mutex::new(Vec::new()));
+        let (digests_tx, last_digests) = tokio::sync::watch::channel(Vec::new());
         let task = {
-            let (stop, ok, failed, errors, last_digests) = (
-                stop.clone(),
-                ok.clone(),
-                failed.clone(),
-                errors.clone(),
-                last_digests.clone(),
-            );
+            let (stop, ok, failed, errors) =
+                (stop.clone(), ok.clone(), failed.clone(), errors.clone());
             tokio::spawn(async move {
                 let body = json!({"features": [6.1, 2.8, 4.7, 1.2]});
                 // About 50 rounds a second: enough to catch a gap, gentle on a 2-core machine.
@@ -330,10 +326,11 @@ impl ClientLoop {
                     }
                     if let Ok(text) = metrics {
                         if let Some(d) = digest_in_metrics(&text) {
-                            let mut seen = last_digests.lock().expect("digests lock");
-                            seen.push(d);
-                            let excess = seen.len().saturating_sub(10);
-                            seen.drain(..excess);
+                            digests_tx.send_modify(|seen| {
+                                seen.push(d);
+                                let excess = seen.len().saturating_sub(10);
+                                seen.drain(..excess);
+                            });
                         }
                     }
                 }
@@ -352,23 +349,14 @@ impl ClientLoop {
     /// Keeps the loop running until its last 10 reads of the served digest all equal
     /// `digest` (or `timeout`), then stops it and reports.
     pub async fn stop_after_seeing(self, digest: &str, timeout: Duration) -> LoopReport {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let done = {
-                let seen = self.last_digests.lock().expect("digests lock");
-                seen.len() == 10 && seen.iter().all(|d| d == digest)
-            };
-            if done || tokio::time::Instant::now() > deadline {
-                break;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let settled = |seen: &Vec<String>| seen.len() == 10 && seen.iter().all(|d| d == digest);
+        let mut digests = self.last_digests.clone();
+        let _ = tokio::time::timeout(timeout, digests.wait_for(settled)).await;
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
-        let seen = self.last_digests.lock().expect("digests lock").clone();
+        let seen = self.last_digests.borrow().clone();
         assert!(
-            seen.len() == 10 && seen.iter().all(|d| d == digest),
+            settled(&seen),
             "the Service did not settle on digest {digest} within {timeout:?}; last reads: {seen:?}"
         );
         LoopReport {
