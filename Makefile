@@ -88,8 +88,9 @@ e2e-fresh: images ## Start a fresh cluster, run the suite, tear the cluster down
 	bash e2e/run-suite.sh --fresh
 
 .PHONY: bench
-bench: ## Benchmarks (figures go to BENCHMARKS.md)
+bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh needs a running cluster
 	bash bench/model-server.sh
+	SPLIT_CORES=1 SKIP_BUILD=1 bash bench/model-server.sh
 	bash bench/operator.sh
 
 .PHONY: clean

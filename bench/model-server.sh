@@ -5,6 +5,7 @@
 #   bench/model-server.sh            # build the static release binary, run everything
 #   DURATION=5 bench/model-server.sh # shorter wrk runs
 #   SKIP_BUILD=1 BINARY=path ...     # use an existing binary
+#   SPLIT_CORES=1 bench/model-server.sh  # server pinned to CPU 0 (1 worker), wrk to CPU 1
 #
 # Measures (targets from issue 2):
 #   - POST /predict_iris single row, wrk -t2 -c64        (>= 50,000 req/s, p99 < 2 ms)
@@ -27,6 +28,15 @@ BATCH_CONNECTIONS=${BATCH_CONNECTIONS:-8}
 WORKERS=${WORKERS:-0}  # server worker threads; 0 = one per CPU
 STARTS=${STARTS:-20}
 ROUNDS=${ROUNDS:-3}     # alternating constant/predict rounds; the median run is reported
+# SPLIT_CORES=1: the server on CPU 0 with one worker (as in a 1-CPU pod) and wrk on CPU 1 with
+# one thread, so neither waits for the other's time slice; the default lets all four threads
+# share both cores.
+SPLIT_CORES=${SPLIT_CORES:-0}
+SERVER_PIN=()
+WRK_PIN=()
+if [ "$SPLIT_CORES" = 1 ]; then
+  WORKERS=1 THREADS=1 SERVER_PIN=(taskset -c 0) WRK_PIN=(taskset -c 1)
+fi
 HERE=bench/model-server
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -82,7 +92,7 @@ START_MS=$(sed -n 's/.*median=\([0-9.]*\).*/\1/p' "$WORK/start.txt")
 START_MAX=$(sed -n 's/.*max=\([0-9.]*\).*/\1/p' "$WORK/start.txt")
 
 # --- server for the load tests ------------------------------------------------------------
-RUST_LOG=warn "$BINARY" serve --host 127.0.0.1 --port "$PORT" --worker-threads "$WORKERS" &
+RUST_LOG=warn "${SERVER_PIN[@]}" "$BINARY" serve --host 127.0.0.1 --port "$PORT" --worker-threads "$WORKERS" &
 SERVER_PID=$!
 for _ in $(seq 1 500); do
   curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null 2>&1 && break
@@ -110,7 +120,7 @@ run() {
   log "wrk $name ($url, -c$conns, ${DURATION}s)"
   local t0 t1
   t0=$(cpu_ticks)
-  WRK_BODY_FILE=$body wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --latency -s "$HERE/post.lua" "$url" > "$out"
+  WRK_BODY_FILE=$body "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --latency -s "$HERE/post.lua" "$url" > "$out"
   t1=$(cpu_ticks)
   cat "$out" >&2
   local rps p50 p99 bad reqs cpu
@@ -124,7 +134,7 @@ run() {
 }
 
 # Warm up (connections, allocator, caches), not measured.
-WRK_BODY_FILE="$WORK/single.json" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$HERE/post.lua" \
+WRK_BODY_FILE="$WORK/single.json" "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$HERE/post.lua" \
   "http://127.0.0.1:$PORT/predict_iris" >/dev/null
 
 # The two single-row routes alternate, ROUNDS times each, and the median run of each counts:
