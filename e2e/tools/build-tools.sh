@@ -105,41 +105,38 @@ GO
   timed bash -c "cd '$out/src' && go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$out/bin/.etcd.tmp' . && mv '$out/bin/.etcd.tmp' '$out/bin/etcd'"
 }
 
-build_helm() {
-  local out=$cache/helm-$HELM_VERSION-k8s$HELM_K8S_VERSION
-  if [ -x "$out/bin/helm" ]; then step "helm $HELM_VERSION: cached in $out/bin"; return; fi
+# go_install NAME VERSION OUT PACKAGE@VERSION [LDFLAGS]: `go install` one command into OUT/bin
+# (through OUT/tmp, so an interrupted build never leaves a half-written "cached" binary),
+# unless it is already there.
+go_install() {
+  local name=$1 version=$2 out=$3 pkg=$4 ldflags=${5:-}
+  if [ -x "$out/bin/$name" ]; then step "$name $version: cached in $out/bin"; return; fi
   mkdir -p "$out/bin" "$out/tmp"
+  step "$name $version: building"
+  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $ldflags" "$pkg"
+  mv "$out/tmp/$name" "$out/bin/$name"
+}
+
+build_helm() {
   # Like helm's Makefile: the Kubernetes version `helm template` and `helm lint` assume
   # (otherwise v1.20, which charts with a kubeVersion constraint refuse).
-  local helm_k8s="" kv=${HELM_K8S_VERSION#v}
+  local ld="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" kv=${HELM_K8S_VERSION#v}
   for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-    helm_k8s+=" -X $pkg.k8sVersionMajor=${kv%%.*} -X $pkg.k8sVersionMinor=${kv#*.}"
+    ld+=" -X $pkg.k8sVersionMajor=${kv%%.*} -X $pkg.k8sVersionMinor=${kv#*.}"
   done
-  step "helm $HELM_VERSION: building"
-  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $helm_k8s" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  mv "$out/tmp/helm" "$out/bin/helm"
+  go_install helm "$HELM_VERSION" "$cache/helm-$HELM_VERSION-k8s$HELM_K8S_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$ld"
 }
 
 # crictl (the CRI client): e2e/cluster/down.sh stops pod sandboxes with it through containerd's
 # CRI, so the CNI plugins release addresses and remove their iptables rules; handy for debugging.
 build_crictl() {
-  local out=$cache/crictl-$CRICTL_VERSION
-  if [ -x "$out/bin/crictl" ]; then step "crictl $CRICTL_VERSION: cached in $out/bin"; return; fi
-  mkdir -p "$out/bin" "$out/tmp"
-  step "crictl $CRICTL_VERSION: building"
-  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
-  mv "$out/tmp/crictl" "$out/bin/crictl"
+  go_install crictl "$CRICTL_VERSION" "$cache/crictl-$CRICTL_VERSION" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
 }
 
 build_kind() {
-  local out=$cache/kind-$KIND_VERSION
-  if [ -x "$out/bin/kind" ]; then step "kind $KIND_VERSION: cached in $out/bin"; return; fi
-  mkdir -p "$out/bin" "$out/tmp"
-  step "kind $KIND_VERSION: building"
-  timed env GOBIN="$out/tmp" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kind@$KIND_VERSION"
-  mv "$out/tmp/kind" "$out/bin/kind"
+  go_install kind "$KIND_VERSION" "$cache/kind-$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"
 }
 
 [ $# -gt 0 ] || set -- helm etcd k8s crictl
