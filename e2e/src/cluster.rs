@@ -4,10 +4,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
-use kube::{Api, Client};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Where the chart installs the operator.
 pub const OPERATOR_NAMESPACE: &str = "iris-system";
@@ -114,6 +118,40 @@ fn install_operator() -> Result<(), String> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+/// Waits (watching, no polling) until the object `name` as seen by `cond` (None: it does not
+/// exist) satisfies it, at most `timeout`, and returns it then. Panics otherwise, with `what`
+/// and the object's last status (or the whole object when it has none).
+pub async fn wait_until<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    cond: impl Fn(Option<&K>) -> bool,
+) -> Option<K>
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Serialize + Send + Sync + 'static,
+{
+    let kind = api
+        .resource_url()
+        .rsplit('/')
+        .next()
+        .unwrap_or("object")
+        .to_string();
+    match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
+        Ok(Ok(obj)) => obj,
+        Ok(Err(e)) => panic!("watch of {kind}/{name} failed while waiting until {what}: {e}"),
+        Err(_) => {
+            let last = api.get_opt(name).await.ok().flatten();
+            let last = serde_json::to_value(&last).unwrap_or_default();
+            let shown = last.get("status").unwrap_or(&last);
+            panic!(
+                "{kind}/{name}: not {what} within {timeout:?}; last seen:\n{}",
+                serde_json::to_string_pretty(shown).unwrap_or_default()
+            )
+        }
     }
 }
 

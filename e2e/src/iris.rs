@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 use serde_json::Value;
 
@@ -59,8 +58,8 @@ pub fn digest(obj: &DynamicObject) -> Option<String> {
     status(obj)["model"]["digest"].as_str().map(str::to_string)
 }
 
-/// Waits (watching, no polling sleeps) until the IrisModel `name` satisfies `cond`, at most
-/// `timeout`; panics with its last status and `what` otherwise.
+/// Waits until the IrisModel `name` exists and satisfies `cond`, at most `timeout`; panics with
+/// its last status and `what` otherwise.
 pub async fn wait_for(
     api: &Api<DynamicObject>,
     name: &str,
@@ -68,26 +67,9 @@ pub async fn wait_for(
     what: &str,
     cond: impl Fn(&DynamicObject) -> bool,
 ) -> DynamicObject {
-    let waited = tokio::time::timeout(
-        timeout,
-        await_condition(api.clone(), name, move |o: Option<&DynamicObject>| {
-            o.is_some_and(&cond)
-        }),
-    )
-    .await;
-    match waited {
-        Ok(Ok(Some(obj))) => obj,
-        Ok(Ok(None)) => panic!("irismodel/{name} disappeared while waiting until {what}"),
-        Ok(Err(e)) => panic!("watch of irismodel/{name} failed while waiting until {what}: {e}"),
-        Err(_) => {
-            let last = api.get_opt(name).await.ok().flatten();
-            let status = last.as_ref().map(status).cloned().unwrap_or(Value::Null);
-            panic!(
-                "irismodel/{name}: not {what} within {timeout:?}; last status:\n{}",
-                serde_json::to_string_pretty(&status).unwrap_or_default()
-            )
-        }
-    }
+    crate::cluster::wait_until(api, name, timeout, what, move |o| o.is_some_and(&cond))
+        .await
+        .unwrap_or_else(|| panic!("irismodel/{name} disappeared while waiting until {what}"))
 }
 
 /// Waits until the IrisModel is Ready=True for its current generation.

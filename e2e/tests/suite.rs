@@ -11,7 +11,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::await_condition;
 use kube::Api;
 use serde_json::json;
 
@@ -505,40 +504,32 @@ where
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
+        + serde::Serialize
         + Send
         + Sync
         + 'static,
 {
-    let waited = tokio::time::timeout(
-        timeout,
-        await_condition(api.clone(), name, move |o: Option<&K>| o.is_some_and(&cond)),
-    )
-    .await;
-    match waited {
-        Ok(Ok(Some(obj))) => obj,
-        other => panic!("{name}: not {what} within {timeout:?}: {other:?}"),
-    }
+    cluster::wait_until(api, name, timeout, what, move |o| o.is_some_and(&cond))
+        .await
+        .unwrap_or_else(|| panic!("{name} disappeared while waiting until {what}"))
 }
 
+/// Waits until the object `name` no longer exists (garbage-collected).
 async fn wait_gone<K>(api: &Api<K>, name: &str)
 where
     K: kube::Resource
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
+        + serde::Serialize
         + Send
         + Sync
         + 'static,
 {
-    let gone = tokio::time::timeout(
-        LONG,
-        await_condition(api.clone(), name, |o: Option<&K>| o.is_none()),
-    )
+    cluster::wait_until(api, name, LONG, "garbage-collected", |o: Option<&K>| {
+        o.is_none()
+    })
     .await;
-    assert!(
-        matches!(gone, Ok(Ok(_))),
-        "{name} was not garbage-collected within {LONG:?}"
-    );
 }
 
 fn container_image(d: &Deployment) -> Option<String> {

@@ -7,7 +7,6 @@ use e2e::cluster::{self, with_temp_ns, OPERATOR_NAMESPACE, OPERATOR_SELECTOR, RE
 use e2e::{iris, kubectl, serving};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::runtime::wait::await_condition;
 use kube::Api;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -46,34 +45,32 @@ async fn killing_the_operator_during_a_rollout_converges() {
         // The Deployment replaces the pod, the new one takes the Lease over, and the model
         // converges on the new training.
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        let available = tokio::time::timeout(
+        cluster::wait_until(
+            &deployments,
+            RELEASE,
             LONG,
-            await_condition(deployments, RELEASE, |d: Option<&Deployment>| {
+            "available again",
+            |d: Option<&Deployment>| {
                 d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
                     s.available_replicas == Some(1) && s.updated_replicas == Some(1)
                 })
-            }),
+            },
         )
         .await;
-        assert!(
-            matches!(available, Ok(Ok(_))),
-            "the operator did not come back: {available:?}"
-        );
 
         // A new pod holds the Lease.
         let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        let took_over = tokio::time::timeout(
+        cluster::wait_until(
+            &leases,
+            "iris-operator-leader",
             LONG,
-            await_condition(leases, "iris-operator-leader", move |l: Option<&Lease>| {
+            "held by a new operator pod",
+            move |l: Option<&Lease>| {
                 l.and_then(|l| l.spec.as_ref()?.holder_identity.as_ref())
                     .is_some_and(|h| !old_pods.contains(h))
-            }),
+            },
         )
         .await;
-        assert!(
-            matches!(took_over, Ok(Ok(_))),
-            "no new operator pod took the Lease: {took_over:?}"
-        );
 
         let expected = serving::Expected::train(&serving::params_multiclass(1234));
         let obj = iris::wait_for(
