@@ -4,7 +4,7 @@
 mod artifact;
 mod predict;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod train;
 
 use std::fmt;

@@ -4,8 +4,6 @@ mod fuzz;
 mod oip_v2;
 mod routes;
 
-use std::sync::OnceLock;
-
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -14,24 +12,14 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{app, AppState, Limits};
-use crate::model::{train, ModelArtifact, Task, TrainingParams};
+use crate::model::ModelArtifact;
 
 pub(super) fn binary_model() -> ModelArtifact {
-    static M: OnceLock<ModelArtifact> = OnceLock::new();
-    M.get_or_init(|| train(&TrainingParams::default()).unwrap())
-        .clone()
+    crate::model::tests::binary().clone()
 }
 
 pub(super) fn multiclass_model() -> ModelArtifact {
-    static M: OnceLock<ModelArtifact> = OnceLock::new();
-    M.get_or_init(|| {
-        train(&TrainingParams {
-            task: Task::Multiclass,
-            ..TrainingParams::default()
-        })
-        .unwrap()
-    })
-    .clone()
+    crate::model::tests::multiclass().clone()
 }
 
 pub(super) fn state_with(model: ModelArtifact, limits: Limits) -> AppState {
