@@ -93,14 +93,15 @@ pub fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
         })
 }
 
+/// A fixed instant, `secs` after the epoch, for tests of transition times.
+#[cfg(test)]
+pub(crate) fn at(secs: i64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).expect("valid timestamp"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::jiff::Timestamp;
-
-    fn time(secs: i64) -> Time {
-        Time(Timestamp::from_second(secs).expect("valid timestamp"))
-    }
 
     #[test]
     fn transition_time_moves_only_when_status_flips() {
@@ -108,26 +109,26 @@ mod tests {
             &[],
             vec![Verdict::new(READY, false, "RollingOut", "0 of 1")],
             Some(1),
-            &time(100),
+            &at(100),
         );
-        assert_eq!(first[0].last_transition_time, time(100));
+        assert_eq!(first[0].last_transition_time, at(100));
 
         let same_status = merge(
             &first,
             vec![Verdict::new(READY, false, "CrashLoop", "pod failing")],
             Some(1),
-            &time(200),
+            &at(200),
         );
-        assert_eq!(same_status[0].last_transition_time, time(100));
+        assert_eq!(same_status[0].last_transition_time, at(100));
         assert_eq!(same_status[0].reason, "CrashLoop");
 
         let flipped = merge(
             &same_status,
             vec![Verdict::new(READY, true, "Ready", "1 of 1")],
             Some(2),
-            &time(300),
+            &at(300),
         );
-        assert_eq!(flipped[0].last_transition_time, time(300));
+        assert_eq!(flipped[0].last_transition_time, at(300));
         assert_eq!(flipped[0].status, "True");
         assert_eq!(flipped[0].observed_generation, Some(2));
     }
@@ -138,20 +139,20 @@ mod tests {
             &[],
             vec![Verdict::new(READY, true, "Ready", "ok")],
             Some(1),
-            &time(1),
+            &at(1),
         );
         let b = merge(
             &[],
             vec![Verdict::new(READY, true, "Ready", "ok")],
             Some(1),
-            &time(2),
+            &at(2),
         );
         assert!(same_ignoring_time(&a, &b));
         let c = merge(
             &[],
             vec![Verdict::new(READY, true, "Ready", "ok")],
             Some(2),
-            &time(1),
+            &at(1),
         );
         assert!(!same_ignoring_time(&a, &c));
         assert!(is_true(&a, READY));

@@ -391,11 +391,7 @@ pub fn models_using_config_map<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{merge, Verdict};
-
-    fn at(secs: i64) -> Time {
-        Time(Timestamp::from_second(secs).expect("valid"))
-    }
+    use crate::conditions::{at, merge, Verdict};
 
     #[test]
     fn requeue_slows_down_the_longer_a_model_is_not_ready() {

@@ -112,13 +112,7 @@ pub async fn publish_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{merge, Verdict};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use k8s_openapi::jiff::Timestamp;
-
-    fn at(secs: i64) -> Time {
-        Time(Timestamp::from_second(secs).expect("valid"))
-    }
+    use crate::conditions::{at, merge, Verdict};
 
     #[test]
     fn events_on_transitions_only() {
