@@ -16,8 +16,8 @@ RELEASE_DIR := $(CARGO_TARGET_DIR)/$(TARGET)/release
 BUILD := .build
 MODEL_SERVER_IMAGE ?= iris-operator/model-server:$(VERSION)
 OPERATOR_IMAGE ?= iris-operator/operator:$(VERSION)
-# kind (Docker engine, started when none runs), local (host processes), or auto: kind when it can run.
-CLUSTER ?= auto
+# The cluster back end: kind on a Docker engine (e2e/kind; the engine is started when none runs).
+CLUSTER ?= kind
 export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER
 WITH_CLUSTER := . e2e/select-cluster.sh && bash "$$CLUSTER_DIR"
 
@@ -39,9 +39,10 @@ test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, c
 
 ##@ Development
 .PHONY: check
-check: ## cargo fmt --check and clippy with warnings denied
+check: ## cargo fmt --check, clippy with warnings denied, shellcheck of every shell script
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	bash e2e/tools/lint-shell.sh
 
 .PHONY: unit
 unit: ## Unit and integration tests (no cluster needed)
@@ -72,7 +73,7 @@ chart-test: ## helm lint + helm template (default and all-options values), CRD c
 
 ##@ Clusters and end-to-end tests
 .PHONY: cluster-up
-cluster-up: ## Start the cluster (CLUSTER=kind|local|auto)
+cluster-up: ## Start the kind cluster
 	$(WITH_CLUSTER)/up.sh
 
 .PHONY: cluster-down

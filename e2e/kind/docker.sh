@@ -14,12 +14,8 @@
 # e2e/kind/runc-wrapper removes the capabilities the machine cannot grant from the OCI spec
 # and then runs runc (dockerd --add-runtime wrap=<wrapper> --default-runtime wrap).
 #
-# The host-process cluster (e2e/cluster) forwards its pod traffic through the iptables FORWARD
-# chain (br_netfilter). Docker sets the FORWARD policy to DROP only when it has to turn
-# ip_forward on itself; either way we accept that cluster's pod network ($IRIS_HOST_POD_CIDR)
-# in DOCKER-USER, the chain Docker evaluates first and never flushes. Containers' traffic to
-# private address ranges out of the external interface is rejected there too (see
-# docker_user_rules).
+# Containers' traffic to private address ranges out of the external interface is rejected in
+# DOCKER-USER, the chain Docker evaluates first and never flushes (see docker_user_rules).
 #
 # State: $IRIS_DOCKER_DIR (default /var/lib/iris-operator/docker): dockerd.pid, dockerd.log,
 # daemon.json, runc-wrapper. Images and containers stay in Docker's default /var/lib/docker, so a later
@@ -72,7 +68,6 @@ install_wrapper() {
 
 # Our rules at the top of DOCKER-USER (the chain Docker jumps to first from FORWARD and never
 # flushes), rewritten on every start:
-#  - accept the host-process cluster's pod network ($IRIS_HOST_POD_CIDR) both ways;
 #  - reject traffic from containers (docker0, br-*) to private address ranges leaving through
 #    the host's external interface: nothing of ours is out there, and a kind node whose Service
 #    rules are not (yet) in place would otherwise send e.g. 10.96.0.1:443 out of the machine.
@@ -80,7 +75,6 @@ docker_user_rules() {
   iptables -w -nL DOCKER-USER >/dev/null 2>&1 || return 0
   local ext rules=() r
   ext=$(ip -4 route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')
-  rules+=("-s $IRIS_HOST_POD_CIDR -j ACCEPT" "-d $IRIS_HOST_POD_CIDR -j ACCEPT")
   if [ -n "$ext" ]; then
     for r in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10; do
       rules+=("-i docker0 -o $ext -d $r -m comment --comment iris-no-private-egress -j REJECT")

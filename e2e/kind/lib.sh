@@ -18,9 +18,6 @@ KIND_TEST_CONFIG=$IRIS_KIND_DIR/test-config.yaml
 
 # The Docker engine docker.sh starts when none runs (pidfile, log, our runtime wrapper).
 IRIS_DOCKER_DIR=${IRIS_DOCKER_DIR:-/var/lib/iris-operator/docker}
-# Pod network of the host-process cluster (e2e/cluster): accepted in DOCKER-USER so Docker's
-# FORWARD rules never get in its way.
-IRIS_HOST_POD_CIDR=${IRIS_HOST_POD_CIDR:-10.88.0.0/16}
 
 # Tools built by e2e/kind/build-bins.sh (same layout as e2e/tools/build-tools.sh).
 RUNC_WRAPPER_HASH=$(cat "$KIND_DIR/runc-wrapper/go.mod" "$KIND_DIR/runc-wrapper/main.go" | sha256sum | cut -c1-12)

@@ -8,16 +8,11 @@
 #   - a pod reaches the API server through the kubernetes Service (10.96.0.1 on kind) and
 #     resolves Service names through CoreDNS
 #   - kube-proxy and CoreDNS run
-# Usage: e2e/kind/smoke-test.sh [kind|local]     (default kind: e2e/kind; local: e2e/cluster)
+# Usage: e2e/kind/smoke-test.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-flavour=${1:-kind}
-case $flavour in
-  kind) cluster_dir=$repo/e2e/kind ;;
-  local) cluster_dir=$repo/e2e/cluster ;;
-  *) echo "usage: $0 [kind|local]" >&2; exit 2 ;;
-esac
+cluster_dir=$repo/e2e/kind
 # shellcheck source=env.sh
 . "$cluster_dir/env.sh"
 ns=iris-smoke-$$
@@ -143,6 +138,6 @@ for sel in k8s-app=kube-proxy k8s-app=kube-dns; do
   fi
 done
 
-printf 'smoke test (%s) in %d s\n' "$flavour" "$((SECONDS - t0))"
+printf 'smoke test (kind) in %d s\n' "$((SECONDS - t0))"
 printf '%d passed, %d failed\n' "$pass" "$fail"
 [ "$fail" -eq 0 ]

@@ -128,8 +128,7 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$ld"
 }
 
-# crictl (the CRI client): e2e/cluster/down.sh stops pod sandboxes with it through containerd's
-# CRI, so the CNI plugins release addresses and remove their iptables rules; handy for debugging.
+# crictl (the CRI client): installed in the kind node image, for debugging a node's containers.
 build_crictl() {
   go_install crictl "$CRICTL_VERSION" "$cache/crictl-$CRICTL_VERSION" \
     "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
