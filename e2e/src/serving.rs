@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use iris_model::{IrisClass, Task, TrainingParams};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
-use model_server::{IrisClass, Task, TrainingParams};
 use serde_json::{json, Value};
 
 /// Training parameters of a binary "is it `class`?" model, as the examples write them.
@@ -35,14 +35,14 @@ pub fn params_multiclass(seed: u64) -> TrainingParams {
 
 /// The artifact `model-server train` writes for `params` (what goes into a ConfigMap).
 pub fn train_artifact_json(params: &TrainingParams) -> String {
-    model_server::train(params)
+    iris_model::train(params)
         .expect("training")
         .to_json_pretty()
 }
 
 /// The 150 rows of the Iris data set.
 pub fn iris_rows() -> Vec<[f64; 4]> {
-    model_server::iris::dataset()
+    iris_model::iris::dataset()
         .iter()
         .map(|s| s.features)
         .collect()
@@ -61,7 +61,7 @@ pub struct Expected {
 
 impl Expected {
     pub fn train(params: &TrainingParams) -> Expected {
-        let artifact = model_server::train(params).expect("training");
+        let artifact = iris_model::train(params).expect("training");
         let predictions = artifact.predict(&iris_rows());
         let labels = predictions
             .iter()
@@ -69,7 +69,7 @@ impl Expected {
             .collect();
         let classes = predictions.iter().map(|p| p.class_index as u64).collect();
         // Binary labels are ["not_<class>", "<class>"]; multiclass labels are the classes.
-        let truth = model_server::iris::dataset()
+        let truth = iris_model::iris::dataset()
             .iter()
             .map(|s| match artifact.positive_class() {
                 Some(p) if s.class != p => artifact.label(0).to_string(),

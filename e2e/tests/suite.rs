@@ -115,7 +115,7 @@ async fn example_nodeport_becomes_ready() {
 async fn predictions_match(
     file: &'static str,
     name: &'static str,
-    params: model_server::TrainingParams,
+    params: iris_model::TrainingParams,
 ) {
     with_temp_ns(name, &[], move |client, ns| async move {
         kubectl::apply_file(&ns, &cluster::example(file));

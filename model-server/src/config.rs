@@ -10,45 +10,8 @@ use crate::http::Limits;
 use crate::model::{IrisClass, Task, TrainingParams};
 use crate::source::ModelSource;
 
-/// Environment variable names, one per flag.
-pub mod env {
-    /// `--host`: address to listen on (an IP address; `localhost` means 127.0.0.1).
-    pub const HOST: &str = "MODEL_SERVER_HOST";
-    /// `--port`: TCP port.
-    pub const PORT: &str = "MODEL_SERVER_PORT";
-    /// `--model-name`: the name in KServe/OIP paths.
-    pub const MODEL_NAME: &str = "MODEL_NAME";
-    /// `--source`: `builtin` or `file:/path/model.json`.
-    pub const SOURCE: &str = "MODEL_SOURCE";
-    /// `--task`: `binary` or `multiclass`.
-    pub const TASK: &str = "MODEL_TASK";
-    /// `--positive-class`: `setosa`, `versicolor` or `virginica` (binary only).
-    pub const POSITIVE_CLASS: &str = "MODEL_POSITIVE_CLASS";
-    /// `--max-iterations`.
-    pub const MAX_ITERATIONS: &str = "MODEL_MAX_ITERATIONS";
-    /// `--l2-penalty`.
-    pub const L2_PENALTY: &str = "MODEL_L2_PENALTY";
-    /// `--test-fraction`.
-    pub const TEST_FRACTION: &str = "MODEL_TEST_FRACTION";
-    /// `--seed`.
-    pub const SEED: &str = "MODEL_SEED";
-    /// `--max-body-bytes`.
-    pub const MAX_BODY_BYTES: &str = "MODEL_SERVER_MAX_BODY_BYTES";
-    /// `--max-batch-rows`.
-    pub const MAX_BATCH_ROWS: &str = "MODEL_SERVER_MAX_BATCH_ROWS";
-    /// `--shutdown-grace-seconds`.
-    pub const SHUTDOWN_GRACE_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_GRACE_SECONDS";
-    /// `--shutdown-delay-seconds`.
-    pub const SHUTDOWN_DELAY_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_DELAY_SECONDS";
-    /// `--worker-threads`.
-    pub const WORKER_THREADS: &str = "MODEL_SERVER_WORKER_THREADS";
-    /// `--log-format`: `text` or `json`. The level comes from `RUST_LOG`.
-    pub const LOG_FORMAT: &str = "LOG_FORMAT";
-    /// `train --out`.
-    pub const OUT: &str = "MODEL_OUT";
-    /// `inspect PATH`.
-    pub const ARTIFACT: &str = "MODEL_ARTIFACT";
-}
+/// Environment variable names, one per flag (shared with the operator, which sets them).
+pub use iris_model::env;
 
 /// Default `--port`.
 pub const DEFAULT_PORT: u16 = 5001;

@@ -2,17 +2,15 @@
 //! versioned and digest-checked JSON model artifact, and an HTTP API speaking the tutorial's
 //! `/predict_iris` contract, KServe v1 and the Open Inference Protocol v2 (REST).
 //!
-//! The operator depends on this library for the artifact format ([`ModelArtifact`]), the
-//! training parameters ([`TrainingParams`]) and the names of the server's flags and
-//! environment variables ([`mod@config::env`]).
+//! The model itself (data, training, artifact, prediction) is the `iris-model` crate, which
+//! the operator uses without this server; it is re-exported here as [`model`] and [`iris`].
 
 pub mod config;
 pub mod http;
-pub mod iris;
-pub mod model;
 pub mod server;
 pub mod source;
 
+pub use iris_model::{iris, model};
 pub use model::{
     train, ArtifactError, IrisClass, ModelArtifact, Prediction, Predictor, Task, TrainError,
     TrainingParams,

@@ -3,7 +3,7 @@
 //! artifact stored in a ConfigMap. Both use the model server's own library.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
@@ -19,18 +19,18 @@ pub struct ModelFacts {
 }
 
 /// Converts the API's task into the model server's.
-pub fn server_task(task: Task) -> model_server::Task {
+pub fn server_task(task: Task) -> iris_model::Task {
     match task {
-        Task::Binary => model_server::Task::Binary,
-        Task::Multiclass => model_server::Task::Multiclass,
+        Task::Binary => iris_model::Task::Binary,
+        Task::Multiclass => iris_model::Task::Multiclass,
     }
 }
 
-fn server_class(class: IrisClass) -> model_server::IrisClass {
+fn server_class(class: IrisClass) -> iris_model::IrisClass {
     match class {
-        IrisClass::Setosa => model_server::IrisClass::Setosa,
-        IrisClass::Versicolor => model_server::IrisClass::Versicolor,
-        IrisClass::Virginica => model_server::IrisClass::Virginica,
+        IrisClass::Setosa => iris_model::IrisClass::Setosa,
+        IrisClass::Versicolor => iris_model::IrisClass::Versicolor,
+        IrisClass::Virginica => iris_model::IrisClass::Virginica,
     }
 }
 
@@ -39,8 +39,8 @@ pub fn training_params(
     task: Task,
     positive_class: Option<IrisClass>,
     training: &TrainingSpec,
-) -> model_server::TrainingParams {
-    model_server::TrainingParams {
+) -> iris_model::TrainingParams {
+    iris_model::TrainingParams {
         task: server_task(task),
         positive_class: positive_class.map(server_class),
         max_iterations: u64::try_from(training.max_iterations).unwrap_or(1),
@@ -54,10 +54,14 @@ pub fn training_params(
 /// spares repeated work when many IrisModels share the defaults.
 const CACHE_CAPACITY: usize = 64;
 
+/// One model's facts, computed once: the first caller trains, concurrent callers with the same
+/// parameters wait for that result instead of training again.
+type Cell = Arc<OnceLock<Result<ModelFacts, String>>>;
+
 /// Remembers the facts of builtin models by their training parameters.
 #[derive(Default)]
 pub struct BuiltinCache {
-    entries: Mutex<HashMap<String, ModelFacts>>,
+    entries: Mutex<HashMap<String, Cell>>,
 }
 
 impl BuiltinCache {
@@ -77,26 +81,27 @@ impl BuiltinCache {
             training.test_fraction,
             training.seed
         );
-        // Held while training, so concurrent reconciles of models with the same parameters
-        // train once; training takes milliseconds.
-        let mut entries = self.lock();
-        if let Some(found) = entries.get(&key) {
-            return Ok(found.clone());
-        }
-        let params = training_params(task, positive_class, training);
-        let artifact = model_server::train(&params).map_err(|e| e.to_string())?;
-        let facts = ModelFacts {
-            digest: artifact.digest().to_string(),
-            accuracy: artifact.accuracy(),
+        // The map's lock is held only to find or insert the key's cell, never while training:
+        // models with other parameters are not held up by this one.
+        let cell = {
+            let mut entries = self.lock();
+            if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&key) {
+                entries.clear();
+            }
+            Arc::clone(entries.entry(key).or_default())
         };
-        if entries.len() >= CACHE_CAPACITY {
-            entries.clear();
-        }
-        entries.insert(key, facts.clone());
-        Ok(facts)
+        cell.get_or_init(|| {
+            let params = training_params(task, positive_class, training);
+            let artifact = iris_model::train(&params).map_err(|e| e.to_string())?;
+            Ok(ModelFacts {
+                digest: artifact.digest().to_string(),
+                accuracy: artifact.accuracy(),
+            })
+        })
+        .clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ModelFacts>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cell>> {
         // A poisoned lock only means another reconcile panicked mid-insert; the map is still
         // a valid cache.
         self.entries
@@ -112,10 +117,10 @@ pub fn check_artifact(
     task: Task,
     positive_class: Option<IrisClass>,
 ) -> Result<ModelFacts, String> {
-    let artifact = model_server::ModelArtifact::from_json(content).map_err(|e| e.to_string())?;
+    let artifact = iris_model::ModelArtifact::from_json(content).map_err(|e| e.to_string())?;
     let found = match artifact.task() {
-        model_server::Task::Binary => Task::Binary,
-        model_server::Task::Multiclass => Task::Multiclass,
+        iris_model::Task::Binary => Task::Binary,
+        iris_model::Task::Multiclass => Task::Multiclass,
     };
     if found != task {
         return Err(format!(

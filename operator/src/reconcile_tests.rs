@@ -145,7 +145,7 @@ async fn first_reconcile_creates_children_and_status() {
             );
             let served = status.model.expect("model status");
             let expected =
-                model_server::train(&model_server::TrainingParams::default()).expect("trains");
+                iris_model::train(&iris_model::TrainingParams::default()).expect("trains");
             assert_eq!(served.digest.as_deref(), Some(expected.digest()));
             assert_eq!(served.source, "builtin");
         }),

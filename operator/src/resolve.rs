@@ -282,8 +282,7 @@ mod tests {
             &BuiltinCache::default(),
         )
         .expect("resolves");
-        let expected =
-            model_server::train(&model_server::TrainingParams::default()).expect("trains");
+        let expected = iris_model::train(&iris_model::TrainingParams::default()).expect("trains");
         assert_eq!(
             resolved.model_status.digest.as_deref(),
             Some(expected.digest())
@@ -333,7 +332,7 @@ mod tests {
         let cm = config_map("iris-model", "model.json", &content);
         let resolved = resolve(&model, &settings(), Some(&cm), &BuiltinCache::default())
             .expect("valid artifact");
-        let parsed = model_server::ModelArtifact::from_json(&content).expect("parses");
+        let parsed = iris_model::ModelArtifact::from_json(&content).expect("parses");
         assert_eq!(
             resolved.model_status.digest.as_deref(),
             Some(parsed.digest())

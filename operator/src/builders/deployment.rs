@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use iris_model::env;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -12,7 +13,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use model_server::config::env;
 use sha2::{Digest, Sha256};
 
 use super::{child_meta, labels, selector_labels, MODEL_HASH_ANNOTATION, PORT_NAME};

@@ -14,12 +14,24 @@ use tower::ServiceExt;
 use super::{app, AppState, Limits};
 use crate::model::ModelArtifact;
 
+/// The default binary model (is it setosa?), trained once per test binary.
 pub(super) fn binary_model() -> ModelArtifact {
-    crate::model::tests::binary().clone()
+    static M: std::sync::OnceLock<ModelArtifact> = std::sync::OnceLock::new();
+    M.get_or_init(|| crate::train(&crate::TrainingParams::default()).unwrap())
+        .clone()
 }
 
+/// The default multiclass model, trained once per test binary.
 pub(super) fn multiclass_model() -> ModelArtifact {
-    crate::model::tests::multiclass().clone()
+    static M: std::sync::OnceLock<ModelArtifact> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        crate::train(&crate::TrainingParams {
+            task: crate::Task::Multiclass,
+            ..crate::TrainingParams::default()
+        })
+        .unwrap()
+    })
+    .clone()
 }
 
 pub(super) fn state_with(model: ModelArtifact, limits: Limits) -> AppState {

@@ -4,7 +4,7 @@
 mod artifact;
 mod predict;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 mod train;
 
 use std::fmt;
@@ -19,7 +19,8 @@ pub use predict::{Prediction, Predictor, MAX_CLASSES};
 pub use train::{train, TrainError};
 
 /// What the model answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// "Is it the positive class?": one class against the other two (one vs rest).
@@ -61,7 +62,8 @@ impl FromStr for Task {
 }
 
 /// The three Iris species, in the order of their class indices (0, 1, 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum IrisClass {
     /// Iris setosa (class index 0).

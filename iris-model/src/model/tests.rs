@@ -4,15 +4,14 @@ use std::sync::OnceLock;
 
 use super::*;
 
-/// The default binary model (is it setosa?), trained once per test binary; the HTTP tests use
-/// it too.
-pub(crate) fn binary() -> &'static ModelArtifact {
+/// The default binary model (is it setosa?), trained once per test binary.
+fn binary() -> &'static ModelArtifact {
     static M: OnceLock<ModelArtifact> = OnceLock::new();
     M.get_or_init(|| train(&TrainingParams::default()).unwrap())
 }
 
 /// The default multiclass model, trained once per test binary.
-pub(crate) fn multiclass() -> &'static ModelArtifact {
+fn multiclass() -> &'static ModelArtifact {
     static M: OnceLock<ModelArtifact> = OnceLock::new();
     M.get_or_init(|| {
         train(&TrainingParams {
