@@ -17,7 +17,6 @@ mod extract;
 mod kserve_v1;
 mod metrics;
 mod oip_v2;
-mod respond;
 #[cfg(test)]
 mod tests;
 mod tutorial;
@@ -25,7 +24,7 @@ mod tutorial;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
@@ -236,18 +235,27 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A 200 response from bytes that are already JSON (bodies serialized once at start-up).
+pub(crate) fn json_bytes(body: impl Into<Body>) -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.into(),
+    )
+        .into_response()
+}
+
 /// The constant body of `/constant`; the same size as a typical single prediction.
 const CONSTANT_BODY: &[u8] = br#"{"prediction":1,"label":"setosa","probability":0.9795}"#;
 
 /// `GET /constant`: no parsing, no model; what the HTTP stack alone costs.
 async fn constant() -> Response {
-    respond::bytes(StatusCode::OK, Bytes::from_static(CONSTANT_BODY))
+    json_bytes(Bytes::from_static(CONSTANT_BODY))
 }
 
 /// `POST /constant`: reads (and ignores) the body first, so a benchmark can send the
 /// same request as to `/predict_iris` and see the cost of the prediction path alone.
 async fn constant_post(_body: Bytes) -> Response {
-    respond::bytes(StatusCode::OK, Bytes::from_static(CONSTANT_BODY))
+    json_bytes(Bytes::from_static(CONSTANT_BODY))
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

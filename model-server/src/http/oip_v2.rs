@@ -11,15 +11,15 @@ use std::fmt;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::extract::{JsonBody, ModelName, ModelVersion, RequestShape};
 use super::tutorial::check_batch_size;
-use super::{respond, ApiError, AppState};
+use super::{json_bytes, ApiError, AppState};
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
 
@@ -116,21 +116,18 @@ pub(crate) fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
 
 /// `GET /v2`.
 pub(crate) async fn server(State(state): State<AppState>) -> Response {
-    respond::bytes(StatusCode::OK, state.inner.v2_server_metadata.clone())
+    json_bytes(state.inner.v2_server_metadata.clone())
 }
 
 /// `GET /v2/health/live`: 200 while the process serves HTTP.
 pub(crate) async fn live() -> Response {
-    respond::bytes(StatusCode::OK, Bytes::from_static(br#"{"live":true}"#))
+    json_bytes(Bytes::from_static(br#"{"live":true}"#))
 }
 
 /// `GET /v2/health/ready`: 200 once the model is loaded, 503 from the moment shutdown begins.
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.check_ready()?;
-    Ok(respond::bytes(
-        StatusCode::OK,
-        Bytes::from_static(br#"{"ready":true}"#),
-    ))
+    Ok(json_bytes(Bytes::from_static(br#"{"ready":true}"#)))
 }
 
 /// `GET /v2/models/{name}`.
@@ -139,10 +136,7 @@ pub(crate) async fn model(
     ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
     state.check_model(&name)?;
-    Ok(respond::bytes(
-        StatusCode::OK,
-        state.inner.v2_model_metadata.clone(),
-    ))
+    Ok(json_bytes(state.inner.v2_model_metadata.clone()))
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
@@ -151,10 +145,7 @@ pub(crate) async fn model_version(
     ModelVersion(name, version): ModelVersion,
 ) -> Result<Response, ApiError> {
     state.check_version(&name, &version)?;
-    Ok(respond::bytes(
-        StatusCode::OK,
-        state.inner.v2_model_metadata.clone(),
-    ))
+    Ok(json_bytes(state.inner.v2_model_metadata.clone()))
 }
 
 #[derive(Serialize)]
@@ -165,13 +156,11 @@ struct ModelReady<'a> {
 
 fn model_ready_response(state: &AppState) -> Result<Response, ApiError> {
     state.check_ready()?;
-    Ok(respond::json(
-        StatusCode::OK,
-        &ModelReady {
-            name: state.model_name(),
-            ready: true,
-        },
-    ))
+    Ok(Json(ModelReady {
+        name: state.model_name(),
+        ready: true,
+    })
+    .into_response())
 }
 
 /// `GET /v2/models/{name}/ready`.
@@ -288,7 +277,7 @@ fn run_inference(state: &AppState, req: InferRequest) -> Result<Response, ApiErr
             })
             .collect(),
     };
-    Ok(respond::json(StatusCode::OK, &body))
+    Ok(Json(body).into_response())
 }
 
 fn select_outputs(requested: Option<&[RequestedOutput]>) -> Result<Vec<Output>, ApiError> {
