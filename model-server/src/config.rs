@@ -16,6 +16,8 @@ pub mod env {
     pub const HOST: &str = "MODEL_SERVER_HOST";
     /// `--port`: TCP port.
     pub const PORT: &str = "MODEL_SERVER_PORT";
+    /// `--grpc-port`: TCP port of the OIP v2 gRPC service; 0 disables it.
+    pub const GRPC_PORT: &str = "MODEL_SERVER_GRPC_PORT";
     /// `--model-name`: the name in KServe/OIP paths.
     pub const MODEL_NAME: &str = "MODEL_NAME";
     /// `--source`: `builtin` or `file:/path/model.json`.
@@ -53,6 +55,9 @@ pub mod env {
 /// Default `--port`.
 pub const DEFAULT_PORT: u16 = 5001;
 
+/// Default `--grpc-port` (KServe's gRPC port).
+pub const DEFAULT_GRPC_PORT: u16 = 8081;
+
 /// Iris model server: train, inspect and serve logistic-regression models of the Iris data.
 #[derive(Debug, Parser)]
 #[command(name = "model-server", version, about, long_about = None)]
@@ -81,7 +86,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Validate an artifact and print a summary; fails on a bad artifact.
     Inspect(InspectArgs),
-    /// Serve predictions over HTTP.
+    /// Serve predictions over HTTP (and OIP v2 over gRPC).
     Serve(ServeArgs),
 }
 
@@ -154,6 +159,10 @@ pub struct ServeArgs {
     /// TCP port.
     #[arg(long, env = env::PORT, default_value_t = DEFAULT_PORT)]
     pub port: u16,
+    /// TCP port of the Open Inference Protocol v2 gRPC service, on the same host; 0 disables
+    /// it.
+    #[arg(long, env = env::GRPC_PORT, default_value_t = DEFAULT_GRPC_PORT)]
+    pub grpc_port: u16,
     /// Model name in KServe v1 and OIP v2 paths (no '/' or ':').
     #[arg(long, env = env::MODEL_NAME, default_value = "iris", value_parser = parse_model_name)]
     pub model_name: String,
@@ -231,6 +240,7 @@ mod tests {
         };
         assert_eq!(args.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(args.port, 5001);
+        assert_eq!(args.grpc_port, 8081);
         assert_eq!(args.model_name, "iris");
         assert_eq!(args.source, ModelSource::Builtin);
         assert_eq!(args.training.params(), TrainingParams::default());
@@ -247,6 +257,8 @@ mod tests {
             "localhost",
             "--port",
             "8080",
+            "--grpc-port",
+            "0",
             "--source",
             "file:/models/iris.json",
             "--task",
@@ -265,6 +277,7 @@ mod tests {
         };
         assert_eq!(args.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(args.port, 8080);
+        assert_eq!(args.grpc_port, 0);
         assert_eq!(args.source, ModelSource::File("/models/iris.json".into()));
         assert_eq!(args.training.params().positive_class, None);
         assert_eq!(args.limits().max_batch_rows, 5);

@@ -7,9 +7,11 @@
 //! environment variables ([`mod@config::env`]).
 
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod iris;
 pub mod model;
+pub mod oip;
 pub mod server;
 pub mod source;
 

@@ -15,7 +15,7 @@
 mod error;
 mod extract;
 mod kserve_v1;
-mod metrics;
+pub(crate) mod metrics;
 mod oip_v2;
 #[cfg(test)]
 mod tests;
@@ -34,6 +34,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
+pub(crate) use tutorial::check_batch_size;
 
 use crate::model::ModelArtifact;
 use metrics::{Metrics, MetricsLayer, ModelInfo};
@@ -166,6 +167,11 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// The metrics, for the gRPC server's layer.
+    pub(crate) fn shared_metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
     /// 404 unless `name` is the served model.
     pub(crate) fn check_model(&self, name: &str) -> Result<(), ApiError> {
         if name == self.inner.model_name {
@@ -256,6 +262,14 @@ async fn constant() -> Response {
 /// same request as to `/predict_iris` and see the cost of the prediction path alone.
 async fn constant_post(_body: Bytes) -> Response {
     json_bytes(Bytes::from_static(CONSTANT_BODY))
+}
+
+/// The `/metrics` text (for tests that check the registry without a router).
+#[cfg(test)]
+pub(crate) fn metrics_text_for_tests(state: &AppState) -> String {
+    let mut body = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut body, &state.inner.registry).unwrap();
+    body
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

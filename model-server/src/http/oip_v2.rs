@@ -1,56 +1,63 @@
 //! Open Inference Protocol v2 (REST), per kserve/open-inference-protocol
-//! `specification/protocol/inference_rest.md`.
+//! `specification/protocol/inference_rest.md`, with Triton's binary tensor data extension.
 //!
-//! The model takes one input tensor, FP32 or FP64, shape `[N, 4]`, `data` flat (row-major)
-//! or nested, and answers with three outputs:
-//! `label` (BYTES, `[N]`), `probabilities` (FP64, `[N, n_classes]`) and `predict`
-//! (INT64, `[N]`, the class index). A request's `outputs` list selects and orders them;
-//! a request `id` is echoed.
+//! The tensors are decoded and encoded by the shared [`crate::oip::codec`]; this module is
+//! the REST framing: JSON `data` (flat or nested), the binary extension, and the JSON (or
+//! JSON + binary) response.
+//!
+//! **Binary tensor data** (`docs/protocol/extension_binary_data.md` of
+//! triton-inference-server/server, as tritonclient sends it): an
+//! `Inference-Header-Content-Length: N` request header means the first N bytes of the body
+//! are the JSON request and the rest is binary data. An input with
+//! `parameters.binary_data_size` takes that many bytes from the binary section, in input
+//! order, instead of `data`. A requested output with `parameters.binary_data: true` (or every
+//! output by default under request-level `parameters.binary_data_output: true`) is answered
+//! with `parameters.binary_data_size` and no `data`; its bytes follow the JSON in output order,
+//! the response has `Inference-Header-Content-Length` and `Content-Type:
+//! application/octet-stream`.
 
 use std::fmt;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::extract::{JsonBody, ModelName, ModelVersion, RequestShape};
-use super::tutorial::check_batch_size;
+use super::extract::{
+    check_json_content_type, is_json_essence, parse_json, read_body, unsupported_media_type,
+    ModelName, ModelVersion, RequestShape,
+};
 use super::{json_bytes, ApiError, AppState};
 use crate::iris::N_FEATURES;
-use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::model::{ModelArtifact, Prediction};
+use crate::oip::codec::{self, Input, Values};
+use crate::oip::{self, Output, TensorMetadata};
 
-/// Output tensor names, in default order.
-const OUTPUTS: [&str; 3] = ["label", "probabilities", "predict"];
-/// Name advertised for the input tensor (any name is accepted).
-const INPUT_NAME: &str = "input-0";
+/// The binary extension's request and response header: length of the JSON part of the body.
+pub(crate) const INFERENCE_HEADER_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("inference-header-content-length");
 
 #[derive(Serialize)]
 struct ServerMetadata {
     name: &'static str,
     version: &'static str,
-    extensions: [&'static str; 0],
+    extensions: [&'static str; oip::EXTENSIONS.len()],
 }
 
 /// `GET /v2` body, serialized once.
 pub(crate) fn server_metadata() -> Bytes {
     serde_json::to_vec(&ServerMetadata {
-        name: "iris-model-server",
-        version: env!("CARGO_PKG_VERSION"),
-        extensions: [],
+        name: oip::SERVER_NAME,
+        version: oip::SERVER_VERSION,
+        extensions: oip::EXTENSIONS,
     })
     .map(Bytes::from)
     .unwrap_or_default()
-}
-
-#[derive(Serialize)]
-struct TensorMetadata {
-    name: &'static str,
-    datatype: &'static str,
-    shape: Vec<i64>,
 }
 
 #[derive(Serialize)]
@@ -74,33 +81,12 @@ struct ModelParameters<'a> {
 
 /// `GET /v2/models/{name}` body, serialized once.
 pub(crate) fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
-    let classes = model.class_labels().len() as i64;
     let meta = ModelMetadata {
         name,
         versions: [model.short_digest()],
-        platform: "linfa-logistic",
-        inputs: [TensorMetadata {
-            name: INPUT_NAME,
-            datatype: "FP64",
-            shape: vec![-1, N_FEATURES as i64],
-        }],
-        outputs: [
-            TensorMetadata {
-                name: OUTPUTS[0],
-                datatype: "BYTES",
-                shape: vec![-1],
-            },
-            TensorMetadata {
-                name: OUTPUTS[1],
-                datatype: "FP64",
-                shape: vec![-1, classes],
-            },
-            TensorMetadata {
-                name: OUTPUTS[2],
-                datatype: "INT64",
-                shape: vec![-1],
-            },
-        ],
+        platform: oip::PLATFORM,
+        inputs: [oip::input_metadata()],
+        outputs: oip::output_metadata(model),
         parameters: ModelParameters {
             task: model.task().as_str(),
             digest: model.digest(),
@@ -185,29 +171,93 @@ pub(crate) async fn model_version_ready(
 pub(crate) async fn infer(
     State(state): State<AppState>,
     ModelName(name): ModelName,
-    JsonBody(req): JsonBody<InferRequest>,
+    body: InferBody,
 ) -> Result<Response, ApiError> {
     state.check_model(&name)?;
-    run_inference(&state, req)
+    run_inference(&state, body)
 }
 
 /// `POST /v2/models/{name}/versions/{version}/infer`.
 pub(crate) async fn infer_version(
     State(state): State<AppState>,
     ModelVersion(name, version): ModelVersion,
-    JsonBody(req): JsonBody<InferRequest>,
+    body: InferBody,
 ) -> Result<Response, ApiError> {
     state.check_version(&name, &version)?;
-    run_inference(&state, req)
+    run_inference(&state, body)
+}
+
+/// An inference request body: JSON, or with `Inference-Header-Content-Length`, JSON followed
+/// by binary tensor data. Content type: none, JSON, or (binary only)
+/// `application/octet-stream`; anything else is 415.
+pub(crate) struct InferBody {
+    request: InferRequest,
+    /// The bytes after the JSON header (empty without the header).
+    binary: Bytes,
+}
+
+impl FromRequest<AppState> for InferBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let header_len = match req.headers().get(INFERENCE_HEADER_CONTENT_LENGTH) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "Inference-Header-Content-Length {:?} is not a byte count",
+                            String::from_utf8_lossy(v.as_bytes())
+                        ))
+                    })?,
+            ),
+        };
+        match (header_len, req.headers().get(CONTENT_TYPE)) {
+            (None, _) => check_json_content_type(req.headers())?,
+            (Some(_), None) => {}
+            (Some(_), Some(ct)) => {
+                let essence = ct
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split(';').next())
+                    .map(str::trim)
+                    .unwrap_or("");
+                if !is_json_essence(essence)
+                    && !essence.eq_ignore_ascii_case("application/octet-stream")
+                {
+                    return Err(unsupported_media_type(
+                        ct,
+                        "application/octet-stream or application/json",
+                    ));
+                }
+            }
+        }
+        let body = read_body(req, state).await?;
+        let (json, binary) = match header_len {
+            None => (body, Bytes::new()),
+            Some(n) if n > body.len() => {
+                return Err(ApiError::bad_request(format!(
+                    "Inference-Header-Content-Length is {n}, larger than the {}-byte body",
+                    body.len()
+                )))
+            }
+            Some(n) => (body.slice(..n), body.slice(n..)),
+        };
+        Ok(InferBody {
+            request: parse_json(&json)?,
+            binary,
+        })
+    }
 }
 
 #[derive(Deserialize)]
 pub(crate) struct InferRequest {
     #[serde(default)]
     id: Option<String>,
-    /// Accepted and ignored, as the protocol allows.
-    #[serde(default, rename = "parameters")]
-    _parameters: Option<IgnoredAny>,
+    #[serde(default)]
+    parameters: Option<RequestParameters>,
     inputs: Vec<InputTensor>,
     #[serde(default)]
     outputs: Option<Vec<RequestedOutput>>,
@@ -218,152 +268,185 @@ impl RequestShape for InferRequest {
         r#"{"inputs": [{"name": "input-0", "shape": [N, 4], "datatype": "FP64", "data": [...]}]}"#;
 }
 
+/// Request `parameters`: `binary_data_output` is read, others are accepted and ignored.
+#[derive(Default, Deserialize)]
+struct RequestParameters {
+    #[serde(default)]
+    binary_data_output: Option<bool>,
+}
+
 #[derive(Deserialize)]
 struct InputTensor {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    /// Accepted and ignored.
-    #[serde(default, rename = "parameters")]
-    _parameters: Option<IgnoredAny>,
-    data: TensorData,
+    #[serde(default)]
+    parameters: Option<InputParameters>,
+    /// Absent when the data is in the binary section.
+    #[serde(default)]
+    data: Option<TensorData>,
+}
+
+/// Input `parameters`: `binary_data_size` is read, others are accepted and ignored.
+#[derive(Default, Deserialize)]
+struct InputParameters {
+    #[serde(default)]
+    binary_data_size: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct RequestedOutput {
     name: String,
-    /// Accepted and ignored (no binary data extension).
-    #[serde(default, rename = "parameters")]
-    _parameters: Option<IgnoredAny>,
+    #[serde(default)]
+    parameters: Option<OutputParameters>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Output {
-    Label,
-    Probabilities,
-    Predict,
+/// Requested output `parameters`: `binary_data` is read, others (e.g. tritonclient's
+/// `classification`) are accepted and ignored.
+#[derive(Default, Deserialize)]
+struct OutputParameters {
+    #[serde(default)]
+    binary_data: Option<bool>,
 }
 
-fn run_inference(state: &AppState, req: InferRequest) -> Result<Response, ApiError> {
-    let outputs = select_outputs(req.outputs.as_deref())?;
+fn run_inference(state: &AppState, body: InferBody) -> Result<Response, ApiError> {
+    let InferBody {
+        request: req,
+        binary,
+    } = body;
+    let binary_default = req
+        .parameters
+        .as_ref()
+        .and_then(|p| p.binary_data_output)
+        .unwrap_or(false);
+    let outputs: Vec<(Output, bool)> = match req.outputs.as_deref() {
+        None | Some([]) => Output::ALL.map(|o| (o, binary_default)).to_vec(),
+        Some(list) => list
+            .iter()
+            .map(|o| {
+                let binary = o
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.binary_data)
+                    .unwrap_or(binary_default);
+                Output::from_name(&o.name).map(|kind| (kind, binary))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let [input] = <[InputTensor; 1]>::try_from(req.inputs).map_err(|inputs| {
         ApiError::bad_request(format!(
             "expected exactly one input tensor of shape [N, {N_FEATURES}], got {}",
             inputs.len()
         ))
     })?;
-    let rows = input_rows(state, &input)?;
+    let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+    let values = match (binary_size, &input.data) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "input {:?} has both \"data\" and parameters.binary_data_size; give one",
+                input.name
+            )))
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(format!(
+                "input {:?} has neither \"data\" nor parameters.binary_data_size",
+                input.name
+            )))
+        }
+        (Some(size), None) => {
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > binary.len() {
+                return Err(ApiError::bad_request(format!(
+                    "input {:?} has binary_data_size {size}, but only {} bytes of binary data \
+                     follow the JSON header (Inference-Header-Content-Length); truncated body?",
+                    input.name,
+                    binary.len()
+                )));
+            }
+            if size < binary.len() {
+                return Err(ApiError::bad_request(format!(
+                    "{} bytes of binary data follow the JSON header, but the inputs' \
+                     binary_data_size add up to {size}",
+                    binary.len()
+                )));
+            }
+            Values::Raw(&binary)
+        }
+        (None, Some(data)) => {
+            if !binary.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "{} bytes of binary data follow the JSON header, but no input has \
+                     parameters.binary_data_size",
+                    binary.len()
+                )));
+            }
+            if let Some(len) = data.nested_row_len {
+                if len != N_FEATURES {
+                    return Err(ApiError::bad_request(format!(
+                        "input {:?} has nested rows of {len} values; expected {N_FEATURES}",
+                        input.name
+                    )));
+                }
+            }
+            Values::Json(&data.values)
+        }
+    };
+    let rows = codec::decode_rows(
+        state,
+        &Input {
+            name: &input.name,
+            datatype: &input.datatype,
+            shape: &input.shape,
+            values,
+        },
+    )?;
+    let predictions = codec::predict(state, &rows);
     let model = state.model();
-    let predictor = model.predictor();
-    let mut counts = [0; MAX_CLASSES];
-    let predictions: Vec<Prediction> = rows
-        .map(|row| {
-            let p = predictor.predict(&row);
-            counts[p.class_index] += 1;
-            p
+    let mut binary_out = Vec::new();
+    let tensors = outputs
+        .iter()
+        .map(|&(kind, binary)| OutputTensor {
+            kind,
+            model,
+            predictions: &predictions,
+            binary_size: binary.then(|| {
+                let raw = codec::raw(kind, model, &predictions);
+                binary_out.extend_from_slice(&raw);
+                raw.len()
+            }),
         })
         .collect();
-    state.metrics().count_predictions(&counts);
     let body = InferResponse {
         model_name: state.model_name(),
         model_version: model.short_digest(),
         id: req.id.as_deref(),
-        outputs: outputs
-            .iter()
-            .map(|&kind| OutputTensor {
-                kind,
-                model,
-                predictions: &predictions,
-            })
-            .collect(),
+        outputs: tensors,
     };
-    Ok(Json(body).into_response())
-}
-
-fn select_outputs(requested: Option<&[RequestedOutput]>) -> Result<Vec<Output>, ApiError> {
-    let all = [Output::Label, Output::Probabilities, Output::Predict];
-    match requested {
-        None | Some([]) => Ok(all.to_vec()),
-        Some(list) => list
-            .iter()
-            .map(|o| match o.name.as_str() {
-                "label" => Ok(Output::Label),
-                "probabilities" => Ok(Output::Probabilities),
-                "predict" => Ok(Output::Predict),
-                other => Err(ApiError::bad_request(format!(
-                    "unknown output {other:?}; this model has outputs {}",
-                    OUTPUTS.join(", ")
-                ))),
-            })
-            .collect(),
+    if outputs.iter().all(|(_, binary)| !binary) {
+        return Ok(Json(body).into_response());
     }
-}
-
-/// Validates datatype, shape and values; yields the rows as f64 (FP32 values rounded to
-/// f32 first, so they mean what an FP32 tensor means).
-fn input_rows<'a>(
-    state: &AppState,
-    input: &'a InputTensor,
-) -> Result<impl Iterator<Item = [f64; N_FEATURES]> + 'a, ApiError> {
-    let fp32 = match input.datatype.as_str() {
-        "FP64" => false,
-        "FP32" => true,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "input {:?} has datatype {other:?}; this model takes FP32 or FP64",
-                input.name
-            )))
-        }
-    };
-    let n = match input.shape.as_slice() {
-        [n, f] if *n >= 0 && *f == N_FEATURES as i64 => *n as u64,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "input {:?} has shape {:?}; expected [N, {N_FEATURES}] (N rows of \
-                 sepal_length, sepal_width, petal_length, petal_width)",
-                input.name, input.shape
-            )))
-        }
-    };
-    let rows = usize::try_from(n).unwrap_or(usize::MAX);
-    check_batch_size(state, rows)?;
-    let data = &input.data;
-    let needed = n.saturating_mul(N_FEATURES as u64);
-    if data.values.len() as u64 != needed {
-        return Err(ApiError::bad_request(format!(
-            "input {:?} has shape [{n}, {N_FEATURES}], which needs {needed} values, but data has {}",
-            input.name,
-            data.values.len()
-        )));
-    }
-    if let Some(len) = data.nested_row_len {
-        if len != N_FEATURES {
-            return Err(ApiError::bad_request(format!(
-                "input {:?} has nested rows of {len} values; expected {N_FEATURES}",
-                input.name
-            )));
-        }
-    }
-    for (i, v) in data.values.iter().enumerate() {
-        let ok = if fp32 {
-            (*v as f32).is_finite()
-        } else {
-            v.is_finite()
-        };
-        if !ok {
-            return Err(ApiError::bad_request(format!(
-                "input {:?} value {i} ({v}) is not a finite {} number",
-                input.name, input.datatype
-            )));
-        }
-    }
-    Ok(data.values.chunks_exact(N_FEATURES).map(move |chunk| {
-        let mut row = [0.0; N_FEATURES];
-        for (dst, src) in row.iter_mut().zip(chunk) {
-            *dst = if fp32 { f64::from(*src as f32) } else { *src };
-        }
-        row
-    }))
+    let mut out = serde_json::to_vec(&body).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to encode the response: {e}"),
+        )
+    })?;
+    let header_len = out.len();
+    out.extend_from_slice(&binary_out);
+    Ok((
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                INFERENCE_HEADER_CONTENT_LENGTH,
+                HeaderValue::from(header_len),
+            ),
+        ],
+        out,
+    )
+        .into_response())
 }
 
 #[derive(Serialize)]
@@ -379,72 +462,58 @@ struct OutputTensor<'a> {
     kind: Output,
     model: &'a ModelArtifact,
     predictions: &'a [Prediction],
+    /// In the binary section, this many bytes (instead of `data`).
+    binary_size: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
 }
 
 impl Serialize for OutputTensor<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let n = self.predictions.len();
+        let n = self.predictions.len() as i64;
         let classes = self.model.class_labels().len();
         let mut st = s.serialize_struct("OutputTensor", 4)?;
+        st.serialize_field("name", self.kind.name())?;
+        st.serialize_field("datatype", self.kind.datatype())?;
+        st.serialize_field("shape", &self.kind.shape(n, classes))?;
+        if let Some(binary_data_size) = self.binary_size {
+            st.serialize_field("parameters", &BinaryParameters { binary_data_size })?;
+            return st.end();
+        }
         match self.kind {
-            Output::Label => {
-                st.serialize_field("name", "label")?;
-                st.serialize_field("datatype", "BYTES")?;
-                st.serialize_field("shape", &[n])?;
-                st.serialize_field("data", &Labels(self))?;
-            }
+            Output::Label => st.serialize_field(
+                "data",
+                &Elements(|| codec::labels(self.model, self.predictions)),
+            )?,
             Output::Probabilities => {
-                st.serialize_field("name", "probabilities")?;
-                st.serialize_field("datatype", "FP64")?;
-                st.serialize_field("shape", &[n, classes])?;
-                st.serialize_field("data", &Probabilities(self.predictions))?;
+                st.serialize_field("data", &Elements(|| codec::probabilities(self.predictions)))?
             }
             Output::Predict => {
-                st.serialize_field("name", "predict")?;
-                st.serialize_field("datatype", "INT64")?;
-                st.serialize_field("shape", &[n])?;
-                st.serialize_field("data", &Classes(self.predictions))?;
+                st.serialize_field("data", &Elements(|| codec::classes(self.predictions)))?
             }
         }
         st.end()
     }
 }
 
-struct Labels<'a>(&'a OutputTensor<'a>);
+/// A JSON array of a codec iterator's elements.
+struct Elements<F>(F);
 
-impl Serialize for Labels<'_> {
+impl<F, I> Serialize for Elements<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.predictions.len()))?;
-        for p in self.0.predictions {
-            seq.serialize_element(self.0.model.label(p.class_index))?;
-        }
-        seq.end()
-    }
-}
-
-struct Probabilities<'a>(&'a [Prediction]);
-
-impl Serialize for Probabilities<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let per_row = self.0.first().map_or(0, |p| p.probabilities().len());
-        let mut seq = s.serialize_seq(Some(self.0.len() * per_row))?;
-        for p in self.0 {
-            for v in p.probabilities() {
-                seq.serialize_element(v)?;
-            }
-        }
-        seq.end()
-    }
-}
-
-struct Classes<'a>(&'a [Prediction]);
-
-impl Serialize for Classes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for p in self.0 {
-            seq.serialize_element(&p.class_index)?;
+        let iter = (self.0)();
+        let mut seq = s.serialize_seq(iter.size_hint().1)?;
+        for v in iter {
+            seq.serialize_element(&v)?;
         }
         seq.end()
     }
