@@ -1,6 +1,7 @@
 //! The Iris model server: training on the embedded Iris data with linfa-logistic, a
 //! versioned and digest-checked JSON model artifact, and an HTTP API speaking the tutorial's
-//! `/predict_iris` contract, KServe v1 and the Open Inference Protocol v2 (REST).
+//! `/predict_iris` contract, KServe v1 and the Open Inference Protocol v2 (REST with the
+//! binary tensor data extension, and gRPC).
 //!
 //! The operator depends on this library for the artifact format ([`ModelArtifact`]), the
 //! training parameters ([`TrainingParams`]) and the names of the server's flags and

@@ -8,7 +8,7 @@
 //! | `POST /v1/models/{name}:predict` | KServe v1 `{"instances":[[..4],..]}` -> `{"predictions":[class,..]}` |
 //! | `GET /v2`, `/v2/health/live`, `/v2/health/ready` | OIP v2 server metadata and health |
 //! | `GET /v2/models/{name}[/versions/{version}][/ready]` | OIP v2 model metadata and readiness |
-//! | `POST /v2/models/{name}[/versions/{version}]/infer` | OIP v2 inference, FP32/FP64 `[N,4]` |
+//! | `POST /v2/models/{name}[/versions/{version}]/infer` | OIP v2 inference, `[N,4]`, JSON or binary tensor data |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET`/`POST /constant` | a constant body: the HTTP ceiling for benchmarks |
 
