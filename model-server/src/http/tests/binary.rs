@@ -3,6 +3,7 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
+use proptest::prelude::*;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -284,4 +285,61 @@ async fn integer_binary_inputs() {
     let a = send_raw(&r, binary_request(&header, &ints, None)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert_eq!(a.json["outputs"][0]["data"], json!(["setosa"]));
+}
+
+fn binary_header() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["FP32", "FP64", "INT32", "UINT8", "BYTES", "fp32"]),
+        prop::collection::vec(-2i64..6, 0..4),
+        prop::option::of(0u64..200),
+        any::<bool>(),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(|(dt, shape, size, binary_out, out_binary)| {
+            let mut input = json!({"name": "x", "shape": shape, "datatype": dt});
+            if let Some(size) = size {
+                input["parameters"] = json!({"binary_data_size": size});
+            }
+            let mut req = json!({"inputs": [input],
+                                 "parameters": {"binary_data_output": binary_out}});
+            if let Some(b) = out_binary {
+                req["outputs"] = json!([{"name": "label", "parameters": {"binary_data": b}}]);
+            }
+            req.to_string()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary JSON headers, binary sections and header lengths: never a 5xx, every 4xx
+    /// is a JSON error, every 2xx is JSON or JSON + binary as announced.
+    #[test]
+    fn arbitrary_binary_bodies_are_answered_without_5xx(
+        header in binary_header(),
+        binary in prop::collection::vec(any::<u8>(), 0..120),
+        declared in prop::option::of(0usize..400),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let r = router(&binary_state());
+            let mut body = header.clone().into_bytes();
+            body.extend_from_slice(&binary);
+            let len = declared.unwrap_or(header.len());
+            let req = Request::post(URI)
+                .header("Inference-Header-Content-Length", len)
+                .body(Body::from(body))
+                .unwrap();
+            let a = send_raw(&r, req).await;
+            prop_assert!(!a.status.is_server_error(), "{} {}", a.status, a.json);
+            if a.status.is_client_error() {
+                prop_assert!(a.json["error"].as_str().is_some_and(|e| !e.is_empty()));
+            } else {
+                prop_assert_eq!(a.status, StatusCode::OK);
+                prop_assert!(a.json.is_object(), "{}", a.json);
+                prop_assert_eq!(a.header_len.is_some(), a.content_type == "application/octet-stream");
+            }
+            Ok(())
+        })?;
+    }
 }
