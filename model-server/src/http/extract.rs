@@ -19,7 +19,7 @@ pub(crate) trait RequestShape {
 }
 
 /// A JSON body, read by `axum::Json` into `T`, at most `max_body_bytes`. Lenient about the
-/// content type as clients send it: none at all (tritonclient, curl `--data-binary`),
+/// content type as clients send it: none at all (tritonclient's HTTP client),
 /// `application/json` with parameters (`; charset=utf-8`) or a `+json` suffix are all JSON;
 /// a content type that says something else is 415.
 pub(crate) struct JsonBody<T>(pub T);
@@ -160,7 +160,8 @@ mod tests {
             let err = check_json_content_type(&with(bad)).unwrap_err();
             assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
         }
-        // No content type at all: JSON, as tritonclient and `curl --data-binary` send it.
+        // No content type at all: JSON, as tritonclient sends it. (curl `-d` sends a form
+        // content type, which is refused.)
         assert!(check_json_content_type(&HeaderMap::new()).is_ok());
         let err = check_json_content_type(&with("text/plain")).unwrap_err();
         assert!(
