@@ -5,6 +5,8 @@
 pub const HOST: &str = "MODEL_SERVER_HOST";
 /// `--port`: TCP port.
 pub const PORT: &str = "MODEL_SERVER_PORT";
+/// `--grpc-port`: TCP port of the OIP v2 gRPC service; 0 disables it.
+pub const GRPC_PORT: &str = "MODEL_SERVER_GRPC_PORT";
 /// `--model-name`: the name in KServe/OIP paths.
 pub const MODEL_NAME: &str = "MODEL_NAME";
 /// `--source`: `builtin` or `file:/path/model.json`.

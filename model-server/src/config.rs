@@ -16,6 +16,9 @@ pub use iris_model::env;
 /// Default `--port`.
 pub const DEFAULT_PORT: u16 = 5001;
 
+/// Default `--grpc-port` (KServe's gRPC port).
+pub const DEFAULT_GRPC_PORT: u16 = 8081;
+
 /// Iris model server: train, inspect and serve logistic-regression models of the Iris data.
 #[derive(Debug, Parser)]
 #[command(name = "model-server", version, about, long_about = None)]
@@ -44,7 +47,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Validate an artifact and print a summary; fails on a bad artifact.
     Inspect(InspectArgs),
-    /// Serve predictions over HTTP.
+    /// Serve predictions over HTTP (and OIP v2 over gRPC).
     Serve(ServeArgs),
 }
 
@@ -117,6 +120,10 @@ pub struct ServeArgs {
     /// TCP port.
     #[arg(long, env = env::PORT, default_value_t = DEFAULT_PORT)]
     pub port: u16,
+    /// TCP port of the Open Inference Protocol v2 gRPC service, on the same host; 0 disables
+    /// it.
+    #[arg(long, env = env::GRPC_PORT, default_value_t = DEFAULT_GRPC_PORT)]
+    pub grpc_port: u16,
     /// Model name in KServe v1 and OIP v2 paths (no '/' or ':').
     #[arg(long, env = env::MODEL_NAME, default_value = "iris", value_parser = parse_model_name)]
     pub model_name: String,
@@ -194,6 +201,7 @@ mod tests {
         };
         assert_eq!(args.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(args.port, 5001);
+        assert_eq!(args.grpc_port, 8081);
         assert_eq!(args.model_name, "iris");
         assert_eq!(args.source, ModelSource::Builtin);
         assert_eq!(args.training.params(), TrainingParams::default());
@@ -210,6 +218,8 @@ mod tests {
             "localhost",
             "--port",
             "8080",
+            "--grpc-port",
+            "0",
             "--source",
             "file:/models/iris.json",
             "--task",
@@ -228,6 +238,7 @@ mod tests {
         };
         assert_eq!(args.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(args.port, 8080);
+        assert_eq!(args.grpc_port, 0);
         assert_eq!(args.source, ModelSource::File("/models/iris.json".into()));
         assert_eq!(args.training.params().positive_class, None);
         assert_eq!(args.limits().max_batch_rows, 5);

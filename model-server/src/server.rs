@@ -5,6 +5,10 @@
 //! load balancers can take the pod out, then it closes; in-flight requests finish, idle
 //! keep-alive connections close, and the process exits. If requests are still running after
 //! `--shutdown-grace-seconds`, or a second signal arrives, it exits anyway.
+//!
+//! The gRPC service (`--grpc-port`, 0 disables it) runs on a thread of its own with the same
+//! shutdown: `ServerReady`/`ModelReady` answer false at once, the listener closes after the
+//! delay, in-flight calls finish (HTTP/2 GOAWAY), bounded by the same grace period.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::ServeArgs;
+use crate::grpc::{GrpcMetricsLayer, InferenceService};
 use crate::http::{app, AppState};
 
 /// Timing of a graceful shutdown.
@@ -47,6 +52,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .map(|_| reuse_port_listener(addr))
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let grpc_addr = (args.grpc_port != 0).then(|| SocketAddr::new(args.host, args.grpc_port));
+    let grpc_listener = grpc_addr
+        .map(|addr| {
+            reuse_port_listener(addr).with_context(|| format!("cannot listen on {addr} (gRPC)"))
+        })
+        .transpose()?;
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,10 +104,28 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .context("cannot start a worker thread")?;
         threads.push(thread);
     }
+    if let Some(listener) = grpc_listener {
+        let state = state.clone();
+        let (first, second) = (nth_signal(1), nth_signal(2));
+        let thread = std::thread::Builder::new()
+            .name("grpc".to_owned())
+            .spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    serve_grpc_until(listener, state, timing, first, second).await
+                })
+            })
+            .context("cannot start the gRPC thread")?;
+        threads.push(thread);
+    }
 
     let m = state.model();
     info!(
         %addr,
+        grpc = grpc_addr.map_or_else(|| "disabled".to_owned(), |a| a.to_string()),
         model = %args.model_name,
         source = %args.source,
         task = %m.task(),
@@ -180,6 +209,38 @@ async fn serve_router_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (on_signal, deadline) = drain(state, timing, shutdown, force);
+    let listener = listener.tap_io(|tcp| {
+        // Small request/response pairs: do not let Nagle delay the answer.
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(on_signal)
+        .into_future();
+    tokio::select! {
+        result = server => {
+            result?;
+            debug!("all connections closed");
+        }
+        reason = deadline => {
+            warn!("{reason}; exiting with requests still in flight");
+        }
+    }
+    Ok(())
+}
+
+/// The two halves of a graceful shutdown: `on_signal` resolves (and the server should stop
+/// accepting) `timing.delay` after `shutdown`, having turned readiness off at once;
+/// `deadline` resolves `timing.grace` after that, or when `force` resolves, with the reason.
+fn drain(
+    state: AppState,
+    timing: ShutdownTiming,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send + 'static,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    impl Future<Output = &'static str> + Send + 'static,
+) {
     let (drain_tx, drain_rx) = oneshot::channel::<()>();
     let on_signal = async move {
         shutdown.await;
@@ -191,13 +252,6 @@ async fn serve_router_until(
         debug!("no longer accepting connections; finishing in-flight requests");
         let _ = drain_tx.send(());
     };
-    let listener = listener.tap_io(|tcp| {
-        // Small request/response pairs: do not let Nagle delay the answer.
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(on_signal)
-        .into_future();
     let deadline = async move {
         match drain_rx.await {
             Ok(()) => {
@@ -209,13 +263,34 @@ async fn serve_router_until(
             Err(_) => std::future::pending().await,
         }
     };
+    (on_signal, deadline)
+}
+
+/// Serves the OIP v2 gRPC service of `state` on `listener` until `shutdown` resolves, then
+/// shuts down gracefully per `timing` as [`serve_until`] does. Messages over
+/// `--max-body-bytes` are RESOURCE_EXHAUSTED; calls are counted in the shared metrics.
+pub async fn serve_grpc_until(
+    listener: TcpListener,
+    state: AppState,
+    timing: ShutdownTiming,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = state.shared_metrics();
+    let service = InferenceService::new(state.clone()).into_server();
+    let (on_signal, deadline) = drain(state, timing, shutdown, force);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer { metrics })
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, on_signal);
     tokio::select! {
         result = server => {
-            result?;
-            debug!("all connections closed");
+            result.map_err(std::io::Error::other)?;
+            debug!("all gRPC connections closed");
         }
         reason = deadline => {
-            warn!("{reason}; exiting with requests still in flight");
+            warn!("{reason}; exiting with gRPC calls still in flight");
         }
     }
     Ok(())

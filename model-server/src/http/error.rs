@@ -4,12 +4,11 @@
 
 use std::borrow::Cow;
 
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::Serialize;
-
-use super::respond;
 
 /// A 4xx (or 503) answer with a message that says what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +71,31 @@ impl ApiError {
     }
 }
 
+/// axum's JSON rejections, in our shape: syntax errors and wrong shapes are 400 with serde's
+/// message, a missing or wrong content type is 415 (the lenient check in `extract` runs
+/// first, so this arm only sees what it refuses), body read failures as [`ApiError::from_body`].
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let detail = |e: &dyn std::error::Error| {
+            e.source()
+                .map_or_else(|| e.to_string(), |source| source.to_string())
+        };
+        match &rejection {
+            JsonRejection::JsonDataError(e) => {
+                Self::bad_request(format!("invalid request: {}", detail(e)))
+            }
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::bad_request(format!("malformed JSON: {}", detail(e)))
+            }
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ),
+            _ => Self::new(rejection.status(), rejection.body_text()),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -79,11 +103,12 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        respond::json(
+        (
             self.status,
-            &ErrorBody {
+            Json(ErrorBody {
                 error: &self.message,
-            },
+            }),
         )
+            .into_response()
     }
 }

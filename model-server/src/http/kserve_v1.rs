@@ -4,13 +4,13 @@
 //! `/v1/models/{name}` and the POST handler splits `name:verb` itself.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{JsonBody, ModelName, RequestShape};
 use super::tutorial::{predict_rows, Row};
-use super::{respond, ApiError, AppState};
+use super::{ApiError, AppState};
 
 #[derive(Deserialize)]
 pub(crate) struct PredictRequest {
@@ -40,13 +40,11 @@ pub(crate) async fn model_status(
     ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
     state.check_model(&name)?;
-    Ok(respond::json(
-        StatusCode::OK,
-        &ModelStatus {
-            name: state.model_name(),
-            ready: state.is_ready(),
-        },
-    ))
+    Ok(Json(ModelStatus {
+        name: state.model_name(),
+        ready: state.is_ready(),
+    })
+    .into_response())
 }
 
 /// `POST /v1/models/{name}:predict` -> `{"predictions": [class index, ...]}`.
@@ -67,10 +65,8 @@ pub(crate) async fn predict(
     }
     state.check_model(name)?;
     let predictions = predict_rows(&state, &req.instances, "instances")?;
-    Ok(respond::json(
-        StatusCode::OK,
-        &PredictResponse {
-            predictions: predictions.iter().map(|p| p.class_index).collect(),
-        },
-    ))
+    Ok(Json(PredictResponse {
+        predictions: predictions.iter().map(|p| p.class_index).collect(),
+    })
+    .into_response())
 }

@@ -21,6 +21,8 @@ use prometheus_client::metrics::MetricType;
 use tower::{Layer, Service};
 
 use super::paths;
+use crate::grpc::metrics as grpc;
+use crate::grpc::GrpcMethod;
 use crate::model::MAX_CLASSES;
 
 /// A route for metrics purposes: the matched template (and, for the KServe v1 model path,
@@ -171,6 +173,17 @@ struct Series {
 }
 
 impl Series {
+    #[inline]
+    fn observe(&self, started: Instant) {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_NS
+            .iter()
+            .position(|&le| ns <= le)
+            .unwrap_or(N_BUCKETS - 1);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
     fn snapshot(&self) -> ([u64; N_BUCKETS], u64) {
         let mut b = [0; N_BUCKETS];
         for (dst, src) in b.iter_mut().zip(&self.buckets) {
@@ -196,6 +209,8 @@ pub(crate) struct ModelInfo {
 /// All metrics of the server.
 pub(crate) struct Metrics {
     series: Box<[Series]>,
+    /// gRPC calls by (method, code).
+    grpc_series: Box<[Series]>,
     predictions: [AtomicU64; MAX_CLASSES],
     info: ModelInfo,
     ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -216,6 +231,9 @@ impl Metrics {
     ) -> Metrics {
         Metrics {
             series: (0..N_ROUTES * N_CODES).map(|_| Series::default()).collect(),
+            grpc_series: (0..grpc::N_METHODS * grpc::N_CODES)
+                .map(|_| Series::default())
+                .collect(),
             predictions: Default::default(),
             info,
             ready,
@@ -225,18 +243,32 @@ impl Metrics {
     /// Records one finished request.
     #[inline]
     pub(crate) fn observe(&self, route: RouteId, status: StatusCode, started: Instant) {
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BUCKETS_NS
-            .iter()
-            .position(|&le| ns <= le)
-            .unwrap_or(N_BUCKETS - 1);
         if let Some(s) = self
             .series
             .get(route as usize * N_CODES + code_index(status))
         {
-            s.buckets[bucket].fetch_add(1, Relaxed);
-            s.sum_ns.fetch_add(ns, Relaxed);
+            s.observe(started);
         }
+    }
+
+    /// Records one gRPC call with status code `code` (0..17; others are not recorded).
+    #[inline]
+    pub(crate) fn observe_grpc(&self, method: GrpcMethod, code: usize, started: Instant) {
+        if code < grpc::N_CODES {
+            if let Some(s) = self.grpc_series.get(method as usize * grpc::N_CODES + code) {
+                s.observe(started);
+            }
+        }
+    }
+
+    /// gRPC calls seen for a method and code (for tests).
+    #[cfg(test)]
+    pub(crate) fn grpc_calls(&self, method: GrpcMethod, code: tonic::Code) -> u64 {
+        self.grpc_series[method as usize * grpc::N_CODES + code as usize]
+            .snapshot()
+            .0
+            .iter()
+            .sum()
     }
 
     /// Counts predictions per class index.
@@ -291,23 +323,56 @@ impl Collector for Metrics {
         )?;
         for (route, code, buckets, sum_ns) in &snapshots {
             let labels = [("route", route.label()), ("code", CODES[*code].1)];
-            // Per-bucket counts; the encoder accumulates them into `le` buckets.
-            let bounds: Vec<(f64, u64)> = buckets
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    let le = BUCKETS_NS
-                        .get(i)
-                        .map_or(f64::INFINITY, |ns| *ns as f64 / 1e9);
-                    (le, *n)
-                })
-                .collect();
+            let bounds = bucket_bounds(buckets);
             latency
                 .encode_family(&labels)?
                 .encode_histogram::<NoLabelSet>(
                     *sum_ns as f64 / 1e9,
                     buckets.iter().sum(),
                     &bounds,
+                    None,
+                )?;
+        }
+
+        let grpc_snapshots: Vec<(GrpcMethod, usize, [u64; N_BUCKETS], u64)> = GrpcMethod::ALL
+            .iter()
+            .flat_map(|&m| (0..grpc::N_CODES).map(move |c| (m, c)))
+            .filter_map(|(m, c)| {
+                let (b, sum) = self.grpc_series[m as usize * grpc::N_CODES + c].snapshot();
+                (b.iter().sum::<u64>() > 0).then_some((m, c, b, sum))
+            })
+            .collect();
+        let mut grpc_requests = encoder.encode_descriptor(
+            "model_server_grpc_requests",
+            "gRPC calls by method and status code",
+            None,
+            MetricType::Counter,
+        )?;
+        for (method, code, buckets, _) in &grpc_snapshots {
+            let labels = [
+                ("method", method.label()),
+                ("code", grpc::code_label(*code)),
+            ];
+            let count: u64 = buckets.iter().sum();
+            ConstCounter::new(count).encode(grpc_requests.encode_family(&labels)?)?;
+        }
+        let mut grpc_latency = encoder.encode_descriptor(
+            "model_server_grpc_request_duration_seconds",
+            "Time from the request head to the response head, by gRPC method and status code",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (method, code, buckets, sum_ns) in &grpc_snapshots {
+            let labels = [
+                ("method", method.label()),
+                ("code", grpc::code_label(*code)),
+            ];
+            grpc_latency
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    *sum_ns as f64 / 1e9,
+                    buckets.iter().sum(),
+                    &bucket_bounds(buckets),
                     None,
                 )?;
         }
@@ -357,6 +422,21 @@ impl Collector for Metrics {
         ConstGauge::new(i64::from(self.ready.load(Relaxed))).encode(ready)?;
         Ok(())
     }
+}
+
+/// Per-bucket counts with their upper bounds in seconds; the encoder accumulates them into
+/// `le` buckets.
+fn bucket_bounds(buckets: &[u64; N_BUCKETS]) -> Vec<(f64, u64)> {
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let le = BUCKETS_NS
+                .get(i)
+                .map_or(f64::INFINITY, |ns| *ns as f64 / 1e9);
+            (le, *n)
+        })
+        .collect()
 }
 
 /// Wraps every route (applied with `Router::layer`, so the matched path is known) and

@@ -8,16 +8,15 @@
 //! | `POST /v1/models/{name}:predict` | KServe v1 `{"instances":[[..4],..]}` -> `{"predictions":[class,..]}` |
 //! | `GET /v2`, `/v2/health/live`, `/v2/health/ready` | OIP v2 server metadata and health |
 //! | `GET /v2/models/{name}[/versions/{version}][/ready]` | OIP v2 model metadata and readiness |
-//! | `POST /v2/models/{name}[/versions/{version}]/infer` | OIP v2 inference, FP32/FP64 `[N,4]` |
+//! | `POST /v2/models/{name}[/versions/{version}]/infer` | OIP v2 inference, `[N,4]`, JSON or binary tensor data |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET`/`POST /constant` | a constant body: the HTTP ceiling for benchmarks |
 
 mod error;
 mod extract;
 mod kserve_v1;
-mod metrics;
+pub(crate) mod metrics;
 mod oip_v2;
-mod respond;
 #[cfg(test)]
 mod tests;
 mod tutorial;
@@ -25,7 +24,7 @@ mod tutorial;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
@@ -35,6 +34,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
+pub(crate) use tutorial::check_batch_size;
 
 use crate::model::ModelArtifact;
 use metrics::{Metrics, MetricsLayer, ModelInfo};
@@ -167,6 +167,11 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// The metrics, for the gRPC server's layer.
+    pub(crate) fn shared_metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
     /// 404 unless `name` is the served model.
     pub(crate) fn check_model(&self, name: &str) -> Result<(), ApiError> {
         if name == self.inner.model_name {
@@ -236,18 +241,35 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A 200 response from bytes that are already JSON (bodies serialized once at start-up).
+pub(crate) fn json_bytes(body: impl Into<Body>) -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.into(),
+    )
+        .into_response()
+}
+
 /// The constant body of `/constant`; the same size as a typical single prediction.
 const CONSTANT_BODY: &[u8] = br#"{"prediction":1,"label":"setosa","probability":0.9795}"#;
 
 /// `GET /constant`: no parsing, no model; what the HTTP stack alone costs.
 async fn constant() -> Response {
-    respond::bytes(StatusCode::OK, Bytes::from_static(CONSTANT_BODY))
+    json_bytes(Bytes::from_static(CONSTANT_BODY))
 }
 
 /// `POST /constant`: reads (and ignores) the body first, so a benchmark can send the
 /// same request as to `/predict_iris` and see the cost of the prediction path alone.
 async fn constant_post(_body: Bytes) -> Response {
-    respond::bytes(StatusCode::OK, Bytes::from_static(CONSTANT_BODY))
+    json_bytes(Bytes::from_static(CONSTANT_BODY))
+}
+
+/// The `/metrics` text (for tests that check the registry without a router).
+#[cfg(test)]
+pub(crate) fn metrics_text_for_tests(state: &AppState) -> String {
+    let mut body = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut body, &state.inner.registry).unwrap();
+    body
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

@@ -8,15 +8,15 @@
 //! `probability` the probability of the predicted label.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use std::fmt;
 
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::extract::{JsonBody, RequestShape};
-use super::{respond, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
 
@@ -107,10 +107,7 @@ pub(crate) async fn predict_iris(
             let mut counts = [0; MAX_CLASSES];
             counts[p.class_index] += 1;
             state.metrics().count_predictions(&counts);
-            Ok(respond::json(
-                StatusCode::OK,
-                &PredictionBody::new(model, &p),
-            ))
+            Ok(Json(PredictionBody::new(model, &p)).into_response())
         }
         (None, Some(rows)) => {
             let predictions = predict_rows(&state, &rows, "instances")?;
@@ -120,7 +117,7 @@ pub(crate) async fn predict_iris(
                     .map(|p| PredictionBody::new(model, p))
                     .collect(),
             };
-            Ok(respond::json(StatusCode::OK, &body))
+            Ok(Json(body).into_response())
         }
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "give either \"features\" (one row) or \"instances\" (a batch), not both",

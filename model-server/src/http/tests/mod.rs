@@ -1,5 +1,6 @@
 //! Route tests through `tower::ServiceExt::oneshot`: no sockets.
 
+mod binary;
 mod fuzz;
 mod oip_v2;
 mod routes;

@@ -30,7 +30,7 @@ async fn health_and_server_metadata() {
     let r = router(&state);
     let v = get(&r, "/v2").await;
     assert_eq!(v.ok()["name"], "iris-model-server");
-    assert_eq!(v.ok()["extensions"], json!([]));
+    assert_eq!(v.ok()["extensions"], json!(["binary_tensor_data"]));
     assert_eq!(get(&r, "/v2/health/live").await.ok()["live"], true);
     assert_eq!(get(&r, "/v2/health/ready").await.ok()["ready"], true);
     assert_eq!(get(&r, "/v2/models/iris/ready").await.ok()["ready"], true);
@@ -239,7 +239,7 @@ async fn infer_bad_input() {
         (json!({"input": []}), "missing field `inputs`"),
         (
             json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64"}]}),
-            "missing field `data`",
+            "neither \"data\" nor parameters.binary_data_size",
         ),
         (json!({"id": 5, "inputs": []}), "invalid type: integer"),
     ];

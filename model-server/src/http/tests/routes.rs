@@ -97,22 +97,60 @@ async fn predict_iris_bad_input() {
 }
 
 #[tokio::test]
-async fn wrong_or_missing_content_type_is_415() {
+async fn json_without_content_type_or_with_charset_is_read_as_json() {
     let r = router(&binary_state());
     let body = json!({"features": SETOSA}).to_string();
-    let form = Request::post("/predict_iris")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.clone()))
-        .unwrap();
-    send(&r, form)
-        .await
-        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json");
-    let none = Request::post("/predict_iris")
-        .body(Body::from(body))
-        .unwrap();
-    send(&r, none)
-        .await
-        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json");
+    let v2 =
+        json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": SETOSA}]})
+            .to_string();
+    for (uri, body) in [
+        ("/predict_iris", &body),
+        (
+            "/v1/models/iris:predict",
+            &json!({"instances": [SETOSA]}).to_string(),
+        ),
+        ("/v2/models/iris/infer", &v2),
+    ] {
+        for ct in [
+            None,
+            Some("application/json; charset=utf-8"),
+            Some("application/json;charset=UTF-8"),
+            // what `curl -d` sends without `-H content-type`
+            Some("application/x-www-form-urlencoded"),
+        ] {
+            let mut req = Request::post(uri);
+            if let Some(ct) = ct {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            let a = send(&r, req.body(Body::from(body.clone())).unwrap()).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri} {ct:?}: {}", a.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn another_content_type_is_415() {
+    let r = router(&binary_state());
+    let body = json!({"features": SETOSA}).to_string();
+    for ct in [
+        "multipart/form-data; boundary=x",
+        "text/plain",
+        "text/plain; charset=utf-8",
+    ] {
+        for uri in [
+            "/predict_iris",
+            "/v1/models/iris:predict",
+            "/v2/models/iris/infer",
+        ] {
+            let req = Request::post(uri)
+                .header(header::CONTENT_TYPE, ct)
+                .body(Body::from(body.clone()))
+                .unwrap();
+            send(&r, req)
+                .await
+                .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json");
+        }
+    }
 }
 
 #[tokio::test]
