@@ -56,6 +56,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS_JSON = os.path.join(HERE, "iris.json")
 IRIS_CSV = os.path.join(HERE, "..", "..", "model-server", "data", "iris.csv")
+# The outputs requested and checked; --outputs narrows them (e.g. `predict` alone to try the
+# clients against another OIP server, such as MLServer, whose outputs are named otherwise).
 OUTPUTS = ("predict", "label", "probabilities")
 
 
@@ -87,8 +89,8 @@ def load_expected(path):
         doc = json.load(f)
     rows = doc["rows"] if isinstance(doc, dict) else doc
     for i, r in enumerate(rows):
-        if len(r.get("features", [])) != 4 or "predict" not in r or "label" not in r:
-            raise SystemExit(f"{path}: row {i} needs features (4 floats), predict and label")
+        if len(r.get("features", [])) != 4 or any(k not in r for k in OUTPUTS if k != "probabilities"):
+            raise SystemExit(f"{path}: row {i} needs features (4 floats), " + " and ".join(OUTPUTS))
     return rows
 
 
@@ -102,12 +104,19 @@ def expected_from_rest(url, model, rows, timeout):
                         "data": [v for r in rows for v in r]}]}
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
+    body["outputs"] = [{"name": name} for name in OUTPUTS]
+    req.data = json.dumps(body).encode()
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         out = {o["name"]: o for o in json.load(resp)["outputs"]}
-    k = out["probabilities"]["shape"][1]
-    probs = out["probabilities"]["data"]
-    return [{"features": r, "predict": out["predict"]["data"][i], "label": out["label"]["data"][i],
-             "probabilities": probs[i * k:(i + 1) * k]} for i, r in enumerate(rows)]
+    expected = [{"features": r} for r in rows]
+    for name in OUTPUTS:
+        if name not in out:
+            raise SystemExit(f"{url}: no output {name!r} in the reference answer (got {sorted(out)})")
+        data = out[name]["data"]
+        k = len(data) // len(rows)
+        for i, e in enumerate(expected):
+            e[name] = data[i] if name != "probabilities" else data[i * k:(i + 1) * k]
+    return expected
 
 
 # --- checking -------------------------------------------------------------------------------
@@ -132,20 +141,22 @@ def compare(got, expected, tol):
             return 0, f"output {name!r} has {len(got[name])} rows, expected {n}"
     ok, first = 0, None
     for i, e in enumerate(expected):
-        p, lab, probs = int(got["predict"][i]), as_str(got["label"][i]), [float(x) for x in got["probabilities"][i]]
         why = None
-        if p != int(e["predict"]):
+        p = int(got["predict"][i]) if "predict" in OUTPUTS else None
+        if p is not None and p != int(e["predict"]):
             why = f"predict {p} != {e['predict']}"
-        elif lab != e["label"]:
-            why = f"label {lab!r} != {e['label']!r}"
-        elif abs(sum(probs) - 1.0) > 1e-6:
-            why = f"probabilities {probs} do not sum to 1"
-        elif max(range(len(probs)), key=probs.__getitem__) != p:
-            why = f"argmax of probabilities {probs} != predict {p}"
-        elif e.get("probabilities") is not None and (
-                len(probs) != len(e["probabilities"])
-                or any(abs(a - b) > tol for a, b in zip(probs, e["probabilities"]))):
-            why = f"probabilities {probs} != {e['probabilities']} (tol {tol})"
+        if why is None and "label" in OUTPUTS and as_str(got["label"][i]) != e["label"]:
+            why = f"label {as_str(got['label'][i])!r} != {e['label']!r}"
+        if why is None and "probabilities" in OUTPUTS:
+            probs = [float(x) for x in got["probabilities"][i]]
+            if abs(sum(probs) - 1.0) > 1e-6:
+                why = f"probabilities {probs} do not sum to 1"
+            elif p is not None and max(range(len(probs)), key=probs.__getitem__) != p:
+                why = f"argmax of probabilities {probs} != predict {p}"
+            elif e.get("probabilities") is not None and (
+                    len(probs) != len(e["probabilities"])
+                    or any(abs(a - b) > tol for a, b in zip(probs, e["probabilities"]))):
+                why = f"probabilities {probs} != {e['probabilities']} (tol {tol})"
         if why is None:
             ok += 1
         elif first is None:
@@ -286,7 +297,8 @@ def triton_metadata(kind, addr, model, timeout):
             md = client.get_model_metadata(model, client_timeout=timeout)
             names = {o.name: o.datatype for o in md.outputs}
             versions = list(md.versions)
-        want = {"predict": "INT64", "label": "BYTES", "probabilities": "FP64"}
+        want = {k: v for k, v in {"predict": "INT64", "label": "BYTES", "probabilities": "FP64"}.items()
+                if k in OUTPUTS}
         if any(names.get(k) != v for k, v in want.items()):
             raise AssertionError(f"metadata outputs {names}, expected {want}")
         return f"versions {versions}"
@@ -401,7 +413,7 @@ def run_families(args, expected):
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="expected-") as f:
         json.dump(expected, f)
         f.flush()
-        passthrough = [a for a in ("--http", "--grpc", "--model", "--only", "--timeout", "--prob-tol")
+        passthrough = [a for a in ("--http", "--grpc", "--model", "--only", "--timeout", "--prob-tol", "--outputs")
                        if getattr(args, a[2:].replace("-", "_")) is not None]
         for family in FAMILIES:
             cmd = [sys.executable, os.path.abspath(__file__), "--expected", f.name, "--family", family]
@@ -433,6 +445,7 @@ def run_families(args, expected):
 
 
 def main():
+    global OUTPUTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--http", help="host:port of the REST endpoint (OIP v2 over HTTP)")
     ap.add_argument("--grpc", help="host:port of the gRPC endpoint (inference.GRPCInferenceService)")
@@ -444,6 +457,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     ap.add_argument("--prob-tol", type=float, default=1e-5,
                     help="absolute tolerance on probabilities against the expectations (default 1e-5)")
+    ap.add_argument("--outputs", default=",".join(OUTPUTS),
+                    help="comma-separated outputs to request and check (default: %(default)s)")
     ap.add_argument("--verbose", action="store_true", help="print the traceback of failures")
     ap.add_argument("--family", choices=FAMILIES, help=argparse.SUPPRESS)
     ap.add_argument("--write-rows", action="store_true",
@@ -452,6 +467,9 @@ def main():
     # `import kserve` parses sys.argv for its model server flags (and takes --http for
     # --http_port): hide ours from it.
     sys.argv = sys.argv[:1]
+    OUTPUTS = tuple(o for o in args.outputs.split(",") if o)
+    if not OUTPUTS or any(o not in ("predict", "label", "probabilities") for o in OUTPUTS):
+        ap.error("--outputs: a comma-separated subset of predict,label,probabilities")
 
     if args.write_rows:
         write_rows(IRIS_CSV, ROWS_JSON)
