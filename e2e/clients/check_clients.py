@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Calls the Iris model with the common Open Inference Protocol v2 clients and checks the answers.
 
-Run it with the venv from setup.sh:
+Run it with the venv from setup.sh (run with another Python that lacks the clients, it makes
+that venv with setup.sh and re-executes itself there):
 
     VENV=$(e2e/clients/setup.sh)
     "$VENV/bin/python" e2e/clients/check_clients.py --http 127.0.0.1:5001 --grpc 127.0.0.1:8081 \
@@ -54,6 +55,7 @@ import traceback
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ARGV = sys.argv[1:]  # before main() hides them from `import kserve`
 ROWS_JSON = os.path.join(HERE, "iris.json")
 IRIS_CSV = os.path.join(HERE, "..", "..", "model-server", "data", "iris.csv")
 # The outputs requested and checked; --outputs narrows them (e.g. `predict` alone to try the
@@ -444,6 +446,20 @@ def run_families(args, expected):
     return 1 if failed else 0
 
 
+def ensure_venv():
+    """Run under the kit's venv: with the clients missing, make it (setup.sh) and re-exec there."""
+    import importlib.util
+    if all(importlib.util.find_spec(m) for m in ("numpy", "tritonclient", "kserve")):
+        return
+    if os.environ.get("CHECK_CLIENTS_REEXEC"):
+        raise SystemExit("check_clients.py: the clients are still missing in " + sys.executable)
+    venv = subprocess.run([os.path.join(HERE, "setup.sh")], stdout=subprocess.PIPE, text=True,
+                          check=True, timeout=1800).stdout.strip().splitlines()[-1]
+    python = os.path.join(venv, "bin", "python")
+    os.environ["CHECK_CLIENTS_REEXEC"] = "1"
+    os.execv(python, [python, os.path.abspath(__file__)] + ARGV)
+
+
 def main():
     global OUTPUTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -474,6 +490,7 @@ def main():
     if args.write_rows:
         write_rows(IRIS_CSV, ROWS_JSON)
         return 0
+    ensure_venv()
     if not args.http and not args.grpc:
         ap.error("give --http and/or --grpc")
     if args.expected:
