@@ -148,6 +148,18 @@ wait_ready() {
   log "not ready within ${READY_TIMEOUT}s: $url"; return 1
 }
 
+# wait_port PORT PID: poll until 127.0.0.1:PORT accepts TCP connections (a gRPC listener may
+# come up after the REST one that wait_ready saw), bounded by READY_TIMEOUT.
+wait_port() {
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  while [ $SECONDS -lt $deadline ]; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { log "server exited"; return 1; }
+    sleep 0.2
+  done
+  log "nothing listens on 127.0.0.1:$1 within ${READY_TIMEOUT}s"; return 1
+}
+
 # free_ports PORT...: fail if something already listens there (a leftover server would be measured).
 free_ports() {
   local p
@@ -184,6 +196,9 @@ r = json.load(open(path))
 lat = {d["percentage"]: d["latency"] / 1e6 for d in (r.get("latencyDistribution") or [])}
 codes = r.get("statusCodeDistribution") or {}
 errors = sum(n for c, n in codes.items() if c != "OK")
+if r["count"] == 0:  # nothing answered within the run: not a figure
+    errors = max(errors, 1)
+    print(f"# {name}: no call completed within the run", file=sys.stderr)
 if errors:
     print(f"# {name}: status codes {codes}, errors {r.get('errorDistribution')}", file=sys.stderr)
 print(f"{name} {r['rps']:.0f} {lat.get(50, float('nan')):.3f} {lat.get(99, float('nan')):.3f} {errors} {r['count']}")
@@ -243,6 +258,7 @@ if [ -z "${SKIP_OURS:-}" ]; then
   wait_ready "http://127.0.0.1:$PORT/v2/models/iris/ready" "$ours_pid" || { cat "$WORK/ours.log" >&2; exit 1; }
   wrk_run ours_rest "http://127.0.0.1:$PORT/v2/models/iris/infer"
   if [ "$OURS_GRPC" = yes ]; then
+    wait_port "$GRPC_PORT" "$ours_pid" || { cat "$WORK/ours.log" >&2; exit 1; }
     ghz_run ours_grpc "127.0.0.1:$GRPC_PORT"
   fi
   stop "$ours_pid"
@@ -268,6 +284,7 @@ JSON
   curl -sf -m 5 -H 'Content-Type: application/json' --data-binary @"$WORK/rest.json" \
     "http://127.0.0.1:$MLS_HTTP_PORT/v2/models/iris/infer" >&2 && log ""
   wrk_run mlserver_rest "http://127.0.0.1:$MLS_HTTP_PORT/v2/models/iris/infer"
+  wait_port "$MLS_GRPC_PORT" "$mls_pid" || { tail -40 "$WORK/mlserver.log" >&2; exit 1; }
   ghz_run mlserver_grpc "127.0.0.1:$MLS_GRPC_PORT"
   stop "$mls_pid"
 fi
