@@ -54,15 +54,17 @@ PROTO_FILE=model-server/proto/open_inference_grpc.proto
 WORK=$(mktemp -d)
 PIDS=()
 
+# Each server runs under setsid, so its pid is also its process group's id and stop() ends the
+# whole group: MLServer's inference-pool workers and multiprocessing tracker included.
+stop() {
+  kill -TERM -- "-$1" 2>/dev/null || return 0
+  timeout 30 tail --pid="$1" -f /dev/null 2>/dev/null || true
+  kill -KILL -- "-$1" 2>/dev/null || true
+}
+
 cleanup() {
   local pid
-  for pid in "${PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      # MLServer stops its worker processes on SIGTERM; bounded wait, then SIGKILL.
-      timeout 20 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-  done
+  for pid in "${PIDS[@]}"; do stop "$pid"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -171,12 +173,6 @@ free_ports() {
   done
 }
 
-# stop PID: TERM, bounded wait, KILL.
-stop() {
-  kill -TERM "$1" 2>/dev/null || true
-  timeout 20 tail --pid="$1" -f /dev/null 2>/dev/null || kill -KILL "$1" 2>/dev/null || true
-}
-
 # ghz_run NAME ADDR: warm-up, then one measured run; appends "NAME rps p50_ms p99_ms errors count"
 # to $WORK/results.
 ghz_run() {
@@ -252,7 +248,7 @@ if [ -z "${SKIP_OURS:-}" ]; then
     echo "note:     this model-server has no --grpc-port (OIP gRPC not built in yet): REST figure only"
   fi
   free_ports "$PORT" "$GRPC_PORT"
-  RUST_LOG=warn "${SERVER_PIN[@]}" "$WORK/model-server" "${ours_args[@]}" > "$WORK/ours.log" 2>&1 &
+  RUST_LOG=warn setsid "${SERVER_PIN[@]}" "$WORK/model-server" "${ours_args[@]}" > "$WORK/ours.log" 2>&1 &
   ours_pid=$!
   PIDS+=("$ours_pid")
   wait_ready "http://127.0.0.1:$PORT/v2/models/iris/ready" "$ours_pid" || { cat "$WORK/ours.log" >&2; exit 1; }
@@ -276,7 +272,7 @@ if [ -z "${SKIP_MLSERVER:-}" ]; then
  "metrics_port": $MLS_METRICS_PORT, "debug": false${MLS_PARALLEL_WORKERS:+, \"parallel_workers\": $MLS_PARALLEL_WORKERS}}
 JSON
   free_ports "$MLS_HTTP_PORT" "$MLS_GRPC_PORT" "$MLS_METRICS_PORT"
-  (cd "$WORK/mlserver" && exec "${SERVER_PIN[@]}" "$MLS_VENV/bin/mlserver" start .) > "$WORK/mlserver.log" 2>&1 &
+  (cd "$WORK/mlserver" && exec setsid "${SERVER_PIN[@]}" "$MLS_VENV/bin/mlserver" start .) > "$WORK/mlserver.log" 2>&1 &
   mls_pid=$!
   PIDS+=("$mls_pid")
   wait_ready "http://127.0.0.1:$MLS_HTTP_PORT/v2/models/iris/ready" "$mls_pid" || { tail -40 "$WORK/mlserver.log" >&2; exit 1; }
