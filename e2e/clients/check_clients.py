@@ -36,7 +36,7 @@ when the expectations carry them.
 --expected FILE: a JSON list (or {"rows": [...]}) of 150 objects
     {"features": [4 floats], "predict": int, "label": str, "probabilities": [k floats] (optional)}
 The rows sent are the features of that file; without --expected they are e2e/clients/iris.json
-(made from model-server/data/iris.csv by `check_clients.py --write-rows`).
+(made from iris-model/data/iris.csv by `check_clients.py --write-rows`).
 
 Exit status: 0 when every selected check passed (SKIP lines do not fail), 1 otherwise.
 """
@@ -57,7 +57,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARGV = sys.argv[1:]  # before main() hides them from `import kserve`
 ROWS_JSON = os.path.join(HERE, "iris.json")
-IRIS_CSV = os.path.join(HERE, "..", "..", "model-server", "data", "iris.csv")
+IRIS_CSV = os.path.join(HERE, "..", "..", "iris-model", "data", "iris.csv")
 # The outputs requested and checked; --outputs narrows them (e.g. `predict` alone to try the
 # clients against another OIP server, such as MLServer, whose outputs are named otherwise).
 OUTPUTS = ("predict", "label", "probabilities")
@@ -69,7 +69,7 @@ def write_rows(csv_path, out_path):
     with open(csv_path, newline="") as f:
         rows = [r for r in csv.DictReader(f)]
     doc = {
-        "source": "model-server/data/iris.csv",
+        "source": "iris-model/data/iris.csv",
         "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
         "rows": [[float(r[c]) for c in ("sepal_length", "sepal_width", "petal_length", "petal_width")]
                  for r in rows],
@@ -487,7 +487,7 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print the traceback of failures")
     ap.add_argument("--family", choices=FAMILIES, help=argparse.SUPPRESS)
     ap.add_argument("--write-rows", action="store_true",
-                    help=f"regenerate {os.path.relpath(ROWS_JSON)} from model-server/data/iris.csv and exit")
+                    help=f"regenerate {os.path.relpath(ROWS_JSON)} from iris-model/data/iris.csv and exit")
     args = ap.parse_args()
     # `import kserve` parses sys.argv for its model server flags (and takes --http for
     # --http_port): hide ours from it.
