@@ -32,6 +32,9 @@ fi
 kubectl get --raw /readyz >/dev/null 2>&1 ||
   { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
 bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+# The OIP clients users run (tritonclient, the kserve SDK), pinned, in a cached venv.
+IRIS_PYCLIENTS=$(bash e2e/clients/setup.sh)
+export IRIS_PYCLIENTS
 echo "run-suite: cluster ready and images loaded after $((SECONDS - t0)) s; running the suite"
 t1=$SECONDS
 status=0

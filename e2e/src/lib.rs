@@ -1,12 +1,14 @@
 //! End-to-end test helpers for iris-operator, run against the cluster KUBECONFIG points to
-//! (the host-process cluster of `make cluster-up`, kind, or any other).
+//! (the kind cluster of `make cluster-up`, or any other).
 //!
 //! - [`cluster`]: the client, the operator's Helm release, temporary namespaces that print
 //!   their pods, events and the operator's logs when a test fails.
 //! - [`iris`]: IrisModel objects, their conditions, and waits on them.
 //! - [`kubectl`]: the user's own tool, for what a user does with it (apply, scale, auth can-i).
 //! - [`serving`]: the model server's protocols, the same model trained here, a client loop.
+//! - [`clients`]: tritonclient and the kserve SDK, in every mode, against a served model.
 //! - [`portforward`]: `kubectl port-forward` to a Service, as the README tells users to query.
+pub mod clients;
 pub mod cluster;
 pub mod iris;
 pub mod kubectl;

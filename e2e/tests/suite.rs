@@ -142,6 +142,19 @@ async fn predictions_match(
         assert_eq!(kserve, expected.classes, "KServe v1 :predict");
         assert_eq!(oip, expected.labels, "OIP v2 infer");
 
+        // The OIP clients users already run, unchanged, over REST and gRPC, through
+        // `kubectl port-forward service/NAME` of both ports.
+        let grpc = e2e::portforward::PortForward::start(&ns, &format!("svc/{name}"), 8081);
+        let rest = format!("127.0.0.1:{}", pf.port);
+        let grpc_addr = format!("127.0.0.1:{}", grpc.port);
+        let params_for_clients = params.clone();
+        let model_name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            e2e::clients::check_all(&rest, &grpc_addr, &model_name, &params_for_clients)
+        })
+        .await
+        .expect("OIP clients check");
+
         // Accuracy on all 150 rows against the true labels, next to what status reports for
         // the held-out split.
         let reported = iris::status(&obj)["model"]["accuracy"]

@@ -12,6 +12,8 @@ pub mod http;
 pub mod oip;
 pub mod server;
 pub mod source;
+#[cfg(test)]
+mod test_models;
 
 pub use iris_model::{iris, model};
 pub use model::{

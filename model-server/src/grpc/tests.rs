@@ -17,7 +17,7 @@ const ROWS: [[f64; 4]; 2] = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]];
 fn state_with(limits: Limits) -> AppState {
     AppState::new(
         "iris",
-        crate::model::tests::multiclass().clone(),
+        crate::test_models::multiclass().clone(),
         "builtin",
         limits,
     )

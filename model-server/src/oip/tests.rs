@@ -13,7 +13,7 @@ const ROWS: [[f64; N_FEATURES]; 2] = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]
 fn state() -> AppState {
     AppState::new(
         "iris",
-        crate::model::tests::multiclass().clone(),
+        crate::test_models::multiclass().clone(),
         "builtin",
         Limits {
             max_body_bytes: 1024 * 1024,

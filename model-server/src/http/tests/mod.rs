@@ -15,24 +15,12 @@ use tower::ServiceExt;
 use super::{app, AppState, Limits};
 use crate::model::ModelArtifact;
 
-/// The default binary model (is it setosa?), trained once per test binary.
 pub(super) fn binary_model() -> ModelArtifact {
-    static M: std::sync::OnceLock<ModelArtifact> = std::sync::OnceLock::new();
-    M.get_or_init(|| crate::train(&crate::TrainingParams::default()).unwrap())
-        .clone()
+    crate::test_models::binary().clone()
 }
 
-/// The default multiclass model, trained once per test binary.
 pub(super) fn multiclass_model() -> ModelArtifact {
-    static M: std::sync::OnceLock<ModelArtifact> = std::sync::OnceLock::new();
-    M.get_or_init(|| {
-        crate::train(&crate::TrainingParams {
-            task: crate::Task::Multiclass,
-            ..crate::TrainingParams::default()
-        })
-        .unwrap()
-    })
-    .clone()
+    crate::test_models::multiclass().clone()
 }
 
 pub(super) fn state_with(model: ModelArtifact, limits: Limits) -> AppState {

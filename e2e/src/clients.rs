@@ -1,0 +1,108 @@
+//! The OIP clients users already run (tritonclient and the kserve SDK, pinned, in a virtual
+//! environment that `e2e/clients/setup.sh` makes), pointed at a served model:
+//! `e2e/clients/check_clients.py` calls it with each client in each of its modes (REST binary and
+//! JSON, gRPC raw and typed) and compares every answer with what the same model trained here
+//! answers.
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use iris_model::TrainingParams;
+use serde_json::json;
+
+use crate::cluster::repo_root;
+use crate::serving::iris_rows;
+
+/// The client kit's Python: `$IRIS_PYCLIENTS/bin/python` when run-suite.sh made the venv, or
+/// made here (once per test binary) with setup.sh.
+fn python() -> &'static PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = match std::env::var("IRIS_PYCLIENTS") {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                let out = Command::new("bash")
+                    .arg(repo_root().join("e2e/clients/setup.sh"))
+                    .output()
+                    .expect("run e2e/clients/setup.sh");
+                assert!(
+                    out.status.success(),
+                    "e2e/clients/setup.sh failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+        };
+        PathBuf::from(venv).join("bin/python")
+    })
+}
+
+/// Writes what the model trained with `params` answers for the 150 Iris rows, in the format
+/// check_clients.py reads, to a new file.
+fn expected_file(params: &TrainingParams) -> tempfile_path::TempPath {
+    let artifact = iris_model::train(params).expect("training");
+    let rows = iris_rows();
+    let expected: Vec<_> = rows
+        .iter()
+        .zip(artifact.predict(&rows))
+        .map(|(features, p)| {
+            json!({
+                "features": features,
+                "predict": p.class_index,
+                "label": artifact.label(p.class_index),
+                "probabilities": p.probabilities(),
+            })
+        })
+        .collect();
+    let path = tempfile_path::TempPath::new("expected", "json");
+    std::fs::write(&path.0, json!({ "rows": expected }).to_string()).expect("write expected");
+    path
+}
+
+/// Runs every client in every mode against `http` and `grpc` (`127.0.0.1:PORT`) for `model`
+/// and panics with the report when any answer differs from the model trained with `params`.
+pub fn check_all(http: &str, grpc: &str, model: &str, params: &TrainingParams) {
+    let expected = expected_file(params);
+    let out = Command::new(python())
+        .arg(repo_root().join("e2e/clients/check_clients.py"))
+        .args(["--http", http, "--grpc", grpc, "--model", model])
+        .arg("--expected")
+        .arg(&expected.0)
+        .output()
+        .expect("run check_clients.py");
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{model}: OIP clients\n{report}");
+    assert!(
+        out.status.success(),
+        "the OIP clients disagree with the model for {model}:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("SKIP"),
+        "a client mode was skipped:\n{report}"
+    );
+}
+
+/// A file in the temporary directory, removed on drop.
+mod tempfile_path {
+    use std::path::PathBuf;
+
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        pub fn new(stem: &str, ext: &str) -> TempPath {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            TempPath(std::env::temp_dir().join(format!(
+                "iris-e2e-{stem}-{}-{n}.{ext}",
+                std::process::id()
+            )))
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
