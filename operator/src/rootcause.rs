@@ -166,13 +166,22 @@ fn container_failure(
 ) -> Option<(&'static str, String)> {
     let state = cs.state.as_ref();
     let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    // A container its liveness probe kills exits too: the probe is the cause then, told the
+    // same way as while it runs (the first Unhealthy Event).
+    let killed_by_probe = events.iter().any(|e| {
+        e.reason.as_deref() == Some("Unhealthy")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Liveness probe failed"))
+    });
     let oom_or_crash = |t: &ContainerStateTerminated| {
-        let reason = if t.reason.as_deref() == Some("OOMKilled") {
-            REASON_OOM_KILLED
-        } else {
-            REASON_CRASH_LOOP
-        };
-        (reason, exited(pod, &cs.name, t))
+        if t.reason.as_deref() == Some("OOMKilled") {
+            return (REASON_OOM_KILLED, exited(pod, &cs.name, t));
+        }
+        match earliest(events, |e| e.reason.as_deref() == Some("Unhealthy")) {
+            Some(e) if killed_by_probe => (REASON_PROBE_FAILED, from_event(pod, e)),
+            _ => (REASON_CRASH_LOOP, exited(pod, &cs.name, t)),
+        }
     };
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
         let detail = waiting.message.as_deref().filter(|m| !m.is_empty());

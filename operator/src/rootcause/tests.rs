@@ -345,3 +345,44 @@ fn the_last_log_line_without_its_time_stamp() {
     );
     assert_eq!(last_log_line(" \n "), None);
 }
+
+#[test]
+fn a_container_its_liveness_probe_kills_is_a_probe_failure_all_along() {
+    let unhealthy = events(vec![
+        warning(
+            "Unhealthy",
+            "Readiness probe failed: connection refused",
+            "1970-01-01T00:16:00Z",
+            9,
+        ),
+        warning(
+            "Unhealthy",
+            "Liveness probe failed: connection refused",
+            "1970-01-01T00:16:10Z",
+            3,
+        ),
+    ]);
+    let running = container(
+        json!({"running": {"startedAt": "1970-01-01T00:16:00Z"}}),
+        json!({}),
+        0,
+    );
+    let (reason, message) = failure(running, &unhealthy);
+    assert_eq!(reason, "ProbeFailed");
+    let completed = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+    let backing_off = container(
+        json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+        completed.clone(),
+        2,
+    );
+    assert_eq!(
+        failure(backing_off, &unhealthy),
+        (reason.clone(), message.clone())
+    );
+    let restarted = container(
+        json!({"running": {"startedAt": "1970-01-01T00:16:39Z"}}),
+        completed,
+        2,
+    );
+    assert_eq!(failure(restarted, &unhealthy), (reason, message));
+}
