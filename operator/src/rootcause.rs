@@ -296,11 +296,15 @@ fn event_failure(
             reasons.contains(&e.reason.as_deref().unwrap_or(""))
         })
     };
-    if let Some(e) = by_reason(&["FailedCreatePodSandBox"]) {
-        return Some((REASON_SANDBOX_FAILED, from_event(name, e)));
-    }
-    if let Some(e) = by_reason(&["FailedMount", "FailedAttachVolume", "FailedMapVolume"]) {
-        return Some((REASON_MOUNT_FAILED, from_event(name, e)));
+    // Once a container has started, the sandbox and the volumes are there: an earlier failure
+    // of theirs (a transient CNI or kubelet hiccup) is no longer the cause.
+    if !any_container_started(pod) {
+        if let Some(e) = by_reason(&["FailedCreatePodSandBox"]) {
+            return Some((REASON_SANDBOX_FAILED, from_event(name, e)));
+        }
+        if let Some(e) = by_reason(&["FailedMount", "FailedAttachVolume", "FailedMapVolume"]) {
+            return Some((REASON_MOUNT_FAILED, from_event(name, e)));
+        }
     }
     if probes_should_pass(pod, now) {
         if let Some(e) = by_reason(&["Unhealthy"]) {
@@ -308,6 +312,16 @@ fn event_failure(
         }
     }
     None
+}
+
+fn any_container_started(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let statuses = status.and_then(|s| s.container_statuses.as_ref());
+    let init = status.and_then(|s| s.init_container_statuses.as_ref());
+    statuses.into_iter().chain(init).flatten().any(|cs| {
+        let state = cs.state.as_ref();
+        cs.restart_count > 0 || state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    })
 }
 
 /// Whether a container runs long enough (or restarted) for failing probes to be a failure

@@ -74,6 +74,19 @@ fn a_sandbox_that_cannot_be_created() {
         "{message}"
     );
     assert!(!message.contains('7'), "no count in the message: {message}");
+    // Once the container runs, an earlier sandbox failure was transient.
+    let running = container(
+        json!({"running": {"startedAt": "1970-01-01T00:16:30Z"}}),
+        json!({}),
+        0,
+    );
+    let retried = events(vec![warning(
+        "FailedCreatePodSandBox",
+        sandbox,
+        "1970-01-01T00:16:00Z",
+        1,
+    )]);
+    assert_eq!(pod_failure(&[running], HASH, &retried, &at(1000)), None);
     // Starting without a failing Event is no failure.
     assert_eq!(
         pod_failure(&[pending()], HASH, &events(vec![]), &at(1000)),
