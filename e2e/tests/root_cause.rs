@@ -199,7 +199,13 @@ async fn names_the_service_would_refuse_are_refused_and_the_longest_one_serves()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_port_below_1024_serves_with_http_and_grpc_service_ports() {
-    with_temp_ns("lowport", &[], |client, ns| async move {
+    // The sysctl that lets the non-root server bind port 80 is one Pod Security "restricted"
+    // allows.
+    let restricted = [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/enforce-version", "latest"),
+    ];
+    with_temp_ns("lowport", &restricted, |client, ns| async move {
         kubectl::apply(&ns, &manifest("iris", "port: 80")).expect("port 80 is accepted");
         iris::wait_ready(&iris::api(&client, &ns), "iris", FIXED_WITHIN).await;
         let services: Api<Service> = Api::namespaced(client.clone(), &ns);
