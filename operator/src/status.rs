@@ -10,7 +10,7 @@ use crate::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
 use crate::resolve::Resolved;
-use crate::rootcause::{pod_failure, PodEvents};
+use crate::rootcause::{bound, pod_failure, PodEvents};
 
 /// Reason of Ready=True.
 pub const REASON_READY: &str = "Ready";
@@ -67,7 +67,7 @@ pub fn rollout(deployment: &Deployment) -> Rollout {
         stuck.then(|| {
             (
                 c.reason.clone().unwrap_or_else(|| c.type_.clone()),
-                c.message.clone().unwrap_or_default(),
+                bound(c.message.as_deref().unwrap_or_default()),
             )
         })
     });
@@ -205,7 +205,7 @@ pub fn failed(
     let previous = model.status.clone().unwrap_or_default();
     let rollout = deployment.map(rollout).unwrap_or_default();
     let reason = error.category();
-    let message = error.to_string();
+    let message = bound(&error.to_string());
     let generation = model.metadata.generation;
     let name = model.metadata.name.clone().unwrap_or_default();
     IrisModelStatus {
