@@ -377,6 +377,16 @@ async fn bad_manifests_are_rejected_with_the_field_named() {
                 "model: {source: {builtin: {}}}\n  autoscaling: {minReplicas: 4, maxReplicas: 2}",
                 "minReplicas",
             ),
+            (
+                "nodePort outside 30000-32767",
+                "model: {source: {builtin: {}}}\n  service: {type: NodePort, nodePort: 80}",
+                "spec.service.nodePort",
+            ),
+            (
+                "grpcPort equal to port",
+                "model: {source: {builtin: {}}}\n  port: 9000\n  grpcPort: 9000",
+                "grpcPort",
+            ),
         ];
         for (what, spec, field) in cases {
             let manifest = format!(
@@ -387,6 +397,18 @@ async fn bad_manifests_are_rejected_with_the_field_named() {
             eprintln!("{what}: {}", err.trim());
             assert!(err.contains("is invalid"), "{what}: not a validation error: {err}");
             assert!(err.contains(field), "{what}: the message does not name {field}: {err}");
+        }
+        // Names the model's Service could not have (a DNS-1035 label of at most 63 characters).
+        let too_long = format!("i{}", "r".repeat(69));
+        for name in ["1iris", too_long.as_str()] {
+            let manifest = format!(
+                "apiVersion: serving.iris.dev/v1alpha1\nkind: IrisModel\nmetadata: {{name: {name}}}\nspec: {{}}\n"
+            );
+            let err = kubectl::apply(&ns, &manifest)
+                .expect_err(&format!("the API server accepted the name {name}"));
+            eprintln!("name {name}: {}", err.trim());
+            assert!(err.contains("is invalid"), "{name}: not a validation error: {err}");
+            assert!(err.contains("metadata.name"), "{name}: the message does not name metadata.name: {err}");
         }
     })
     .await;

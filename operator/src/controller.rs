@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +26,7 @@ use crate::error::{backoff, Error};
 use crate::metrics::Metrics;
 use crate::report::{publish_event, publish_status, write_status};
 use crate::resolve::{name_and_namespace, resolve, Resolved, Settings};
+use crate::rootcause::{self, PodEvents};
 use crate::status;
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
@@ -33,8 +34,9 @@ pub const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// First requeue while an IrisModel is not Ready. Pods are not watched (Deployment changes are),
 /// so a pod that starts failing is only seen by looking again.
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
-/// Longest requeue while not Ready: a model stuck for minutes is looked at once a minute.
-pub const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(60);
+/// Longest requeue while not Ready: a model stuck for minutes is looked at twice a minute, so
+/// a pod failure Kubernetes reports shows in the status within 30s.
+pub const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(30);
 /// Field manager used once to share `spec.replicas` before handing it to an autoscaler.
 pub const HANDOFF_MANAGER: &str = "iris-operator-handoff";
 
@@ -158,19 +160,26 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         Err(error) => return fail(model, error, observed.deployment.as_ref(), ctx).await,
     };
 
-    // status: pods are only listed while the rollout is incomplete, to explain why
-    let pods = if status::rollout(&deployment).complete {
-        Vec::new()
+    // status: pods are only listed while the rollout is incomplete, to explain why, and the
+    // Warning Events of the few that are not ready
+    let (pods, events) = if status::rollout(&deployment).complete {
+        (Vec::new(), PodEvents::new())
     } else {
         let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        api.list(
-            &ListParams::default()
-                .labels(&selector_string(&name))
-                .match_any(),
-        )
-        .await
-        .map_err(Error::kube("list pods"))?
-        .items
+        let pods = api
+            .list(
+                &ListParams::default()
+                    .labels(&selector_string(&name))
+                    .match_any(),
+            )
+            .await
+            .map_err(Error::kube("list pods"))?
+            .items;
+        let events = match status::template_hash(&deployment) {
+            Some(hash) => pod_events(&client, &namespace, &pods, hash).await?,
+            None => PodEvents::new(),
+        };
+        (pods, events)
     };
     let status = status::served(
         model,
@@ -178,6 +187,7 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         &status::Observed {
             deployment: Some(&deployment),
             pods: &pods,
+            events: &events,
         },
         &now(),
     );
@@ -186,8 +196,33 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     Ok(action)
 }
 
+/// The Warning Events of the not-ready pods of the current version (a few of them): one list
+/// per pod, by field selector and with a limit (which the watch cache would ignore, so these
+/// are read from etcd). No watch.
+async fn pod_events(
+    client: &Client,
+    namespace: &str,
+    pods: &[Pod],
+    current_hash: &str,
+) -> Result<PodEvents, Error> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let mut events = PodEvents::new();
+    for pod in rootcause::pods_to_explain(pods, current_hash) {
+        let list = api
+            .list(
+                &ListParams::default()
+                    .fields(&rootcause::event_selector(&pod))
+                    .limit(rootcause::MAX_EVENTS_PER_POD),
+            )
+            .await
+            .map_err(Error::kube("list pod events"))?;
+        events.insert(pod, list.items);
+    }
+    Ok(events)
+}
+
 /// When to look again: every 5 minutes when Ready; when not, after as long as it has not been
-/// Ready (5s to 60s): a failing pod is noticed within twice its onset, and hundreds of stuck
+/// Ready (5s to 30s): a failing pod is noticed within twice its onset, and hundreds of stuck
 /// models do not poll the API server every few seconds.
 pub fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
     let Some(ready) = find(conditions, READY) else {
@@ -404,7 +439,8 @@ mod tests {
         let delay = |now| requeue_after(&not_ready, &at(now));
         assert_eq!(delay(1000), Action::requeue(Duration::from_secs(5)));
         assert_eq!(delay(1010), Action::requeue(Duration::from_secs(10)));
-        assert_eq!(delay(5000), Action::requeue(Duration::from_secs(60)));
+        assert_eq!(delay(1020), Action::requeue(Duration::from_secs(20)));
+        assert_eq!(delay(5000), Action::requeue(Duration::from_secs(30)));
         let ready = merge(
             &[],
             vec![Verdict::new(READY, true, "Ready", "")],

@@ -20,7 +20,7 @@ pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
 /// Desired state of an IrisModel: which model to serve, how many replicas, and how to reach it.
 /// The operator turns it into a Deployment of the model server, a Service, and, when asked,
 /// a HorizontalPodAutoscaler and a PodDisruptionBudget, all named like the IrisModel.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[allow(
     clippy::duplicated_attributes,
     reason = "each printcolumn(...) repeats keys such as type_ = \"string\", which the lint mistakes for duplicates"
@@ -36,6 +36,10 @@ pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
     namespaced,
     status = "IrisModelStatus",
     derive = "PartialEq",
+    // The name becomes the name of the Service (a DNS-1035 label) and a label value of the
+    // pods: refuse at apply what the API server would refuse for the children.
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a lowercase letter and contain only lowercase letters, digits and '-' (ending with a letter or digit): it names the model's Service, a DNS-1035 label"),
+    validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters: it names the model's Service, a DNS-1035 label"),
     doc = "An Iris classifier served over HTTP (KServe v1, Open Inference Protocol v2 and /predict_iris).",
     scale(
         spec_replicas_path = ".spec.replicas",
@@ -59,6 +63,7 @@ pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.port) ? self.port : 5001) != (has(self.grpcPort) ? self.grpcPort : 8081)").message("spec.grpcPort must differ from spec.port"))]
 pub struct IrisModelSpec {
     /// Number of model-server pods. Ignored when `autoscaling` is set (the autoscaler owns the
     /// count then). `kubectl scale irismodel/<name> --replicas=N` changes this field.
@@ -74,10 +79,20 @@ pub struct IrisModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
 
-    /// Port the model server listens on, and the port of the Service.
+    /// Port of the model server's HTTP API: the container port and the Service port, both
+    /// named `http`. Ports below 1024 work: the pods then set the namespaced sysctl
+    /// `net.ipv4.ip_unprivileged_port_start` to the lower of `port` and `grpcPort`, so the
+    /// non-root server may bind them (allowed by Pod Security "restricted").
     #[serde(default = "default_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+
+    /// Port of the model server's gRPC API (Open Inference Protocol v2): the container port
+    /// and the Service port, both named `grpc`. Must differ from `port`; below 1024 works as
+    /// for `port`.
+    #[serde(default = "default_grpc_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub grpc_port: i32,
 
     /// How the model is exposed: the Service's type, and its node port for NodePort.
     #[serde(default)]
@@ -111,6 +126,10 @@ fn default_replicas() -> i32 {
 
 fn default_port() -> i32 {
     5001
+}
+
+fn default_grpc_port() -> i32 {
+    8081
 }
 
 /// The model: what it predicts and where its weights come from.
@@ -294,9 +313,11 @@ pub struct ServiceSpec {
     #[serde(default, rename = "type")]
     pub type_: ServiceType,
 
-    /// Node port for NodePort (or LoadBalancer); picked by Kubernetes when empty.
+    /// Node port of the HTTP port for NodePort (or LoadBalancer), in Kubernetes' default
+    /// node-port range 30000-32767; picked by Kubernetes when empty (the gRPC port always gets
+    /// a picked one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 30000, max = 32767))]
     pub node_port: Option<i32>,
 }
 

@@ -23,6 +23,7 @@ mod mock;
 mod reconcile_tests;
 pub mod report;
 pub mod resolve;
+pub mod rootcause;
 pub mod run;
 pub mod server;
 pub mod startup;

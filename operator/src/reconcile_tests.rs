@@ -27,6 +27,25 @@ const PODS: &str = "/api/v1/namespaces/testns/pods";
 const STATUS: &str = "/apis/serving.iris.dev/v1alpha1/namespaces/testns/irismodels/iris/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/testns/events";
 const CONFIGMAP: &str = "/api/v1/namespaces/testns/configmaps/iris-model";
+const POD_EVENTS: &str = "/api/v1/namespaces/testns/events";
+
+/// The list of a pod's Warning Events: by field selector, bounded.
+fn pod_events(pod: &str, items: Value) -> Expect {
+    let selector = format!(
+        "fieldSelector=involvedObject.kind%3DPod%2CinvolvedObject.name%3D{pod}%2Ctype%3DWarning"
+    );
+    // Leaked: the expectation wants a static string, and a test leaks a few bytes at most.
+    let selector: &'static str = Box::leak(selector.into_boxed_str());
+    Expect {
+        query: vec![selector, "limit=50"],
+        ..Expect::get(
+            POD_EVENTS,
+            Reply::Json(
+                json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items}),
+            ),
+        )
+    }
+}
 
 fn empty_pod_list() -> Reply {
     Reply::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}))
@@ -357,6 +376,7 @@ async fn crash_looping_pods_make_it_degraded_with_a_warning() {
         Expect::get(HPA, Reply::NotFound),
         Expect::get(PDB, Reply::NotFound),
         Expect::get(PODS, Reply::Json(pods)),
+        pod_events("iris-abc", json!([])),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             assert_eq!(condition(&status, "Ready"), ("False", "CrashLoop", Some(1)));
@@ -366,7 +386,10 @@ async fn crash_looping_pods_make_it_degraded_with_a_warning() {
             );
             let message = &status.conditions[2].message;
             assert!(
-                message.contains("iris-abc") && message.contains("exit code 2"),
+                message.contains("iris-abc")
+                    && message.contains("exited with code 2")
+                    && message.contains("bad flag")
+                    && !message.contains("back-off"),
                 "{message}"
             );
         }),
@@ -378,6 +401,174 @@ async fn crash_looping_pods_make_it_degraded_with_a_warning() {
     let action = reconcile(Arc::new(model), ctx).await.expect("reconciles");
     finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
+}
+
+/// A model whose one pod of the current version is stuck as `pod_status` says.
+fn stuck(pod_status: Value) -> (IrisModel, Deployment, Service, Value) {
+    let model = model("iris", 1);
+    let (deployment, service) = children(&model);
+    let mut starting = deployment.clone();
+    starting.status = Some(
+        serde_json::from_value(json!({
+            "observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "unavailableReplicas": 1
+        }))
+        .expect("status"),
+    );
+    let hash = crate::status::template_hash(&deployment)
+        .expect("hash")
+        .to_string();
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+        "metadata": {"name": "iris-abc", "annotations": {"serving.iris.dev/model-hash": hash}},
+        "status": pod_status
+    }]});
+    (model, starting, service, pods)
+}
+
+#[tokio::test]
+async fn a_pod_without_a_sandbox_is_degraded_with_the_events_message_written_once() {
+    let (model, starting, service, pods) = stuck(json!({"phase": "Pending",
+        "containerStatuses": [{"name": "model-server", "ready": false, "restartCount": 0,
+            "image": "x", "imageID": "", "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+    let sandbox = |count: i32| {
+        json!([{"metadata": {"name": "iris-abc.1"}, "type": "Warning",
+            "reason": "FailedCreatePodSandBox", "count": count,
+            "involvedObject": {"kind": "Pod", "name": "iris-abc"},
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:01:00Z",
+            "message": "Failed to create pod sandbox: runc create failed: container init was OOM-killed (memory limit too low?): unknown"}])
+    };
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::get(PODS, Reply::Json(pods.clone())),
+        pod_events("iris-abc", sandbox(3)),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            for type_ in ["Ready", "Degraded"] {
+                let (_, reason, _) = condition(&status, type_);
+                assert_eq!(reason, "SandboxFailed", "{type_}");
+            }
+            assert_eq!(condition(&status, "Degraded").0, "True");
+            let message = &status.conditions[2].message;
+            assert!(
+                message.contains("container init was OOM-killed"),
+                "{message}"
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("SandboxFailed"));
+        }),
+    ]);
+    reconcile(Arc::new(model.clone()), ctx)
+        .await
+        .expect("reconciles");
+    let status = status_of(&finished(server).await[6]);
+
+    // Kubernetes retries and counts: the cause is the same, so nothing is written.
+    let (ctx, server) = context();
+    let server = server.run(vec![
+        Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
+        Expect::get(SERVICE, Reply::Json(to_json(&service))),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
+        Expect::get(PODS, Reply::Json(pods)),
+        pod_events("iris-abc", sandbox(9)),
+    ]);
+    reconcile(Arc::new(with_status(model, status)), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(ctx.metrics.writes_total(), 0);
+}
+
+#[tokio::test]
+async fn each_pod_failure_becomes_its_reason_with_the_cause() {
+    let waiting = |reason: &str, last: Value| {
+        json!({"phase": "Running", "containerStatuses": [{"name": "model-server", "ready": false,
+            "restartCount": 2, "image": "nope:1", "imageID": "",
+            "state": {"waiting": {"reason": reason, "message": "back-off 20s"}}, "lastState": last}]})
+    };
+    let event = |reason: &str, message: &str| {
+        json!([{"metadata": {"name": "e1"}, "type": "Warning", "reason": reason, "count": 4,
+            "involvedObject": {"kind": "Pod", "name": "iris-abc"},
+            "firstTimestamp": "2026-01-01T00:00:00Z", "message": message}])
+    };
+    let pending = json!({"phase": "Pending"});
+    let cases = [
+        (
+            "OOMKilled",
+            waiting(
+                "CrashLoopBackOff",
+                json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+            ),
+            json!([]),
+            "exited with code 137 (OOMKilled)",
+        ),
+        (
+            "CrashLoop",
+            waiting(
+                "CrashLoopBackOff",
+                json!({"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "2026-01-01T00:00:00Z ERROR model_server: cannot read /models/x.json"}}),
+            ),
+            json!([]),
+            "ERROR model_server: cannot read /models/x.json",
+        ),
+        (
+            "ImagePullFailed",
+            waiting("ImagePullBackOff", json!({})),
+            event("Failed", "Failed to pull image \"nope:1\": not found"),
+            "Failed to pull image \"nope:1\": not found",
+        ),
+        (
+            "MountFailed",
+            pending.clone(),
+            event(
+                "FailedMount",
+                "MountVolume.SetUp failed for volume \"model\" : configmap \"cm\" not found",
+            ),
+            "configmap \"cm\" not found",
+        ),
+        (
+            "Evicted",
+            json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}),
+            json!([]),
+            "low on resource: memory",
+        ),
+    ];
+    for (expected, pod_status, events, cause) in cases {
+        let (model, starting, service, pods) = stuck(pod_status);
+        let evicted = expected == "Evicted";
+        let (ctx, server) = context();
+        let mut scenario = vec![
+            Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
+            Expect::get(SERVICE, Reply::Json(to_json(&service))),
+            Expect::get(HPA, Reply::NotFound),
+            Expect::get(PDB, Reply::NotFound),
+            Expect::get(PODS, Reply::Json(pods)),
+        ];
+        if !evicted {
+            // An evicted pod is done: its status says all, no Events are read.
+            scenario.push(pod_events("iris-abc", events));
+        }
+        scenario.push(
+            Expect::apply(STATUS, status_written()).checking(move |body| {
+                let status = status_of(body);
+                assert_eq!(condition(&status, "Ready").1, expected);
+                assert_eq!(condition(&status, "Degraded"), ("True", expected, Some(1)));
+                let message = &status.conditions[2].message;
+                assert!(message.contains(cause), "{expected}: {message}");
+                assert!(!message.contains("back-off"), "{expected}: {message}");
+            }),
+        );
+        scenario.push(Expect::post(EVENTS, Reply::Echo));
+        let server = server.run(scenario);
+        reconcile(Arc::new(model), ctx).await.expect("reconciles");
+        finished(server).await;
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use crate::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
 use crate::resolve::Resolved;
+use crate::rootcause::{bound, pod_failure, PodEvents};
 
 /// Reason of Ready=True.
 pub const REASON_READY: &str = "Ready";
@@ -66,7 +67,7 @@ pub fn rollout(deployment: &Deployment) -> Rollout {
         stuck.then(|| {
             (
                 c.reason.clone().unwrap_or_else(|| c.type_.clone()),
-                c.message.clone().unwrap_or_default(),
+                bound(c.message.as_deref().unwrap_or_default()),
             )
         })
     });
@@ -95,86 +96,14 @@ pub fn template_hash(deployment: &Deployment) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Finds a pod of the current version that cannot run, and says why in a bounded reason.
-pub fn pod_failure(pods: &[Pod], current_hash: &str) -> Option<(String, String)> {
-    pods.iter()
-        .filter(|pod| {
-            pod.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(MODEL_HASH_ANNOTATION))
-                .is_some_and(|h| h == current_hash)
-                && pod.metadata.deletion_timestamp.is_none()
-        })
-        .find_map(|pod| {
-            let name = pod.metadata.name.as_deref().unwrap_or("<pod>");
-            let status = pod.status.as_ref()?;
-            let unschedulable = status.conditions.iter().flatten().find(|c| {
-                c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some("Unschedulable")
-            });
-            if let Some(c) = unschedulable {
-                return Some((
-                    "Unschedulable".to_string(),
-                    format!(
-                        "pod {name} cannot be scheduled: {}",
-                        c.message.as_deref().unwrap_or("")
-                    ),
-                ));
-            }
-            status
-                .container_statuses
-                .iter()
-                .flatten()
-                .chain(status.init_container_statuses.iter().flatten())
-                .find_map(|cs| {
-                    let waiting = cs.state.as_ref()?.waiting.as_ref()?;
-                    let reason = waiting_reason(waiting.reason.as_deref()?)?;
-                    let mut message = format!(
-                        "pod {name} container {}: {}",
-                        cs.name,
-                        waiting.reason.as_deref().unwrap_or("")
-                    );
-                    if let Some(detail) = waiting.message.as_deref().filter(|m| !m.is_empty()) {
-                        message.push_str(": ");
-                        message.push_str(detail);
-                    }
-                    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
-                    if let Some(last) = last {
-                        message.push_str(&format!(
-                            " (last exit code {}{})",
-                            last.exit_code,
-                            last.message
-                                .as_deref()
-                                .map(|m| format!(": {}", m.trim()))
-                                .unwrap_or_default()
-                        ));
-                    }
-                    Some((reason.to_string(), message))
-                })
-        })
-}
-
-/// Maps a kubelet waiting reason to the condition reason it means, for the reasons that do not
-/// fix themselves.
-fn waiting_reason(kubelet_reason: &str) -> Option<&'static str> {
-    match kubelet_reason {
-        "CrashLoopBackOff" | "RunContainerError" => Some("CrashLoop"),
-        "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" | "InvalidImageName" => {
-            Some("ImagePullFailed")
-        }
-        "CreateContainerConfigError" | "CreateContainerError" => Some("ContainerConfigError"),
-        _ => None,
-    }
-}
-
 /// The observations the status is derived from.
 pub struct Observed<'a> {
     /// The Deployment as the API server has it (after this reconcile's apply).
     pub deployment: Option<&'a Deployment>,
     /// Pods selected by the IrisModel's selector (empty when they were not listed).
     pub pods: &'a [Pod],
+    /// Warning Events of the pods that are not ready (empty when they were not read).
+    pub events: &'a PodEvents,
 }
 
 /// The status of a served IrisModel.
@@ -185,10 +114,13 @@ pub fn served(
     now: &Time,
 ) -> IrisModelStatus {
     let rollout = observed.deployment.map(rollout).unwrap_or_default();
-    let failure = rollout.failure.clone().or_else(|| {
-        let hash = observed.deployment.and_then(template_hash)?;
-        pod_failure(observed.pods, hash)
-    });
+    // What the pods say is the root cause; a Deployment failure (progress deadline, pods it
+    // cannot create) only when the pods say nothing.
+    let failure = observed
+        .deployment
+        .and_then(template_hash)
+        .and_then(|hash| pod_failure(observed.pods, hash, observed.events, now))
+        .or_else(|| rollout.failure.clone());
     let progress = format!(
         "{} of {} updated replicas available",
         rollout.available.min(rollout.updated),
@@ -273,7 +205,7 @@ pub fn failed(
     let previous = model.status.clone().unwrap_or_default();
     let rollout = deployment.map(rollout).unwrap_or_default();
     let reason = error.category();
-    let message = error.to_string();
+    let message = bound(&error.to_string());
     let generation = model.metadata.generation;
     let name = model.metadata.name.clone().unwrap_or_default();
     IrisModelStatus {
@@ -316,14 +248,6 @@ mod tests {
         .expect("a Deployment")
     }
 
-    fn pod(hash: &str, status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": "iris-1", "annotations": {MODEL_HASH_ANNOTATION: hash}},
-            "status": status
-        }))
-        .expect("a Pod")
-    }
-
     #[test]
     fn rollout_is_complete_only_when_the_current_generation_is_all_available() {
         let done = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
@@ -359,42 +283,5 @@ mod tests {
             "message": "pods \"iris-1\" is forbidden: violates PodSecurity"}]});
         let r = rollout(&deployment(1, 1, forbidden));
         assert_eq!(r.failure.map(|f| f.0).as_deref(), Some("FailedCreate"));
-    }
-
-    #[test]
-    fn failing_pods_of_the_current_version_are_named() {
-        let waiting = |reason: &str| {
-            json!({"containerStatuses": [{"name": "model-server", "ready": false,
-                "restartCount": 0, "image": "x", "imageID": "",
-                "state": {"waiting": {"reason": reason, "message": "details"}}}]})
-        };
-        for (kubelet, ours) in [
-            ("ImagePullBackOff", "ImagePullFailed"),
-            ("ErrImagePull", "ImagePullFailed"),
-            ("ErrImageNeverPull", "ImagePullFailed"),
-            ("CrashLoopBackOff", "CrashLoop"),
-            ("CreateContainerConfigError", "ContainerConfigError"),
-        ] {
-            let found = pod_failure(&[pod("h1", waiting(kubelet))], "h1");
-            let (reason, message) = found.unwrap_or_else(|| panic!("{kubelet} not detected"));
-            assert_eq!(reason, ours);
-            assert!(
-                message.contains("iris-1") && message.contains(kubelet),
-                "{message}"
-            );
-        }
-        // Starting containers are not failures, nor are pods of an older version.
-        assert_eq!(
-            pod_failure(&[pod("h1", waiting("ContainerCreating"))], "h1"),
-            None
-        );
-        assert_eq!(
-            pod_failure(&[pod("old", waiting("CrashLoopBackOff"))], "h1"),
-            None
-        );
-        let unschedulable = json!({"conditions": [{"type": "PodScheduled", "status": "False",
-            "reason": "Unschedulable", "message": "0/1 nodes are available: Insufficient cpu."}]});
-        let (reason, _) = pod_failure(&[pod("h1", unschedulable)], "h1").expect("detected");
-        assert_eq!(reason, "Unschedulable");
     }
 }

@@ -126,7 +126,10 @@ fn validations_at(path: &[&str]) -> Vec<String> {
 
 #[test]
 fn each_cross_field_rule_is_in_the_schema() {
-    let expected: [(&[&str], &str); 5] = [
+    let expected: [(&[&str], &str); 8] = [
+        (&[], "self.metadata.name.matches("),
+        (&[], "size(self.metadata.name) <= 63"),
+        (&["spec"], "!= (has(self.grpcPort)"),
         (&["spec", "model"], "self.task == 'binary'"),
         (
             &["spec", "model", "source"],
@@ -157,6 +160,12 @@ fn ranges_enums_and_defaults() {
     assert_eq!(spec["port"]["minimum"], json!(1.0));
     assert_eq!(spec["port"]["maximum"], json!(65535.0));
     assert_eq!(spec["port"]["default"], json!(5001));
+    assert_eq!(spec["grpcPort"]["minimum"], json!(1.0));
+    assert_eq!(spec["grpcPort"]["maximum"], json!(65535.0));
+    assert_eq!(spec["grpcPort"]["default"], json!(8081));
+    let node_port = &spec["service"]["properties"]["nodePort"];
+    assert_eq!(node_port["minimum"], json!(30000.0));
+    assert_eq!(node_port["maximum"], json!(32767.0));
     let model = &spec["model"]["properties"];
     assert_eq!(model["task"]["enum"], json!(["binary", "multiclass"]));
     assert_eq!(model["task"]["default"], json!("binary"));
@@ -214,15 +223,39 @@ fn names_subresources_and_columns() {
 
 /// Evaluates the CEL rules on a spec, as the API server does after defaulting.
 fn validate_spec(spec: Value) -> Result<(), String> {
+    validate_named("iris", spec)
+}
+
+/// Evaluates the CEL rules on an IrisModel named `name`.
+fn validate_named(name: &str, spec: Value) -> Result<(), String> {
     let object = json!({
         "apiVersion": "serving.iris.dev/v1alpha1",
         "kind": "IrisModel",
-        "metadata": {"name": "iris", "namespace": "default"},
+        "metadata": {"name": name, "namespace": "default"},
         "spec": spec,
     });
     Validator::new()
         .validate(&schema(), &object, None)
         .map_err(|e| e.to_string())
+}
+
+#[test]
+fn names_kubernetes_would_refuse_for_the_service_are_refused() {
+    let longest = format!("a{}", "b".repeat(62));
+    for good in ["iris", "a", "iris-v2", "i-2", longest.as_str()] {
+        assert_eq!(validate_named(good, json!({})), Ok(()), "{good}");
+    }
+    let too_long = "a".repeat(70);
+    let bad = [
+        ("1iris", "start with a lowercase letter"),
+        ("iris-", "ending with a letter or digit"),
+        ("iris.v2", "DNS-1035"),
+        (too_long.as_str(), "at most 63 characters"),
+    ];
+    for (name, needle) in bad {
+        let err = validate_named(name, json!({})).expect_err(&format!("accepted {name}"));
+        assert!(err.contains(needle), "{name}: {err}");
+    }
 }
 
 #[test]
@@ -236,6 +269,9 @@ fn cel_rules_accept_good_specs() {
         json!({"autoscaling": {"maxReplicas": 3}}),
         json!({"service": {"type": "NodePort", "nodePort": 30080}}),
         json!({"service": {"type": "ClusterIP"}}),
+        json!({"port": 80, "grpcPort": 443}),
+        json!({"grpcPort": 9000}),
+        json!({"port": 8081, "grpcPort": 8082}),
     ];
     for spec in good {
         assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
@@ -263,6 +299,9 @@ fn cel_rules_reject_bad_specs_with_a_message_naming_the_field() {
             json!({"service": {"type": "ClusterIP", "nodePort": 30080}}),
             "nodePort",
         ),
+        (json!({"grpcPort": 5001}), "grpcPort"),
+        (json!({"port": 8081}), "grpcPort"),
+        (json!({"port": 7000, "grpcPort": 7000}), "grpcPort"),
     ];
     for (spec, needle) in bad {
         let err = validate_spec(spec.clone()).expect_err(&format!("accepted {spec}"));

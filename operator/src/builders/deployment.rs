@@ -9,13 +9,15 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
     KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    SecurityContext, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::{child_meta, labels, selector_labels, MODEL_HASH_ANNOTATION, PORT_NAME};
+use super::{
+    child_meta, labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME,
+};
 use crate::crd::Task;
 use crate::resolve::{Resolved, ResolvedSource};
 
@@ -28,6 +30,13 @@ pub const CONTAINER_NAME: &str = "model-server";
 const MODEL_VOLUME: &str = "model";
 /// Seconds a terminating pod keeps accepting requests (within the 30s grace period).
 pub const SHUTDOWN_DELAY_SECONDS: u32 = 5;
+/// The model server's gRPC port variable (read by servers with the gRPC API, ignored by older
+/// ones).
+pub const GRPC_PORT_ENV: &str = "MODEL_SERVER_GRPC_PORT";
+/// The namespaced ("safe") sysctl that lets a non-root process bind ports from its value up.
+pub const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
+/// Ports below this one need the sysctl (or a capability the non-root server cannot use).
+const FIRST_UNPRIVILEGED_PORT: i32 = 1024;
 
 /// Builds the Deployment of the model server.
 pub fn build(resolved: &Resolved) -> Deployment {
@@ -113,12 +122,10 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                 name: CONTAINER_NAME.to_string(),
                 image: Some(resolved.image.clone()),
                 image_pull_policy: Some("IfNotPresent".to_string()),
-                ports: Some(vec![ContainerPort {
-                    name: Some(PORT_NAME.to_string()),
-                    container_port: resolved.port,
-                    protocol: Some("TCP".to_string()),
-                    ..ContainerPort::default()
-                }]),
+                ports: Some(vec![
+                    container_port(PORT_NAME, resolved.port),
+                    container_port(GRPC_PORT_NAME, resolved.grpc_port),
+                ]),
                 env: Some(env(resolved)),
                 resources: Some(resolved.resources.clone()),
                 liveness_probe: Some(probe("/v2/health/live", 10, 3)),
@@ -137,6 +144,9 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                     ..SecurityContext::default()
                 }),
                 volume_mounts: mounts,
+                // A server that exits at start-up says why in its last log lines; with this
+                // they become lastState.terminated.message, which the status reports.
+                termination_message_policy: Some("FallbackToLogsOnError".to_string()),
                 ..Container::default()
             }],
             // The server never talks to the Kubernetes API.
@@ -150,6 +160,7 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                     type_: "RuntimeDefault".to_string(),
                     localhost_profile: None,
                 }),
+                sysctls: low_port_sysctls(resolved),
                 ..PodSecurityContext::default()
             }),
             node_selector: resolved.node_selector.clone(),
@@ -159,6 +170,30 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
             ..PodSpec::default()
         }),
     }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..ContainerPort::default()
+    }
+}
+
+/// A non-root process cannot bind ports below 1024, and `capabilities.add: [NET_BIND_SERVICE]`
+/// does not help it (a non-root exec gets no effective capabilities without file capabilities,
+/// which the scratch image has none of). The namespaced sysctl lowers the limit for the pod's
+/// network namespace only; Pod Security "restricted" allows it. Set only when needed, so pods
+/// on higher ports keep their template (and do not roll).
+fn low_port_sysctls(resolved: &Resolved) -> Option<Vec<Sysctl>> {
+    let lowest = resolved.port.min(resolved.grpc_port);
+    (lowest < FIRST_UNPRIVILEGED_PORT).then(|| {
+        vec![Sysctl {
+            name: UNPRIVILEGED_PORT_SYSCTL.to_string(),
+            value: lowest.to_string(),
+        }]
+    })
 }
 
 fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
@@ -190,6 +225,7 @@ pub fn env(resolved: &Resolved) -> Vec<EnvVar> {
     let mut env = vec![
         env_var(env::MODEL_NAME, resolved.name.clone()),
         env_var(env::PORT, resolved.port.to_string()),
+        env_var(GRPC_PORT_ENV, resolved.grpc_port.to_string()),
         // Keep serving for a few seconds after SIGTERM (readiness already failing) so the pod
         // leaves the Service's endpoints before its listener closes: no failed request while
         // a rollout replaces pods.

@@ -20,8 +20,10 @@ pub const MANAGER: &str = "iris-operator";
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=iris-operator";
 /// Pod-template annotation with the hash of everything that shapes the pods.
 pub const MODEL_HASH_ANNOTATION: &str = "serving.iris.dev/model-hash";
-/// Name of the container port and of the Service port.
+/// Name of the HTTP container port and Service port (also their application protocol).
 pub const PORT_NAME: &str = "http";
+/// Name of the gRPC container port and Service port (also their application protocol).
+pub const GRPC_PORT_NAME: &str = "grpc";
 
 /// The labels that select an IrisModel's pods (Deployment, Service, PDB selectors).
 pub fn selector_labels(name: &str) -> BTreeMap<String, String> {

@@ -3,11 +3,12 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, selector_labels, PORT_NAME};
+use super::{child_meta, selector_labels, GRPC_PORT_NAME, PORT_NAME};
 use crate::crd::ServiceType;
 use crate::resolve::Resolved;
 
-/// Builds the Service: one port named `http` on `spec.port`, of the requested type.
+/// Builds the Service, of the requested type: port `http` on `spec.port` (with the node port
+/// asked for) and port `grpc` on `spec.grpcPort`, each with its application protocol.
 pub fn build(resolved: &Resolved) -> Service {
     let node_port = match resolved.service.type_ {
         ServiceType::ClusterIP => None,
@@ -18,16 +19,28 @@ pub fn build(resolved: &Resolved) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(resolved.service.type_.as_str().to_string()),
             selector: Some(selector_labels(&resolved.name)),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.to_string()),
-                port: resolved.port,
-                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
-                protocol: Some("TCP".to_string()),
-                node_port,
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    node_port,
+                    ..port(PORT_NAME, resolved.port)
+                },
+                port(GRPC_PORT_NAME, resolved.grpc_port),
+            ]),
             ..ServiceSpec::default()
         }),
         status: None,
+    }
+}
+
+/// A TCP port named (and targeting the container port named) `name`, whose application
+/// protocol is that name too (`http`, `grpc`).
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        app_protocol: Some(name.to_string()),
+        ..ServicePort::default()
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
     KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec as CoreServiceSpec,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec as CoreServiceSpec, Sysctl,
     Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -47,6 +47,7 @@ fn builtin() -> Resolved {
         owner: owner(),
         image: "iris-operator/model-server:0.1.0".into(),
         port: 5001,
+        grpc_port: 8081,
         task: Task::Binary,
         positive_class: Some(IrisClass::Setosa),
         source: ResolvedSource::Builtin(TrainingSpec::default()),
@@ -146,12 +147,20 @@ fn expected_deployment(
                 name: "model-server".into(),
                 image: Some(resolved.image.clone()),
                 image_pull_policy: Some("IfNotPresent".into()),
-                ports: Some(vec![ContainerPort {
-                    name: Some("http".into()),
-                    container_port: resolved.port,
-                    protocol: Some("TCP".into()),
-                    ..ContainerPort::default()
-                }]),
+                ports: Some(vec![
+                    ContainerPort {
+                        name: Some("http".into()),
+                        container_port: resolved.port,
+                        protocol: Some("TCP".into()),
+                        ..ContainerPort::default()
+                    },
+                    ContainerPort {
+                        name: Some("grpc".into()),
+                        container_port: resolved.grpc_port,
+                        protocol: Some("TCP".into()),
+                        ..ContainerPort::default()
+                    },
+                ]),
                 env: Some(env),
                 resources: Some(resolved.resources.clone()),
                 liveness_probe: Some(probe("/v2/health/live", 10, 3)),
@@ -169,6 +178,7 @@ fn expected_deployment(
                     ..SecurityContext::default()
                 }),
                 volume_mounts: mounts,
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Container::default()
             }],
             automount_service_account_token: Some(false),
@@ -225,6 +235,7 @@ fn deployment_of_a_builtin_model() {
         env(&[
             ("MODEL_NAME", "iris"),
             ("MODEL_SERVER_PORT", "5001"),
+            ("MODEL_SERVER_GRPC_PORT", "8081"),
             ("MODEL_SERVER_SHUTDOWN_DELAY_SECONDS", "5"),
             ("MODEL_SOURCE", "builtin"),
             ("MODEL_TASK", "binary"),
@@ -280,6 +291,7 @@ fn deployment_of_a_configmap_model_mounts_the_artifact_read_only() {
         env(&[
             ("MODEL_NAME", "iris"),
             ("MODEL_SERVER_PORT", "5001"),
+            ("MODEL_SERVER_GRPC_PORT", "8081"),
             ("MODEL_SERVER_SHUTDOWN_DELAY_SECONDS", "5"),
             ("MODEL_SOURCE", "file:/models/model.json"),
         ]),
@@ -320,6 +332,7 @@ fn deployment_of_a_file_model_in_a_custom_image() {
         env(&[
             ("MODEL_NAME", "iris"),
             ("MODEL_SERVER_PORT", "8080"),
+            ("MODEL_SERVER_GRPC_PORT", "8081"),
             ("MODEL_SERVER_SHUTDOWN_DELAY_SECONDS", "5"),
             ("MODEL_SOURCE", "file:/opt/iris.json"),
         ]),
@@ -328,6 +341,31 @@ fn deployment_of_a_file_model_in_a_custom_image() {
         (None, None),
     );
     assert_eq!(deployment::build(&resolved), expected);
+}
+
+#[test]
+fn ports_below_1024_lower_the_unprivileged_port_start_of_the_pod_only() {
+    let sysctls = |port, grpc_port| {
+        deployment::build(&Resolved {
+            port,
+            grpc_port,
+            ..builtin()
+        })
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.security_context)
+        .and_then(|s| s.sysctls)
+    };
+    assert_eq!(sysctls(5001, 8081), None);
+    assert_eq!(sysctls(1024, 8081), None);
+    let expected = |value: &str| {
+        Some(vec![Sysctl {
+            name: "net.ipv4.ip_unprivileged_port_start".into(),
+            value: value.into(),
+        }])
+    };
+    assert_eq!(sysctls(80, 8081), expected("80"));
+    assert_eq!(sysctls(8080, 443), expected("443"));
 }
 
 #[test]
@@ -368,6 +406,10 @@ fn model_hash_follows_what_shapes_the_pods_only() {
         },
         Resolved {
             port: 6000,
+            ..builtin()
+        },
+        Resolved {
+            grpc_port: 9000,
             ..builtin()
         },
         Resolved {
@@ -425,14 +467,24 @@ fn service_of_each_type() {
         spec: Some(CoreServiceSpec {
             type_: Some(type_.into()),
             selector: Some(selector()),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 5001,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                node_port,
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("http".into()),
+                    port: 5001,
+                    target_port: Some(IntOrString::String("http".into())),
+                    protocol: Some("TCP".into()),
+                    app_protocol: Some("http".into()),
+                    node_port,
+                },
+                ServicePort {
+                    name: Some("grpc".into()),
+                    port: 8081,
+                    target_port: Some(IntOrString::String("grpc".into())),
+                    protocol: Some("TCP".into()),
+                    app_protocol: Some("grpc".into()),
+                    ..ServicePort::default()
+                },
+            ]),
             ..CoreServiceSpec::default()
         }),
         status: None,

@@ -1,0 +1,414 @@
+//! Why pods of the current version do not become ready, from their status and their Warning
+//! Events: a reason (the condition reason) and a message that carries the cause.
+//!
+//! Messages change only when the cause changes, so an unchanged failure writes no status: they
+//! leave out what Kubernetes updates on its own (back-off delays, Event counts, log time stamps).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::builders::MODEL_HASH_ANNOTATION;
+
+/// The pod's sandbox (network, cgroup) cannot be created: `FailedCreatePodSandBox` Events.
+pub const REASON_SANDBOX_FAILED: &str = "SandboxFailed";
+/// A volume cannot be mounted or attached: `FailedMount`, `FailedAttachVolume` Events.
+pub const REASON_MOUNT_FAILED: &str = "MountFailed";
+/// An init container fails.
+pub const REASON_INIT_FAILED: &str = "InitFailed";
+/// The container keeps exiting (crash loop, or it cannot be started).
+pub const REASON_CRASH_LOOP: &str = "CrashLoop";
+/// The container was killed for exceeding its memory limit.
+pub const REASON_OOM_KILLED: &str = "OOMKilled";
+/// The image cannot be pulled.
+pub const REASON_IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+/// The container cannot be created from its configuration.
+pub const REASON_CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+/// Probes fail on a running container: `Unhealthy` Events.
+pub const REASON_PROBE_FAILED: &str = "ProbeFailed";
+/// The pod was evicted by its node (memory or disk pressure...).
+pub const REASON_EVICTED: &str = "Evicted";
+/// No node can take the pod.
+pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+
+/// Longest condition message; longer ones are cut on a character boundary with an ellipsis.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Events of at most this many not-ready pods are read per reconcile.
+pub const MAX_PODS_EXPLAINED: usize = 3;
+/// Warning Events read per pod.
+pub const MAX_EVENTS_PER_POD: u32 = 50;
+/// A running container failing its probes this long after it started is failing, not starting.
+pub const PROBE_GRACE: Duration = Duration::from_secs(20);
+
+/// Warning Events by the name of the pod they are about.
+pub type PodEvents = BTreeMap<String, Vec<Event>>;
+
+/// The field selector of the Warning Events about pod `name`.
+pub fn event_selector(pod: &str) -> String {
+    format!("involvedObject.kind=Pod,involvedObject.name={pod},type=Warning")
+}
+
+fn current<'a>(pods: &'a [Pod], current_hash: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
+    let mut pods: Vec<&Pod> = pods
+        .iter()
+        .filter(move |pod| {
+            pod.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(MODEL_HASH_ANNOTATION))
+                .is_some_and(|h| h == current_hash)
+                && pod.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    // A stable order, so the same failure of several pods always names the same pod.
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods.into_iter()
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The not-ready, not-finished pods of the current version whose Events may explain them (at
+/// most [`MAX_PODS_EXPLAINED`]).
+pub fn pods_to_explain(pods: &[Pod], current_hash: &str) -> Vec<String> {
+    current(pods, current_hash)
+        .filter(|pod| !is_ready(pod))
+        .filter(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Failed" | "Succeeded"))
+        })
+        .filter_map(|pod| pod.metadata.name.clone())
+        .take(MAX_PODS_EXPLAINED)
+        .collect()
+}
+
+/// The first failure of a pod of the current version, as (reason, message).
+pub fn pod_failure(
+    pods: &[Pod],
+    current_hash: &str,
+    events: &PodEvents,
+    now: &Time,
+) -> Option<(String, String)> {
+    current(pods, current_hash).find_map(|pod| {
+        let name = pod.metadata.name.as_deref().unwrap_or("<pod>");
+        let none = Vec::new();
+        let events = events.get(name).unwrap_or(&none);
+        explain(pod, name, events, now)
+            .map(|(reason, message)| (reason.to_string(), bound(&message)))
+    })
+}
+
+fn explain(pod: &Pod, name: &str, events: &[Event], now: &Time) -> Option<(&'static str, String)> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() == Some("Failed") && status.reason.as_deref() == Some("Evicted") {
+        return Some((
+            REASON_EVICTED,
+            format!(
+                "pod {name} was evicted: {}",
+                status.message.as_deref().unwrap_or("no message")
+            ),
+        ));
+    }
+    if is_ready(pod) {
+        return None;
+    }
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
+    if let Some(c) = unschedulable {
+        return Some((
+            REASON_UNSCHEDULABLE,
+            format!(
+                "pod {name} cannot be scheduled: {}",
+                c.message.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    let init = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .find_map(|cs| {
+            container_failure(cs, name, events)
+                .or_else(|| {
+                    let done = cs.state.as_ref()?.terminated.as_ref()?;
+                    (done.exit_code != 0).then(|| (REASON_CRASH_LOOP, exited(name, &cs.name, done)))
+                })
+                .map(|(_, message)| (REASON_INIT_FAILED, format!("init container: {message}")))
+        });
+    if init.is_some() {
+        return init;
+    }
+    let container = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|cs| container_failure(cs, name, events));
+    if container.is_some() {
+        return container;
+    }
+    event_failure(pod, name, events, now)
+}
+
+/// A failure told by a container's status.
+fn container_failure(
+    cs: &ContainerStatus,
+    pod: &str,
+    events: &[Event],
+) -> Option<(&'static str, String)> {
+    let state = cs.state.as_ref();
+    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+    // A container its liveness probe kills exits too: the probe is the cause then, told the
+    // same way as while it runs (the first Unhealthy Event).
+    let killed_by_probe = events.iter().any(|e| {
+        e.reason.as_deref() == Some("Unhealthy")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Liveness probe failed"))
+    });
+    let oom_or_crash = |t: &ContainerStateTerminated| {
+        if t.reason.as_deref() == Some("OOMKilled") {
+            return (REASON_OOM_KILLED, exited(pod, &cs.name, t));
+        }
+        match earliest(events, |e| e.reason.as_deref() == Some("Unhealthy")) {
+            Some(e) if killed_by_probe => (REASON_PROBE_FAILED, from_event(pod, e)),
+            _ => (REASON_CRASH_LOOP, exited(pod, &cs.name, t)),
+        }
+    };
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        let detail = waiting.message.as_deref().filter(|m| !m.is_empty());
+        match waiting.reason.as_deref().unwrap_or("") {
+            // The back-off message ("back-off 20s restarting failed container") changes at each
+            // restart: the last termination says why instead.
+            "CrashLoopBackOff" => {
+                return Some(match last {
+                    Some(t) => oom_or_crash(t),
+                    None => (
+                        REASON_CRASH_LOOP,
+                        format!("pod {pod} container {} keeps exiting", cs.name),
+                    ),
+                })
+            }
+            "RunContainerError" | "StartError" => {
+                return Some((
+                    REASON_CRASH_LOOP,
+                    format!(
+                        "pod {pod} container {} cannot start: {}",
+                        cs.name,
+                        detail.unwrap_or("RunContainerError")
+                    ),
+                ))
+            }
+            "ImagePullBackOff" | "ErrImagePull" | "ErrImageNeverPull" | "InvalidImageName" => {
+                // The waiting reason alternates between ErrImagePull and ImagePullBackOff:
+                // the pull failure's Event says why, the same way each time.
+                let mut message = format!(
+                    "pod {pod} container {} cannot pull image {:?}",
+                    cs.name, cs.image
+                );
+                let pull_error = earliest(events, |e| {
+                    e.reason.as_deref() == Some("Failed")
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with("Failed to pull image"))
+                })
+                .and_then(|e| e.message.as_deref());
+                match (pull_error, waiting.reason.as_deref()) {
+                    (Some(error), _) => push_detail(&mut message, error),
+                    (None, Some(r @ ("ErrImageNeverPull" | "InvalidImageName"))) => {
+                        push_detail(&mut message, &format!("{r}: {}", detail.unwrap_or("")))
+                    }
+                    (None, _) => {}
+                }
+                return Some((REASON_IMAGE_PULL_FAILED, message));
+            }
+            "CreateContainerConfigError" | "CreateContainerError" => {
+                return Some((
+                    REASON_CONTAINER_CONFIG_ERROR,
+                    format!(
+                        "pod {pod} container {}: {}: {}",
+                        cs.name,
+                        waiting.reason.as_deref().unwrap_or(""),
+                        detail.unwrap_or("")
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        if t.exit_code != 0 || t.reason.as_deref() == Some("OOMKilled") {
+            return Some(oom_or_crash(t));
+        }
+    }
+    // Restarted after a failure and not ready again yet: still the same failure (so the
+    // condition does not flap between restarts).
+    if state.and_then(|s| s.running.as_ref()).is_some() && !cs.ready && cs.restart_count > 0 {
+        if let Some(t) =
+            last.filter(|t| t.exit_code != 0 || t.reason.as_deref() == Some("OOMKilled"))
+        {
+            return Some(oom_or_crash(t));
+        }
+    }
+    None
+}
+
+/// "pod P container C exited with code N (Reason): <its last log line>".
+fn exited(pod: &str, container: &str, t: &ContainerStateTerminated) -> String {
+    let mut message = format!(
+        "pod {pod} container {container} exited with code {}",
+        t.exit_code
+    );
+    if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty()) {
+        message.push_str(&format!(" ({reason})"));
+    }
+    if let Some(line) = t.message.as_deref().and_then(last_log_line) {
+        push_detail(&mut message, &line);
+    }
+    message
+}
+
+fn push_detail(message: &mut String, detail: &str) {
+    let detail = detail.trim();
+    if !detail.is_empty() {
+        message.push_str(": ");
+        message.push_str(detail);
+    }
+}
+
+/// A failure told only by the pod's Warning Events.
+fn event_failure(
+    pod: &Pod,
+    name: &str,
+    events: &[Event],
+    now: &Time,
+) -> Option<(&'static str, String)> {
+    let by_reason = |reasons: &[&str]| {
+        earliest(events, |e| {
+            reasons.contains(&e.reason.as_deref().unwrap_or(""))
+        })
+    };
+    // Once a container has started, the sandbox and the volumes are there: an earlier failure
+    // of theirs (a transient CNI or kubelet hiccup) is no longer the cause.
+    if !any_container_started(pod) {
+        if let Some(e) = by_reason(&["FailedCreatePodSandBox"]) {
+            return Some((REASON_SANDBOX_FAILED, from_event(name, e)));
+        }
+        if let Some(e) = by_reason(&["FailedMount", "FailedAttachVolume", "FailedMapVolume"]) {
+            return Some((REASON_MOUNT_FAILED, from_event(name, e)));
+        }
+    }
+    if probes_should_pass(pod, now) {
+        if let Some(e) = by_reason(&["Unhealthy"]) {
+            return Some((REASON_PROBE_FAILED, from_event(name, e)));
+        }
+    }
+    None
+}
+
+fn any_container_started(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let statuses = status.and_then(|s| s.container_statuses.as_ref());
+    let init = status.and_then(|s| s.init_container_statuses.as_ref());
+    statuses.into_iter().chain(init).flatten().any(|cs| {
+        let state = cs.state.as_ref();
+        cs.restart_count > 0 || state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    })
+}
+
+/// Whether a container runs long enough (or restarted) for failing probes to be a failure
+/// rather than a start-up.
+fn probes_should_pass(pod: &Pod, now: &Time) -> bool {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    statuses.into_iter().flatten().any(|cs| {
+        let running = cs.state.as_ref().and_then(|s| s.running.as_ref());
+        let started = running.and_then(|r| r.started_at.as_ref());
+        let long_enough = started.is_some_and(|t| {
+            let since = now.0.duration_since(t.0);
+            Duration::try_from(since).is_ok_and(|d| d >= PROBE_GRACE)
+        });
+        !cs.ready && running.is_some() && (long_enough || cs.restart_count > 0)
+    })
+}
+
+fn from_event(pod: &str, e: &Event) -> String {
+    format!(
+        "pod {pod}: {}: {}",
+        e.reason.as_deref().unwrap_or(""),
+        e.message.as_deref().unwrap_or("").trim()
+    )
+}
+
+/// The first-seen Event that matches: the one whose message stays while the failure lasts
+/// (Events of the same reason may alternate, e.g. readiness and liveness probes).
+fn earliest(events: &[Event], matches: impl Fn(&Event) -> bool) -> Option<&Event> {
+    events.iter().filter(|e| matches(e)).min_by(|a, b| {
+        first_seen(a)
+            .cmp(&first_seen(b))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    })
+}
+
+fn first_seen(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
+    e.first_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The last non-empty line of a termination message (with FallbackToLogsOnError, the tail of
+/// the log), without the time stamp a log line starts with, which differs at each restart.
+pub fn last_log_line(message: &str) -> Option<String> {
+    let line = message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?;
+    if line.starts_with('{') {
+        // A JSON log line: its level and message.
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(line) {
+            let text = |k: &str| fields.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            if let Some(msg) = text("message").or_else(|| text("msg")) {
+                return Some(match text("level") {
+                    Some(level) => format!("{level} {msg}"),
+                    None => msg,
+                });
+            }
+        }
+    }
+    let mut words = line.splitn(2, char::is_whitespace);
+    let first = words.next().unwrap_or("");
+    let looks_like_time = first.len() >= 10
+        && first.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && first.as_bytes()[4] == b'-';
+    Some(match (looks_like_time, words.next()) {
+        (true, Some(rest)) => rest.trim().to_string(),
+        _ => line.to_string(),
+    })
+}
+
+/// Cuts a message to [`MAX_MESSAGE_CHARS`] characters, on a character boundary, ending with an
+/// ellipsis when cut.
+pub fn bound(message: &str) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message.to_string();
+    }
+    let mut cut: String = message.chars().take(MAX_MESSAGE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests;
