@@ -30,9 +30,6 @@ pub const CONTAINER_NAME: &str = "model-server";
 const MODEL_VOLUME: &str = "model";
 /// Seconds a terminating pod keeps accepting requests (within the 30s grace period).
 pub const SHUTDOWN_DELAY_SECONDS: u32 = 5;
-/// The model server's gRPC port variable (read by servers with the gRPC API, ignored by older
-/// ones).
-pub const GRPC_PORT_ENV: &str = "MODEL_SERVER_GRPC_PORT";
 /// The namespaced ("safe") sysctl that lets a non-root process bind ports from its value up.
 pub const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
 /// Ports below this one need the sysctl (or a capability the non-root server cannot use).
@@ -225,7 +222,7 @@ pub fn env(resolved: &Resolved) -> Vec<EnvVar> {
     let mut env = vec![
         env_var(env::MODEL_NAME, resolved.name.clone()),
         env_var(env::PORT, resolved.port.to_string()),
-        env_var(GRPC_PORT_ENV, resolved.grpc_port.to_string()),
+        env_var(env::GRPC_PORT, resolved.grpc_port.to_string()),
         // Keep serving for a few seconds after SIGTERM (readiness already failing) so the pod
         // leaves the Service's endpoints before its listener closes: no failed request while
         // a rollout replaces pods.
