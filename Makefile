@@ -92,6 +92,7 @@ e2e-fresh: images ## Start a fresh cluster, run the suite, tear the cluster down
 bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh needs a running cluster
 	bash bench/model-server.sh
 	SPLIT_CORES=1 SKIP_BUILD=1 bash bench/model-server.sh
+	SKIP_BUILD=1 bash bench/grpc.sh
 	bash bench/operator.sh
 
 .PHONY: clean

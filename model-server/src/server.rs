@@ -231,7 +231,8 @@ async fn serve_router_until(
 
 /// The two halves of a graceful shutdown: `on_signal` resolves (and the server should stop
 /// accepting) `timing.delay` after `shutdown`, having turned readiness off at once;
-/// `deadline` resolves `timing.grace` after that, or when `force` resolves, with the reason.
+/// `deadline` resolves `timing.grace` after that, or as soon as `force` resolves (during the
+/// delay too), with the reason.
 fn drain(
     state: AppState,
     timing: ShutdownTiming,
@@ -253,14 +254,18 @@ fn drain(
         let _ = drain_tx.send(());
     };
     let deadline = async move {
-        match drain_rx.await {
-            Ok(()) => {
-                tokio::select! {
+        // `force` counts from the first moment: a second signal during the delay stops the
+        // server then, as its log line says, not after the delay.
+        tokio::pin!(force);
+        tokio::select! {
+            drained = drain_rx => match drained {
+                Ok(()) => tokio::select! {
                     () = tokio::time::sleep(timing.grace) => "the grace period elapsed",
-                    () = force => "a second signal arrived",
-                }
-            }
-            Err(_) => std::future::pending().await,
+                    () = &mut force => "a second signal arrived",
+                },
+                Err(_) => std::future::pending().await,
+            },
+            () = &mut force => "a second signal arrived",
         }
     };
     (on_signal, deadline)
@@ -454,6 +459,34 @@ mod tests {
         // Never released: the server still returns once the grace period is over.
         timeout(LIMIT, h.server).await.unwrap().unwrap().unwrap();
         drop(h.release);
+    }
+
+    #[tokio::test]
+    async fn a_second_signal_during_the_delay_stops_at_once() {
+        let state = AppState::new(
+            "iris",
+            train(&TrainingParams::default()).unwrap(),
+            "builtin",
+            Limits::default(),
+        );
+        let hour = Duration::from_secs(3600);
+        let timing = ShutdownTiming {
+            delay: hour,
+            grace: hour,
+        };
+        let (force_tx, force_rx) = oneshot::channel::<()>();
+        let (on_signal, deadline) = drain(state.clone(), timing, async {}, async move {
+            let _ = force_rx.await;
+        });
+        let on_signal = tokio::spawn(on_signal);
+        until_not_ready(&state).await;
+        // Still inside the hour-long delay: the second signal ends it now.
+        let _ = force_tx.send(());
+        let reason = timeout(LIMIT, deadline)
+            .await
+            .expect("deadline within 10 s");
+        assert_eq!(reason, "a second signal arrived");
+        on_signal.abort();
     }
 
     #[test]
