@@ -93,10 +93,10 @@ mod tempfile_path {
         pub fn new(stem: &str, ext: &str) -> TempPath {
             static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            TempPath(std::env::temp_dir().join(format!(
-                "iris-e2e-{stem}-{}-{n}.{ext}",
-                std::process::id()
-            )))
+            TempPath(
+                std::env::temp_dir()
+                    .join(format!("iris-e2e-{stem}-{}-{n}.{ext}", std::process::id())),
+            )
         }
     }
 

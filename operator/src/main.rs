@@ -10,10 +10,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use operator::config::Cli;
-use operator::controller::Context;
+use operator::context::Context;
+use operator::context::Settings;
 use operator::leader::{self, stopped, Elector, LeaseConfig};
 use operator::metrics::Metrics;
-use operator::resolve::Settings;
 use operator::server::{self, Health};
 use operator::{run, startup, telemetry};
 

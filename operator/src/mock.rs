@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle};
 
-use crate::controller::Context;
+use crate::context::Context;
+use crate::context::Settings;
 use crate::metrics::Metrics;
-use crate::resolve::Settings;
 
 /// How long to wait for each expected request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

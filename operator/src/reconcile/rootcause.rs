@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::builders::MODEL_HASH_ANNOTATION;
+use crate::reconcile::desired::MODEL_HASH_ANNOTATION;
 
 /// The pod's sandbox (network, cgroup) cannot be created: `FailedCreatePodSandBox` Events.
 pub const REASON_SANDBOX_FAILED: &str = "SandboxFailed";

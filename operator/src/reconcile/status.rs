@@ -5,12 +5,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::builders::{selector_string, MODEL_HASH_ANNOTATION};
-use crate::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
-use crate::resolve::Resolved;
-use crate::rootcause::{bound, pod_failure, PodEvents};
+use crate::reconcile::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
+use crate::reconcile::desired::{selector_string, MODEL_HASH_ANNOTATION};
+use crate::reconcile::resolve::Resolved;
+use crate::reconcile::rootcause::{bound, pod_failure, PodEvents};
 
 /// Reason of Ready=True.
 pub const REASON_READY: &str = "Ready";

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{child_meta, selector_labels};
-use crate::resolve::Resolved;
+use crate::reconcile::resolve::Resolved;
 
 /// Builds a budget of one voluntary disruption at a time, or None below two replicas (a
 /// budget on a single pod would block node drains).

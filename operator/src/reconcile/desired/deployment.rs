@@ -19,7 +19,7 @@ use super::{
     child_meta, labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME,
 };
 use crate::crd::Task;
-use crate::resolve::{Resolved, ResolvedSource};
+use crate::reconcile::resolve::{Resolved, ResolvedSource};
 
 /// The uid and gid the model-server image runs as (distroless "nonroot").
 pub const RUN_AS: i64 = 65532;

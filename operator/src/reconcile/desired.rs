@@ -1,5 +1,5 @@
-//! Pure builders of the objects an IrisModel owns. No client: each takes the resolved inputs
-//! and returns the desired object, so tests compare whole objects.
+//! The build step: every object an IrisModel owns, from the resolved inputs. Pure (no
+//! client), one builder per child kind, so tests compare whole objects.
 
 pub mod deployment;
 pub mod hpa;
@@ -8,9 +8,31 @@ pub mod service;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::resolve::Resolved;
+use crate::reconcile::resolve::Resolved;
+
+/// The whole desired set of children; an optional child that is None must not exist.
+pub(crate) struct Desired {
+    pub(crate) deployment: Deployment,
+    pub(crate) service: Service,
+    pub(crate) hpa: Option<HorizontalPodAutoscaler>,
+    pub(crate) pdb: Option<PodDisruptionBudget>,
+}
+
+/// Builds every child of the resolved IrisModel.
+pub(crate) fn build(resolved: &Resolved) -> Desired {
+    Desired {
+        deployment: deployment::build(resolved),
+        service: service::build(resolved),
+        hpa: hpa::build(resolved),
+        pdb: pdb::build(resolved),
+    }
+}
 
 /// `app.kubernetes.io/name` of everything the operator creates.
 pub const APP_NAME: &str = "model-server";

@@ -8,29 +8,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
+use crate::context::Settings;
 use crate::crd::{
     AutoscalingSpec, IrisClass, IrisModel, ModelStatus, ServiceSpec, Task, TrainingSpec,
 };
 use crate::error::Error;
-
-/// Operator-wide settings the builders need.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Model-server image used when `spec.image` is empty.
-    pub default_image: String,
-    /// DNS domain of the cluster, for `status.endpoint`.
-    pub cluster_domain: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            default_image: "iris-operator/model-server:0.1.0".to_string(),
-            cluster_domain: "cluster.local".to_string(),
-        }
-    }
-}
+use crate::reconcile::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
 
 /// Where the pods get the model from.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,7 +176,7 @@ pub fn resolve(
         _ => settings.default_image.clone(),
     };
     let endpoint =
-        crate::builders::endpoint(&name, &namespace, spec.port, &settings.cluster_domain);
+        crate::reconcile::desired::endpoint(&name, &namespace, spec.port, &settings.cluster_domain);
     let (digest, accuracy) = match facts {
         Some(ModelFacts { digest, accuracy }) => (Some(digest), Some(accuracy)),
         None => (None, None),
@@ -348,7 +331,7 @@ mod tests {
             ResolvedSource::ConfigMap {
                 name: "iris-model".into(),
                 key: "model.json".into(),
-                content_hash: crate::artifact::content_hash(content.as_bytes()),
+                content_hash: crate::reconcile::artifact::content_hash(content.as_bytes()),
             }
         );
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use kube::Resource;
 
 use super::child_meta;
-use crate::resolve::Resolved;
+use crate::reconcile::resolve::Resolved;
 
 /// Builds the autoscaler of the Deployment, or None when autoscaling is not requested.
 pub fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {

@@ -25,7 +25,7 @@ use super::{deployment, hpa, pdb, service};
 use crate::crd::{
     AutoscalingSpec, IrisClass, ModelStatus, ServiceSpec, ServiceType, Task, TrainingSpec,
 };
-use crate::resolve::{resources_or_default, Resolved, ResolvedSource};
+use crate::reconcile::resolve::{resources_or_default, Resolved, ResolvedSource};
 
 fn owner() -> OwnerReference {
     OwnerReference {

@@ -48,11 +48,6 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Whether a condition of this type is present with status True.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == "True")
-}
-
 /// Turns verdicts into conditions, keeping each previous lastTransitionTime when the status of
 /// that type did not change, so an unchanged verdict yields an identical condition.
 pub fn merge(
@@ -79,18 +74,6 @@ pub fn merge(
             }
         })
         .collect()
-}
-
-/// Whether two condition lists say the same, ignoring transition times.
-pub fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.type_ == y.type_
-                && x.status == y.status
-                && x.reason == y.reason
-                && x.message == y.message
-                && x.observed_generation == y.observed_generation
-        })
 }
 
 /// A fixed instant, `secs` after the epoch, for tests of transition times.
@@ -131,31 +114,5 @@ mod tests {
         assert_eq!(flipped[0].last_transition_time, at(300));
         assert_eq!(flipped[0].status, "True");
         assert_eq!(flipped[0].observed_generation, Some(2));
-    }
-
-    #[test]
-    fn comparison_ignores_transition_time_only() {
-        let a = merge(
-            &[],
-            vec![Verdict::new(READY, true, "Ready", "ok")],
-            Some(1),
-            &at(1),
-        );
-        let b = merge(
-            &[],
-            vec![Verdict::new(READY, true, "Ready", "ok")],
-            Some(1),
-            &at(2),
-        );
-        assert!(same_ignoring_time(&a, &b));
-        let c = merge(
-            &[],
-            vec![Verdict::new(READY, true, "Ready", "ok")],
-            Some(2),
-            &at(1),
-        );
-        assert!(!same_ignoring_time(&a, &c));
-        assert!(is_true(&a, READY));
-        assert!(!is_true(&a, DEGRADED));
     }
 }

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{child_meta, selector_labels, GRPC_PORT_NAME, PORT_NAME};
 use crate::crd::ServiceType;
-use crate::resolve::Resolved;
+use crate::reconcile::resolve::Resolved;
 
 /// Builds the Service, of the requested type: port `http` on `spec.port` (with the node port
 /// asked for) and port `grpc` on `spec.grpcPort`, each with its application protocol.
