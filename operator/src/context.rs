@@ -9,16 +9,16 @@ use kube::{Client, ResourceExt};
 
 use crate::crd::IrisModel;
 use crate::metrics::Metrics;
+use crate::names::MANAGER;
 use crate::reconcile::artifact::BuiltinCache;
-use crate::reconcile::desired::MANAGER;
 
 /// What every reconcile shares.
 pub struct Context {
-    pub client: Client,
-    pub settings: Settings,
-    pub recorder: Recorder,
-    pub metrics: Metrics,
-    pub builtin: BuiltinCache,
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) recorder: Recorder,
+    pub(crate) metrics: Metrics,
+    pub(crate) builtin: BuiltinCache,
     failures: Mutex<HashMap<String, u32>>,
 }
 

@@ -8,17 +8,19 @@
 pub mod config;
 pub mod context;
 pub mod crd;
-pub mod error;
+mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 mod mock;
-pub mod reconcile;
+mod names;
+mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;
 pub mod run;
 pub mod server;
+pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

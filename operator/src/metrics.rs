@@ -78,7 +78,7 @@ impl Metrics {
 
     /// Counts a reconcile and returns a guard that records its duration when dropped, so
     /// every exit path (errors and early returns included) is measured.
-    pub fn reconcile_started(&self) -> ReconcileTimer {
+    pub(crate) fn reconcile_started(&self) -> ReconcileTimer {
         self.reconciles.inc();
         ReconcileTimer {
             start: Instant::now(),
@@ -87,19 +87,20 @@ impl Metrics {
     }
 
     /// Counts a failed reconcile by its error category.
-    pub fn reconcile_failed(&self, category: &'static str) {
+    pub(crate) fn reconcile_failed(&self, category: &'static str) {
         self.errors.get_or_create(&ErrorLabels { category }).inc();
     }
 
     /// Counts one write to the API server.
-    pub fn write(&self, kind: &'static str, operation: &'static str) {
+    pub(crate) fn write(&self, kind: &'static str, operation: &'static str) {
         self.writes
             .get_or_create(&WriteLabels { kind, operation })
             .inc();
     }
 
-    /// Total writes so far (for tests and the benchmark's zero-write check).
-    pub fn writes_total(&self) -> u64 {
+    /// Total writes so far (for tests' zero-write checks).
+    #[cfg(test)]
+    pub(crate) fn writes_total(&self) -> u64 {
         [
             "Deployment",
             "Service",
@@ -120,13 +121,9 @@ impl Metrics {
         .sum()
     }
 
-    /// Total reconciles so far.
-    pub fn reconciles_total(&self) -> u64 {
-        self.reconciles.get()
-    }
-
     /// Errors of a category so far.
-    pub fn errors_of(&self, category: &'static str) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn errors_of(&self, category: &'static str) -> u64 {
         self.errors
             .get(&ErrorLabels { category })
             .map(|c| c.get())
@@ -140,7 +137,7 @@ impl Metrics {
 }
 
 /// Records the reconcile duration on drop.
-pub struct ReconcileTimer {
+pub(crate) struct ReconcileTimer {
     start: Instant,
     histogram: Histogram,
 }

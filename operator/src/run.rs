@@ -18,9 +18,9 @@ use tracing::{debug, warn};
 
 use crate::context::Context;
 use crate::crd::IrisModel;
-use crate::leader::{stopped, Stop};
-use crate::reconcile::desired::MANAGED_SELECTOR;
+use crate::names::MANAGED_SELECTOR;
 use crate::reconcile::{error_policy, reconcile};
+use crate::shutdown::{stopped, Stop};
 
 /// Reconciles running at once; bounds the burst of API requests when many models change.
 const CONCURRENCY: u16 = 32;
@@ -113,7 +113,7 @@ fn controller(client: Client, namespace: Option<&str>) -> Controller<IrisModel> 
 
 /// The IrisModels in the ConfigMap's namespace whose source names it: what a ConfigMap change
 /// must reconcile.
-pub fn models_using_config_map<'a>(
+fn models_using_config_map<'a>(
     models: impl IntoIterator<Item = &'a IrisModel>,
     namespace: Option<&str>,
     name: Option<&str>,

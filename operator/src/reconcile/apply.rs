@@ -21,7 +21,8 @@ pub(crate) use compare::stamp;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::reconcile::desired::{Desired, MANAGER};
+use crate::names::MANAGER;
+use crate::reconcile::desired::Desired;
 use crate::reconcile::observe::Observed;
 use crate::reconcile::resolve::Resolved;
 
@@ -156,7 +157,7 @@ fn count_write(metrics: &Metrics, kind: &'static str, outcome: Outcome) {
 }
 
 /// Whether the object is controlled by the owner (same uid).
-pub fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
+pub(crate) fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
     obj.owner_references()
         .iter()
         .any(|r| r.controller == Some(true) && r.uid == owner.uid)
@@ -164,7 +165,7 @@ pub fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
 
 /// The result of bringing one child to its desired state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Already as desired: no request sent.
     Unchanged,
     /// Written with server-side apply.
@@ -177,7 +178,7 @@ pub enum Outcome {
 
 /// Applies `desired` unless `observed` already matches it (or `force` asks for it anyway).
 /// Returns the object as the API server now has it.
-pub async fn apply<K>(
+pub(crate) async fn apply<K>(
     api: &Api<K>,
     desired: K,
     observed: Option<&K>,
@@ -210,7 +211,7 @@ where
 }
 
 /// Deletes a child that is no longer wanted, if it exists.
-pub async fn delete_stale<K>(api: &Api<K>, observed: Option<&K>) -> Result<Outcome, Error>
+pub(crate) async fn delete_stale<K>(api: &Api<K>, observed: Option<&K>) -> Result<Outcome, Error>
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {

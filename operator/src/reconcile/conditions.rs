@@ -4,23 +4,23 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The model answers requests: the current version's pods are all available.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// A rollout of the current version is under way.
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const PROGRESSING: &str = "Progressing";
 /// Something needs attention: pods of the current version fail, or the spec cannot be served.
-pub const DEGRADED: &str = "Degraded";
+pub(crate) const DEGRADED: &str = "Degraded";
 
 /// A condition without its transition time: what the operator decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+pub(crate) struct Verdict {
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl Verdict {
-    pub fn new(
+    pub(crate) fn new(
         type_: &'static str,
         status: bool,
         reason: impl Into<String>,
@@ -44,13 +44,13 @@ fn status_str(status: bool) -> &'static str {
 }
 
 /// Finds a condition by type.
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+pub(crate) fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// Turns verdicts into conditions, keeping each previous lastTransitionTime when the status of
 /// that type did not change, so an unchanged verdict yields an identical condition.
-pub fn merge(
+pub(crate) fn merge(
     previous: &[Condition],
     verdicts: Vec<Verdict>,
     generation: Option<i64>,

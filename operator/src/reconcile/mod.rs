@@ -27,16 +27,16 @@ use conditions::{find, READY};
 use observe::Observed;
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
-pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+pub(crate) const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// First requeue while an IrisModel is not Ready. Pods are not watched (Deployment changes are),
 /// so a pod that starts failing is only seen by looking again.
-pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
+pub(crate) const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
 /// Longest requeue while not Ready: a model stuck for minutes is looked at twice a minute, so
 /// a pod failure Kubernetes reports shows in the status within 30s.
-pub const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(30);
+pub(crate) const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(30);
 
 /// Reconciles one IrisModel. Errors go to [`error_policy`], which backs off.
-pub async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
     let result = reconcile_model(&model, &ctx).await;
     if result.is_ok() {
@@ -47,7 +47,7 @@ pub async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Actio
 
 /// Backs off exponentially per IrisModel; the watches still trigger a reconcile as soon as the
 /// IrisModel or a ConfigMap it names changes, so a fix is picked up at once.
-pub fn error_policy(model: Arc<IrisModel>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(model: Arc<IrisModel>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(error.category());
     let failures = {
         let mut failures = ctx.failures();
@@ -118,7 +118,7 @@ async fn converge(
 /// When to look again: every 5 minutes when Ready; when not, after as long as it has not been
 /// Ready (5s to 30s): a failing pod is noticed within twice its onset, and hundreds of stuck
 /// models do not poll the API server every few seconds.
-pub fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
+pub(crate) fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
     let Some(ready) = find(conditions, READY) else {
         return Action::requeue(REQUEUE_NOT_READY);
     };

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::crd::IrisModel;
 use crate::error::Error;
-use crate::reconcile::desired::selector_string;
+use crate::names::selector_string;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::status;
 

@@ -12,13 +12,13 @@ use tracing::{info, warn};
 use crate::context::{object_key, Context};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
+use crate::names::MANAGER;
 use crate::reconcile::conditions::{find, DEGRADED, READY};
-use crate::reconcile::desired::MANAGER;
 use crate::reconcile::resolve::name_and_namespace;
 use crate::reconcile::status;
 
 /// Writes the status when it changed, and tells the user about transitions with Events.
-pub async fn publish_status(
+pub(crate) async fn publish_status(
     model: &IrisModel,
     status: IrisModelStatus,
     ctx: &Context,
@@ -65,7 +65,7 @@ pub(crate) async fn failure(
 
 /// The Event a change of the Ready condition deserves: Normal when it turns Ready, Warning
 /// when it turns Degraded.
-pub fn transition_event(
+pub(crate) fn transition_event(
     previous: &[Condition],
     current: &[Condition],
 ) -> Option<(EventType, String, String)> {
@@ -85,7 +85,7 @@ pub fn transition_event(
     ))
 }
 
-pub async fn write_status(
+pub(crate) async fn write_status(
     model: &IrisModel,
     status: &IrisModelStatus,
     ctx: &Context,
@@ -119,7 +119,7 @@ pub async fn write_status(
 }
 
 /// Publishes an Event; a failure to do so is logged, never fatal.
-pub async fn publish_event(
+pub(crate) async fn publish_event(
     model: &IrisModel,
     ctx: &Context,
     type_: EventType,

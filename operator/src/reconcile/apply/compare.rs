@@ -12,10 +12,10 @@ use crate::error::Error;
 
 /// Annotation on each child: hash of the object as last applied by the operator. A field the
 /// operator stops setting changes the hash, which a comparison of fields alone would miss.
-pub const APPLIED_HASH_ANNOTATION: &str = "serving.iris.dev/applied-hash";
+pub(crate) const APPLIED_HASH_ANNOTATION: &str = "serving.iris.dev/applied-hash";
 
 /// Stamps the applied-hash annotation on a desired object.
-pub fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
+pub(crate) fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
     let hash = hex::encode(Sha256::digest(serde_json::to_vec(&desired)?));
     desired
         .meta_mut()
@@ -28,7 +28,7 @@ pub fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
 /// Whether `actual` already holds every field of `desired` with the same value. Fields the API
 /// server adds (defaults, status, managedFields) are ignored; an empty list, map or null in
 /// `desired` matches an absent field, since the API server drops those.
-pub fn contains(actual: Option<&Value>, desired: &Value) -> bool {
+pub(crate) fn contains(actual: Option<&Value>, desired: &Value) -> bool {
     match (actual, desired) {
         (None | Some(Value::Null), d) => is_empty(d),
         (Some(Value::Object(a)), Value::Object(d)) => d.iter().all(|(k, dv)| {
@@ -63,7 +63,7 @@ fn same_quantities(actual: Option<&Value>, desired: &Value) -> bool {
 }
 
 /// The value of a Kubernetes resource quantity ("500m", "1.5Gi", "2e3"), approximately.
-pub fn quantity(text: &str) -> Option<f64> {
+pub(crate) fn quantity(text: &str) -> Option<f64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))

@@ -11,7 +11,7 @@ use super::child_meta;
 use crate::reconcile::resolve::Resolved;
 
 /// Builds the autoscaler of the Deployment, or None when autoscaling is not requested.
-pub fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
+pub(crate) fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
     let autoscaling = resolved.autoscaling.as_ref()?;
     Some(HorizontalPodAutoscaler {
         metadata: child_meta(resolved),

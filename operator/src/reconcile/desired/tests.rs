@@ -595,11 +595,11 @@ fn disruption_budget_from_two_replicas() {
 #[test]
 fn selector_string_is_the_scale_subresource_selector() {
     assert_eq!(
-        super::selector_string("iris"),
+        crate::names::selector_string("iris"),
         "app.kubernetes.io/instance=iris,app.kubernetes.io/name=model-server"
     );
     assert_eq!(
-        super::endpoint("iris", "ml", 5001, "cluster.local"),
+        crate::reconcile::resolve::endpoint("iris", "ml", 5001, "cluster.local"),
         "http://iris.ml.svc.cluster.local:5001"
     );
 }
