@@ -20,9 +20,9 @@ use compare::contains;
 pub(crate) use compare::stamp;
 
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Operation, Written};
 use crate::names::MANAGER;
-use crate::reconcile::desired::Desired;
+use crate::reconcile::desired::{ChildKind, Desired};
 use crate::reconcile::observe::Observed;
 use crate::reconcile::resolve::Resolved;
 
@@ -49,7 +49,7 @@ pub(crate) async fn children(
             .is_some_and(|d| owns_replicas(d, MANAGER));
     if let (true, Some(current)) = (handoff, observed.deployment.as_ref()) {
         hand_off_replicas(&deployments, current).await?;
-        metrics.write("Deployment", "apply");
+        metrics.write(Written::Child(ChildKind::Deployment), Operation::Apply);
     }
     let (deployment, outcome) = apply(
         &deployments,
@@ -58,22 +58,22 @@ pub(crate) async fn children(
         handoff,
     )
     .await?;
-    count_write(metrics, "Deployment", outcome);
+    count_write(metrics, ChildKind::Deployment, outcome);
     let services = Api::namespaced(client.clone(), namespace);
     let (_, outcome) = apply(&services, desired.service, observed.service.as_ref(), false).await?;
-    count_write(metrics, "Service", outcome);
+    count_write(metrics, ChildKind::Service, outcome);
     let hpas = Api::namespaced(client.clone(), namespace);
     let outcome = match desired.hpa {
         Some(hpa) => apply(&hpas, hpa, observed.hpa.as_ref(), false).await?.1,
         None => delete_stale(&hpas, observed.hpa.as_ref()).await?,
     };
-    count_write(metrics, "HorizontalPodAutoscaler", outcome);
+    count_write(metrics, ChildKind::HorizontalPodAutoscaler, outcome);
     let pdbs = Api::namespaced(client.clone(), namespace);
     let outcome = match desired.pdb {
         Some(pdb) => apply(&pdbs, pdb, observed.pdb.as_ref(), false).await?.1,
         None => delete_stale(&pdbs, observed.pdb.as_ref()).await?,
     };
-    count_write(metrics, "PodDisruptionBudget", outcome);
+    count_write(metrics, ChildKind::PodDisruptionBudget, outcome);
     Ok(deployment)
 }
 
@@ -81,30 +81,23 @@ pub(crate) async fn children(
 /// the operator never takes over someone else's object.
 fn refuse_foreign(resolved: &Resolved, observed: &Observed) -> Result<(), Error> {
     let owner = &resolved.owner;
-    let foreign = [
-        (
-            "Deployment",
-            observed
-                .deployment
-                .as_ref()
-                .map(|o| controlled_by(o, owner)),
-        ),
-        (
-            "Service",
-            observed.service.as_ref().map(|o| controlled_by(o, owner)),
-        ),
-        (
-            "HorizontalPodAutoscaler",
-            observed.hpa.as_ref().map(|o| controlled_by(o, owner)),
-        ),
-        (
-            "PodDisruptionBudget",
-            observed.pdb.as_ref().map(|o| controlled_by(o, owner)),
-        ),
-    ];
-    match foreign.into_iter().find(|(_, owned)| *owned == Some(false)) {
-        Some((kind, _)) => Err(Error::ChildConflict {
-            kind,
+    let controlled = |kind| match kind {
+        ChildKind::Deployment => observed
+            .deployment
+            .as_ref()
+            .map(|o| controlled_by(o, owner)),
+        ChildKind::Service => observed.service.as_ref().map(|o| controlled_by(o, owner)),
+        ChildKind::HorizontalPodAutoscaler => {
+            observed.hpa.as_ref().map(|o| controlled_by(o, owner))
+        }
+        ChildKind::PodDisruptionBudget => observed.pdb.as_ref().map(|o| controlled_by(o, owner)),
+    };
+    match ChildKind::ALL
+        .into_iter()
+        .find(|kind| controlled(*kind) == Some(false))
+    {
+        Some(kind) => Err(Error::ChildConflict {
+            kind: kind.as_str(),
             namespace: resolved.namespace.clone(),
             name: resolved.name.clone(),
         }),
@@ -148,10 +141,10 @@ async fn hand_off_replicas(api: &Api<Deployment>, observed: &Deployment) -> Resu
     Ok(())
 }
 
-fn count_write(metrics: &Metrics, kind: &'static str, outcome: Outcome) {
+fn count_write(metrics: &Metrics, kind: ChildKind, outcome: Outcome) {
     match outcome {
-        Outcome::Applied => metrics.write(kind, "apply"),
-        Outcome::Deleted => metrics.write(kind, "delete"),
+        Outcome::Applied => metrics.write(Written::Child(kind), Operation::Apply),
+        Outcome::Deleted => metrics.write(Written::Child(kind), Operation::Delete),
         Outcome::Unchanged | Outcome::Absent => {}
     }
 }

@@ -23,6 +23,37 @@ pub(crate) struct Desired {
     pub(crate) pdb: Option<PodDisruptionBudget>,
 }
 
+/// The kinds of object an IrisModel owns: the one list the apply step and the write metrics
+/// go by, so a new child kind cannot be missed by either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ChildKind {
+    Deployment,
+    Service,
+    HorizontalPodAutoscaler,
+    PodDisruptionBudget,
+}
+
+impl ChildKind {
+    pub(crate) const ALL: [ChildKind; 4] = [
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::HorizontalPodAutoscaler,
+        ChildKind::PodDisruptionBudget,
+    ];
+
+    /// The API kind, e.g. `Deployment`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => <Deployment as k8s_openapi::Resource>::KIND,
+            ChildKind::Service => <Service as k8s_openapi::Resource>::KIND,
+            ChildKind::HorizontalPodAutoscaler => {
+                <HorizontalPodAutoscaler as k8s_openapi::Resource>::KIND
+            }
+            ChildKind::PodDisruptionBudget => <PodDisruptionBudget as k8s_openapi::Resource>::KIND,
+        }
+    }
+}
+
 /// Builds every child of the resolved IrisModel.
 pub(crate) fn build(resolved: &Resolved) -> Desired {
     Desired {

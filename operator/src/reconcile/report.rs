@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::context::{object_key, Context};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
+use crate::metrics::{Operation, Written};
 use crate::names::MANAGER;
 use crate::reconcile::conditions::{find, DEGRADED, READY};
 use crate::reconcile::resolve::name_and_namespace;
@@ -107,7 +108,7 @@ pub(crate) async fn write_status(
     )
     .await
     .map_err(Error::kube("status patch"))?;
-    ctx.metrics.write("IrisModelStatus", "apply");
+    ctx.metrics.write(Written::Status, Operation::Apply);
     let ready = find(&status.conditions, READY);
     info!(
         irismodel = %format!("{namespace}/{name}"),
@@ -134,7 +135,7 @@ pub(crate) async fn publish_event(
         secondary: None,
     };
     match ctx.recorder.publish(&event, &model.object_ref(&())).await {
-        Ok(()) => ctx.metrics.write("Event", "create"),
+        Ok(()) => ctx.metrics.write(Written::Event, Operation::Create),
         Err(e) => warn!(irismodel = %object_key(model), "could not publish event: {e}"),
     }
 }
