@@ -2,8 +2,10 @@
 //! cache of trained builtin models and the per-model failure counts of the backoff.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 
@@ -20,7 +22,13 @@ pub struct Context {
     pub(crate) metrics: Metrics,
     pub(crate) builtin: BuiltinCache,
     failures: Mutex<HashMap<String, u32>>,
+    /// The time of a reconcile: condition transitions and how long a model has not been Ready
+    /// are measured on it. The system clock, fixed in tests.
+    clock: Clock,
 }
+
+/// Where a reconcile takes the time from.
+pub(crate) type Clock = Arc<dyn Fn() -> Time + Send + Sync>;
 
 impl Context {
     /// A context publishing Events as `iris-operator` (and `instance`, e.g. the pod name).
@@ -41,7 +49,22 @@ impl Context {
             metrics,
             builtin: BuiltinCache::default(),
             failures: Mutex::new(HashMap::new()),
+            clock: Arc::new(|| Time(Timestamp::now())),
         }
+    }
+
+    /// The same context reading the time from `clock`.
+    #[cfg(test)]
+    pub(crate) fn with_clock(self, clock: impl Fn() -> Time + Send + Sync + 'static) -> Self {
+        Self {
+            clock: Arc::new(clock),
+            ..self
+        }
+    }
+
+    /// The time now.
+    pub(crate) fn now(&self) -> Time {
+        (self.clock)()
     }
 
     /// Failed reconciles in a row, by [`object_key`].

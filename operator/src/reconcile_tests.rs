@@ -13,9 +13,10 @@ use serde_json::{json, Value};
 use crate::context::Settings;
 use crate::crd::{AutoscalingSpec, IrisModel, IrisModelStatus, Task};
 use crate::fixtures::{configmap_model, model, rolled_out, stored, to_json, UID};
-use crate::mock::{context, finished, Expect, Reply};
+use crate::mock::{context, context_at, finished, Expect, Reply, NOW};
 use crate::reconcile::apply::stamp;
 use crate::reconcile::artifact::BuiltinCache;
+use crate::reconcile::conditions::at;
 use crate::reconcile::desired::{deployment, pdb, service};
 use crate::reconcile::resolve::resolve;
 use crate::reconcile::{error_policy, reconcile, REQUEUE_NOT_READY, REQUEUE_READY};
@@ -279,10 +280,10 @@ async fn a_missing_configmap_gives_ready_false_an_event_and_a_backoff() {
 async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     let old = model("iris", 1);
     let (deployment, service) = children(&old);
-    let (ctx, server) = context();
+    let (ctx, server) = context_at(NOW + 60);
     let ready_since = {
         // Status as written for generation 1.
-        let (ctx, server) = context();
+        let (ctx, server) = context_at(NOW);
         let server = server.run(vec![
             Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
             Expect::get(SERVICE, Reply::Json(to_json(&service))),
@@ -347,9 +348,16 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     let bodies = finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
     let status = status_of(&bodies[7]);
-    let before = &ready_since.conditions[0].last_transition_time;
-    let after = &status.conditions[0].last_transition_time;
-    assert!(after.0 >= before.0, "Ready flipped, so its time moved");
+    let ready = |status: &IrisModelStatus| {
+        let c = status.conditions.iter().find(|c| c.type_ == "Ready");
+        c.expect("Ready").last_transition_time.clone()
+    };
+    assert_eq!(ready(&ready_since), at(NOW), "Ready turned True then");
+    assert_eq!(
+        ready(&status),
+        at(NOW + 60),
+        "Ready flipped, so its time moved"
+    );
 }
 
 #[tokio::test]

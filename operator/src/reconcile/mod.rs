@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use tracing::{debug, warn};
 
@@ -75,7 +74,7 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     }
     debug!(irismodel = %format!("{namespace}/{name}"), "reconciling");
     let observed = observe::children(&ctx.client, model, &name, &namespace).await?;
-    let now = now();
+    let now = ctx.now();
     match converge(model, &observed, ctx, &now).await {
         Ok(status) => {
             let action = requeue_after(&status.conditions, &now);
@@ -128,10 +127,6 @@ pub(crate) fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
     let since = now.0.duration_since(ready.last_transition_time.0);
     let since = Duration::try_from(since).unwrap_or_default();
     Action::requeue(since.clamp(REQUEUE_NOT_READY, REQUEUE_NOT_READY_MAX))
-}
-
-fn now() -> Time {
-    Time(Timestamp::now())
 }
 
 #[cfg(test)]
