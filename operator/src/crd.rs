@@ -271,7 +271,7 @@ pub struct TrainingSpec {
     #[schemars(extend("minimum" = 0.0, "exclusiveMinimum" = true, "maximum" = 1.0, "exclusiveMaximum" = true))]
     pub test_fraction: f64,
 
-    /// Seed of the train/test split and the solver.
+    /// Seed of the train/test split.
     #[serde(default = "default_seed")]
     #[schemars(range(min = 0))]
     pub seed: i64,

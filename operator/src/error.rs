@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The ConfigMap named by `spec.model.source.configMap` does not exist.
     #[error("ConfigMap {namespace}/{name} named in spec.model.source.configMap was not found")]
     ConfigMapNotFound { namespace: String, name: String },
@@ -70,7 +70,7 @@ pub enum Error {
 
 impl Error {
     /// A fixed, bounded name: the metric label and the Event reason.
-    pub fn category(&self) -> &'static str {
+    pub(crate) fn category(&self) -> &'static str {
         match self {
             Error::ConfigMapNotFound { .. } => "ConfigMapNotFound",
             Error::ConfigMapKeyNotFound { .. } => "ConfigMapKeyNotFound",
@@ -87,7 +87,7 @@ impl Error {
 
     /// Whether the user must change something (the IrisModel or what it references). These are
     /// reported in the status as Ready=False; the others are transient and only retried.
-    pub fn is_user_error(&self) -> bool {
+    pub(crate) fn is_user_error(&self) -> bool {
         matches!(
             self,
             Error::ConfigMapNotFound { .. }
@@ -101,23 +101,23 @@ impl Error {
 
     /// Whether the error is shown in the status (Ready=False with the category as reason) and as
     /// a Warning Event: what the user must fix, and children the API server refuses.
-    pub fn reported_in_status(&self) -> bool {
+    pub(crate) fn reported_in_status(&self) -> bool {
         self.is_user_error() || matches!(self, Error::Apply { .. })
     }
 
     /// Wraps a client error with what was being done.
-    pub fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    pub(crate) fn kube(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
         move |source| Error::Kube { action, source }
     }
 }
 
 /// First retry delay after a failed reconcile.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Exponential backoff: 2s, 4s, 8s, ... capped at 5 minutes, by consecutive failures.
-pub fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX)
 }

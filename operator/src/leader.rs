@@ -15,30 +15,23 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use tokio::sync::watch;
+
+use crate::shutdown::{stopped, Stop};
 use tokio::time::Instant;
 use tracing::{info, warn};
-
-/// A stop signal: resolves when the value turns true or the sender is gone.
-pub type Stop = watch::Receiver<bool>;
-
-/// Waits for a stop signal.
-pub async fn stopped(mut stop: Stop) {
-    // An error means the sender is gone, which also means stop.
-    let _ = stop.wait_for(|stop| *stop).await;
-}
 
 /// Timing and identity of a candidate.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
-    pub name: String,
-    pub namespace: String,
-    pub identity: String,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) identity: String,
     /// How long a lease is valid without renewal.
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
     /// How long the leader keeps trying to renew before it gives up leadership.
-    pub renew_deadline: Duration,
+    pub(crate) renew_deadline: Duration,
     /// Pause between attempts to acquire or renew.
-    pub retry_period: Duration,
+    pub(crate) retry_period: Duration,
 }
 
 impl LeaseConfig {
@@ -72,12 +65,12 @@ impl Elector {
         }
     }
 
-    pub fn config(&self) -> &LeaseConfig {
+    pub(crate) fn config(&self) -> &LeaseConfig {
         &self.config
     }
 
     /// One attempt to take or renew the Lease. Ok(true) when this candidate holds it now.
-    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+    pub(crate) async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let now = MicroTime(Timestamp::now());
         let duration_secs = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(15);
         let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
@@ -148,7 +141,7 @@ impl Elector {
     }
 
     /// Gives the Lease up so a standby takes over at once instead of after a lease duration.
-    pub async fn release(&mut self) -> Result<(), kube::Error> {
+    pub(crate) async fn release(&mut self) -> Result<(), kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
             return Ok(());
         };
@@ -167,7 +160,7 @@ impl Elector {
     }
 
     /// Waits until this candidate holds the Lease (true) or `stop` fires (false).
-    pub async fn acquire(&mut self, stop: &Stop) -> bool {
+    pub(crate) async fn acquire(&mut self, stop: &Stop) -> bool {
         loop {
             if *stop.borrow() {
                 return false;
@@ -186,7 +179,7 @@ impl Elector {
 
     /// Renews the Lease until `stop` fires (true) or renewal failed for longer than the renew
     /// deadline (false: leadership is lost).
-    pub async fn hold(&mut self, stop: &Stop) -> bool {
+    pub(crate) async fn hold(&mut self, stop: &Stop) -> bool {
         let mut last_renewal = Instant::now();
         loop {
             tokio::select! {

@@ -1,31 +1,26 @@
 //! The iris-operator: reconciles `IrisModel` resources into the model server's Deployment,
 //! Service, HorizontalPodAutoscaler and PodDisruptionBudget.
 //!
-//! The reconcile is a pipeline of small modules: read ([`controller`]) -> validate
-//! ([`resolve`]) -> build ([`builders`], pure) -> apply ([`apply`]) -> status ([`status`],
-//! [`conditions`]).
+//! The reconcile ([`reconcile`]) is one chain of small modules: observe -> resolve -> build
+//! the desired children (pure) -> apply -> status, errors reported in one place. The rest is
+//! process plumbing: [`run`], [`startup`], [`leader`], [`server`], [`telemetry`], [`config`].
 
-pub mod apply;
-pub mod artifact;
-pub mod builders;
-pub mod conditions;
 pub mod config;
-pub mod controller;
+pub mod context;
 pub mod crd;
-pub mod error;
+mod error;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 mod mock;
+mod names;
+mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;
-pub mod report;
-pub mod resolve;
-pub mod rootcause;
 pub mod run;
 pub mod server;
+pub mod shutdown;
 pub mod startup;
-pub mod status;
 pub mod telemetry;

@@ -5,16 +5,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use prometheus_client::registry::Registry;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use operator::config::Cli;
-use operator::controller::Context;
-use operator::leader::{self, stopped, Elector, LeaseConfig};
+use operator::context::{Context, Settings};
+use operator::leader::{self, Elector, LeaseConfig};
 use operator::metrics::Metrics;
-use operator::resolve::Settings;
 use operator::server::{self, Health};
+use operator::shutdown::{self, stopped};
 use operator::{run, startup, telemetry};
 
 #[tokio::main]
@@ -30,24 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::default().register(&mut registry);
     let health = Arc::new(Health::new(registry));
 
-    // SIGTERM or SIGINT: stop gracefully; a second one exits at once.
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::spawn(async move {
-        for count in 0.. {
-            tokio::select! {
-                _ = sigterm.recv() => {}
-                _ = sigint.recv() => {}
-            }
-            if count > 0 {
-                warn!("second signal: exiting now");
-                std::process::exit(130);
-            }
-            info!("shutdown requested: finishing running reconciles");
-            let _ = shutdown_tx.send(true);
-        }
-    });
+    let shutdown = shutdown::on_signals()?;
 
     let listener = tokio::net::TcpListener::bind(cli.metrics_addr)
         .await

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::reconcile::desired::ChildKind;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     category: &'static str,
@@ -19,6 +21,56 @@ struct ErrorLabels {
 struct WriteLabels {
     kind: &'static str,
     operation: &'static str,
+}
+
+/// What the operator writes: its children, the IrisModel status, and Events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    Child(ChildKind),
+    Status,
+    Event,
+}
+
+impl Written {
+    /// Every value, the children from [`ChildKind::ALL`].
+    #[cfg(test)]
+    fn all() -> impl Iterator<Item = Written> {
+        ChildKind::ALL
+            .into_iter()
+            .map(Written::Child)
+            .chain([Written::Status, Written::Event])
+    }
+
+    /// The `kind` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Written::Child(kind) => kind.as_str(),
+            Written::Status => "IrisModelStatus",
+            Written::Event => "Event",
+        }
+    }
+}
+
+/// How an object was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Apply,
+    Delete,
+    Create,
+}
+
+impl Operation {
+    #[cfg(test)]
+    const ALL: [Operation; 3] = [Operation::Apply, Operation::Delete, Operation::Create];
+
+    /// The `operation` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "apply",
+            Operation::Delete => "delete",
+            Operation::Create => "create",
+        }
+    }
 }
 
 /// The operator's metrics, registered in a registry served at /metrics.
@@ -78,7 +130,7 @@ impl Metrics {
 
     /// Counts a reconcile and returns a guard that records its duration when dropped, so
     /// every exit path (errors and early returns included) is measured.
-    pub fn reconcile_started(&self) -> ReconcileTimer {
+    pub(crate) fn reconcile_started(&self) -> ReconcileTimer {
         self.reconciles.inc();
         ReconcileTimer {
             start: Instant::now(),
@@ -87,46 +139,37 @@ impl Metrics {
     }
 
     /// Counts a failed reconcile by its error category.
-    pub fn reconcile_failed(&self, category: &'static str) {
+    pub(crate) fn reconcile_failed(&self, category: &'static str) {
         self.errors.get_or_create(&ErrorLabels { category }).inc();
     }
 
     /// Counts one write to the API server.
-    pub fn write(&self, kind: &'static str, operation: &'static str) {
-        self.writes
-            .get_or_create(&WriteLabels { kind, operation })
-            .inc();
+    pub(crate) fn write(&self, kind: Written, operation: Operation) {
+        let labels = WriteLabels {
+            kind: kind.as_str(),
+            operation: operation.as_str(),
+        };
+        self.writes.get_or_create(&labels).inc();
     }
 
-    /// Total writes so far (for tests and the benchmark's zero-write check).
-    pub fn writes_total(&self) -> u64 {
-        [
-            "Deployment",
-            "Service",
-            "HorizontalPodAutoscaler",
-            "PodDisruptionBudget",
-            "IrisModelStatus",
-            "Event",
-        ]
-        .iter()
-        .flat_map(|kind| {
-            ["apply", "delete", "create"].map(|operation| {
-                self.writes
-                    .get(&WriteLabels { kind, operation })
-                    .map(|c| c.get())
-                    .unwrap_or(0)
+    /// Total writes so far (for tests' zero-write checks).
+    #[cfg(test)]
+    pub(crate) fn writes_total(&self) -> u64 {
+        Written::all()
+            .flat_map(|kind| Operation::ALL.map(|operation| (kind, operation)))
+            .map(|(kind, operation)| {
+                let labels = WriteLabels {
+                    kind: kind.as_str(),
+                    operation: operation.as_str(),
+                };
+                self.writes.get(&labels).map(|c| c.get()).unwrap_or(0)
             })
-        })
-        .sum()
-    }
-
-    /// Total reconciles so far.
-    pub fn reconciles_total(&self) -> u64 {
-        self.reconciles.get()
+            .sum()
     }
 
     /// Errors of a category so far.
-    pub fn errors_of(&self, category: &'static str) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn errors_of(&self, category: &'static str) -> u64 {
         self.errors
             .get(&ErrorLabels { category })
             .map(|c| c.get())
@@ -140,7 +183,7 @@ impl Metrics {
 }
 
 /// Records the reconcile duration on drop.
-pub struct ReconcileTimer {
+pub(crate) struct ReconcileTimer {
     start: Instant,
     histogram: Histogram,
 }
@@ -163,7 +206,7 @@ mod tests {
             let _timer = metrics.reconcile_started();
         }
         metrics.reconcile_failed("ConfigMapNotFound");
-        metrics.write("Deployment", "apply");
+        metrics.write(Written::Child(ChildKind::Deployment), Operation::Apply);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         assert!(text.contains("iris_operator_reconciles_total 1"), "{text}");
@@ -174,5 +217,17 @@ mod tests {
         assert!(text
             .contains("iris_operator_api_writes_total{kind=\"Deployment\",operation=\"apply\"} 1"));
         assert_eq!(metrics.writes_total(), 1);
+    }
+
+    #[test]
+    fn writes_total_counts_every_child_kind() {
+        let metrics = Metrics::default();
+        for kind in ChildKind::ALL {
+            metrics.write(Written::Child(kind), Operation::Apply);
+            metrics.write(Written::Child(kind), Operation::Delete);
+        }
+        metrics.write(Written::Status, Operation::Apply);
+        metrics.write(Written::Event, Operation::Create);
+        assert_eq!(metrics.writes_total(), 2 * ChildKind::ALL.len() as u64 + 2);
     }
 }

@@ -13,9 +13,10 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle};
 
-use crate::controller::Context;
+use crate::context::Context;
+use crate::context::Settings;
 use crate::metrics::Metrics;
-use crate::resolve::Settings;
+use crate::reconcile::conditions::at;
 
 /// How long to wait for each expected request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -222,15 +223,25 @@ pub fn client() -> (Client, ApiServer) {
     (Client::new(service, "default"), ApiServer(handle))
 }
 
-/// A reconcile context whose client talks to the returned mocked API server.
+/// The time of the reconciles of [`context`]: after every time stamp in the fixtures.
+pub const NOW: i64 = 1_800_000_000;
+
+/// A reconcile context whose client talks to the returned mocked API server, and whose clock
+/// stands at [`NOW`].
 pub fn context() -> (Arc<Context>, ApiServer) {
+    context_at(NOW)
+}
+
+/// Like [`context`], with the clock standing at `secs` after the epoch.
+pub fn context_at(secs: i64) -> (Arc<Context>, ApiServer) {
     let (client, server) = client();
     let ctx = Context::new(
         client,
         Settings::default(),
         Metrics::default(),
         Some("test-instance".into()),
-    );
+    )
+    .with_clock(move || at(secs));
     (Arc::new(ctx), server)
 }
 

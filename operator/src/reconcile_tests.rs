@@ -10,14 +10,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntr
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use crate::apply::stamp;
-use crate::artifact::BuiltinCache;
-use crate::builders::{deployment, pdb, service};
-use crate::controller::{error_policy, reconcile, REQUEUE_NOT_READY, REQUEUE_READY};
+use crate::context::Settings;
 use crate::crd::{AutoscalingSpec, IrisModel, IrisModelStatus, Task};
 use crate::fixtures::{configmap_model, model, rolled_out, stored, to_json, UID};
-use crate::mock::{context, finished, Expect, Reply};
-use crate::resolve::{resolve, Settings};
+use crate::mock::{context, context_at, finished, Expect, Reply, NOW};
+use crate::reconcile::apply::stamp;
+use crate::reconcile::artifact::BuiltinCache;
+use crate::reconcile::conditions::at;
+use crate::reconcile::desired::{deployment, pdb, service};
+use crate::reconcile::resolve::resolve;
+use crate::reconcile::{error_policy, reconcile, REQUEUE_NOT_READY, REQUEUE_READY};
 
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/testns/deployments/iris";
 const SERVICE: &str = "/api/v1/namespaces/testns/services/iris";
@@ -228,8 +230,12 @@ async fn a_missing_configmap_gives_ready_false_an_event_and_a_backoff() {
     let (ctx, server) = context();
     let model = configmap_model("iris", "iris-model", Task::Binary);
     let server = server.run(vec![
+        // Everything is read before anything is decided.
         Expect::get(CONFIGMAP, Reply::NotFound),
         Expect::get(DEPLOYMENT, Reply::NotFound),
+        Expect::get(SERVICE, Reply::NotFound),
+        Expect::get(HPA, Reply::NotFound),
+        Expect::get(PDB, Reply::NotFound),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             assert_eq!(status.observed_generation, Some(1));
@@ -274,10 +280,10 @@ async fn a_missing_configmap_gives_ready_false_an_event_and_a_backoff() {
 async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     let old = model("iris", 1);
     let (deployment, service) = children(&old);
-    let (ctx, server) = context();
+    let (ctx, server) = context_at(NOW + 60);
     let ready_since = {
         // Status as written for generation 1.
-        let (ctx, server) = context();
+        let (ctx, server) = context_at(NOW);
         let server = server.run(vec![
             Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
             Expect::get(SERVICE, Reply::Json(to_json(&service))),
@@ -342,9 +348,16 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     let bodies = finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
     let status = status_of(&bodies[7]);
-    let before = &ready_since.conditions[0].last_transition_time;
-    let after = &status.conditions[0].last_transition_time;
-    assert!(after.0 >= before.0, "Ready flipped, so its time moved");
+    let ready = |status: &IrisModelStatus| {
+        let c = status.conditions.iter().find(|c| c.type_ == "Ready");
+        c.expect("Ready").last_transition_time.clone()
+    };
+    assert_eq!(ready(&ready_since), at(NOW), "Ready turned True then");
+    assert_eq!(
+        ready(&status),
+        at(NOW + 60),
+        "Ready flipped, so its time moved"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +371,7 @@ async fn crash_looping_pods_make_it_degraded_with_a_warning() {
         }))
         .expect("status"),
     );
-    let hash = crate::status::template_hash(&deployment)
+    let hash = crate::reconcile::status::template_hash(&deployment)
         .expect("hash")
         .to_string();
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
@@ -414,7 +427,7 @@ fn stuck(pod_status: Value) -> (IrisModel, Deployment, Service, Value) {
         }))
         .expect("status"),
     );
-    let hash = crate::status::template_hash(&deployment)
+    let hash = crate::reconcile::status::template_hash(&deployment)
         .expect("hash")
         .to_string();
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{

@@ -16,10 +16,11 @@ use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
-use crate::builders::MANAGED_SELECTOR;
-use crate::controller::{error_policy, models_using_config_map, reconcile, Context};
+use crate::context::Context;
 use crate::crd::IrisModel;
-use crate::leader::{stopped, Stop};
+use crate::names::MANAGED_SELECTOR;
+use crate::reconcile::{error_policy, reconcile};
+use crate::shutdown::{stopped, Stop};
 
 /// Reconciles running at once; bounds the burst of API requests when many models change.
 const CONCURRENCY: u16 = 32;
@@ -108,4 +109,26 @@ fn controller(client: Client, namespace: Option<&str>) -> Controller<IrisModel> 
             cm.metadata.name.as_deref(),
         )
     })
+}
+
+/// The IrisModels in the ConfigMap's namespace whose source names it: what a ConfigMap change
+/// must reconcile.
+fn models_using_config_map<'a>(
+    models: impl IntoIterator<Item = &'a IrisModel>,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Vec<kube::runtime::reflector::ObjectRef<IrisModel>> {
+    models
+        .into_iter()
+        .filter(|m| m.namespace().as_deref() == namespace)
+        .filter(|m| {
+            m.spec
+                .model
+                .source
+                .config_map
+                .as_ref()
+                .is_some_and(|s| Some(s.name.as_str()) == name)
+        })
+        .map(kube::runtime::reflector::ObjectRef::from_obj)
+        .collect()
 }

@@ -31,13 +31,13 @@ impl Health {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 }
 
 /// The router; tests call it without a socket.
-pub fn app(health: Arc<Health>) -> Router {
+pub(crate) fn app(health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))

@@ -8,7 +8,7 @@ use kube::{Client, Config};
 use tracing::{info, warn};
 
 use crate::crd::CRD_NAME;
-use crate::leader::{stopped, Stop};
+use crate::shutdown::{stopped, Stop};
 
 /// How often to look for the CRD while it is missing.
 const CRD_POLL: Duration = Duration::from_secs(5);
@@ -29,7 +29,7 @@ pub async fn client() -> anyhow::Result<Client> {
 }
 
 /// Whether the CRD is established (its API is served).
-pub fn established(crd: &CustomResourceDefinition) -> bool {
+pub(crate) fn established(crd: &CustomResourceDefinition) -> bool {
     crd.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

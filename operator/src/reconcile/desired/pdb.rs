@@ -4,12 +4,13 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, selector_labels};
-use crate::resolve::Resolved;
+use super::child_meta;
+use crate::names::selector_labels;
+use crate::reconcile::resolve::Resolved;
 
 /// Builds a budget of one voluntary disruption at a time, or None below two replicas (a
 /// budget on a single pod would block node drains).
-pub fn build(resolved: &Resolved) -> Option<PodDisruptionBudget> {
+pub(crate) fn build(resolved: &Resolved) -> Option<PodDisruptionBudget> {
     if resolved.min_replicas() < 2 {
         return None;
     }

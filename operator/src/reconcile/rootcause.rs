@@ -10,43 +10,43 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::builders::MODEL_HASH_ANNOTATION;
+use crate::names::MODEL_HASH_ANNOTATION;
 
 /// The pod's sandbox (network, cgroup) cannot be created: `FailedCreatePodSandBox` Events.
-pub const REASON_SANDBOX_FAILED: &str = "SandboxFailed";
+pub(crate) const REASON_SANDBOX_FAILED: &str = "SandboxFailed";
 /// A volume cannot be mounted or attached: `FailedMount`, `FailedAttachVolume` Events.
-pub const REASON_MOUNT_FAILED: &str = "MountFailed";
+pub(crate) const REASON_MOUNT_FAILED: &str = "MountFailed";
 /// An init container fails.
-pub const REASON_INIT_FAILED: &str = "InitFailed";
+pub(crate) const REASON_INIT_FAILED: &str = "InitFailed";
 /// The container keeps exiting (crash loop, or it cannot be started).
-pub const REASON_CRASH_LOOP: &str = "CrashLoop";
+pub(crate) const REASON_CRASH_LOOP: &str = "CrashLoop";
 /// The container was killed for exceeding its memory limit.
-pub const REASON_OOM_KILLED: &str = "OOMKilled";
+pub(crate) const REASON_OOM_KILLED: &str = "OOMKilled";
 /// The image cannot be pulled.
-pub const REASON_IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+pub(crate) const REASON_IMAGE_PULL_FAILED: &str = "ImagePullFailed";
 /// The container cannot be created from its configuration.
-pub const REASON_CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+pub(crate) const REASON_CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
 /// Probes fail on a running container: `Unhealthy` Events.
-pub const REASON_PROBE_FAILED: &str = "ProbeFailed";
+pub(crate) const REASON_PROBE_FAILED: &str = "ProbeFailed";
 /// The pod was evicted by its node (memory or disk pressure...).
-pub const REASON_EVICTED: &str = "Evicted";
+pub(crate) const REASON_EVICTED: &str = "Evicted";
 /// No node can take the pod.
-pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+pub(crate) const REASON_UNSCHEDULABLE: &str = "Unschedulable";
 
 /// Longest condition message; longer ones are cut on a character boundary with an ellipsis.
-pub const MAX_MESSAGE_CHARS: usize = 1000;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
 /// Events of at most this many not-ready pods are read per reconcile.
-pub const MAX_PODS_EXPLAINED: usize = 3;
+pub(crate) const MAX_PODS_EXPLAINED: usize = 3;
 /// Warning Events read per pod.
-pub const MAX_EVENTS_PER_POD: u32 = 50;
+pub(crate) const MAX_EVENTS_PER_POD: u32 = 50;
 /// A running container failing its probes this long after it started is failing, not starting.
-pub const PROBE_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const PROBE_GRACE: Duration = Duration::from_secs(20);
 
 /// Warning Events by the name of the pod they are about.
-pub type PodEvents = BTreeMap<String, Vec<Event>>;
+pub(crate) type PodEvents = BTreeMap<String, Vec<Event>>;
 
 /// The field selector of the Warning Events about pod `name`.
-pub fn event_selector(pod: &str) -> String {
+pub(crate) fn event_selector(pod: &str) -> String {
     format!("involvedObject.kind=Pod,involvedObject.name={pod},type=Warning")
 }
 
@@ -76,7 +76,7 @@ fn is_ready(pod: &Pod) -> bool {
 
 /// The not-ready, not-finished pods of the current version whose Events may explain them (at
 /// most [`MAX_PODS_EXPLAINED`]).
-pub fn pods_to_explain(pods: &[Pod], current_hash: &str) -> Vec<String> {
+pub(crate) fn pods_to_explain(pods: &[Pod], current_hash: &str) -> Vec<String> {
     current(pods, current_hash)
         .filter(|pod| !is_ready(pod))
         .filter(|pod| {
@@ -89,7 +89,7 @@ pub fn pods_to_explain(pods: &[Pod], current_hash: &str) -> Vec<String> {
 }
 
 /// The first failure of a pod of the current version, as (reason, message).
-pub fn pod_failure(
+pub(crate) fn pod_failure(
     pods: &[Pod],
     current_hash: &str,
     events: &PodEvents,
@@ -370,7 +370,7 @@ fn first_seen(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
 
 /// The last non-empty line of a termination message (with FallbackToLogsOnError, the tail of
 /// the log), without the time stamp a log line starts with, which differs at each restart.
-pub fn last_log_line(message: &str) -> Option<String> {
+pub(crate) fn last_log_line(message: &str) -> Option<String> {
     let line = message
         .lines()
         .rev()
@@ -401,7 +401,7 @@ pub fn last_log_line(message: &str) -> Option<String> {
 
 /// Cuts a message to [`MAX_MESSAGE_CHARS`] characters, on a character boundary, ending with an
 /// ellipsis when cut.
-pub fn bound(message: &str) -> String {
+pub(crate) fn bound(message: &str) -> String {
     if message.chars().count() <= MAX_MESSAGE_CHARS {
         return message.to_string();
     }

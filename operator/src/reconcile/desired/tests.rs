@@ -25,7 +25,7 @@ use super::{deployment, hpa, pdb, service};
 use crate::crd::{
     AutoscalingSpec, IrisClass, ModelStatus, ServiceSpec, ServiceType, Task, TrainingSpec,
 };
-use crate::resolve::{resources_or_default, Resolved, ResolvedSource};
+use crate::reconcile::resolve::{resources_or_default, Resolved, ResolvedSource};
 
 fn owner() -> OwnerReference {
     OwnerReference {
@@ -595,11 +595,11 @@ fn disruption_budget_from_two_replicas() {
 #[test]
 fn selector_string_is_the_scale_subresource_selector() {
     assert_eq!(
-        super::selector_string("iris"),
+        crate::names::selector_string("iris"),
         "app.kubernetes.io/instance=iris,app.kubernetes.io/name=model-server"
     );
     assert_eq!(
-        super::endpoint("iris", "ml", 5001, "cluster.local"),
+        crate::reconcile::resolve::endpoint("iris", "ml", 5001, "cluster.local"),
         "http://iris.ml.svc.cluster.local:5001"
     );
 }

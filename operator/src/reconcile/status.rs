@@ -5,42 +5,42 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::builders::{selector_string, MODEL_HASH_ANNOTATION};
-use crate::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
-use crate::resolve::Resolved;
-use crate::rootcause::{bound, pod_failure, PodEvents};
+use crate::names::{selector_string, MODEL_HASH_ANNOTATION};
+use crate::reconcile::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
+use crate::reconcile::resolve::Resolved;
+use crate::reconcile::rootcause::{bound, pod_failure, PodEvents};
 
 /// Reason of Ready=True.
-pub const REASON_READY: &str = "Ready";
+pub(crate) const REASON_READY: &str = "Ready";
 /// Reason while pods of the current version are starting or replacing old ones.
-pub const REASON_ROLLING_OUT: &str = "RollingOut";
+pub(crate) const REASON_ROLLING_OUT: &str = "RollingOut";
 /// Reason of Progressing=False once the rollout is done.
-pub const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
+pub(crate) const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
 /// Reason of Ready=False with zero replicas.
-pub const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
+pub(crate) const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
 /// Reason of Degraded=False.
-pub const REASON_AS_EXPECTED: &str = "AsExpected";
+pub(crate) const REASON_AS_EXPECTED: &str = "AsExpected";
 
 /// What the Deployment reports about its rollout.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rollout {
+pub(crate) struct Rollout {
     /// Pods the Deployment wants.
-    pub desired: i32,
-    pub replicas: i32,
-    pub ready: i32,
-    pub updated: i32,
-    pub available: i32,
+    pub(crate) desired: i32,
+    pub(crate) replicas: i32,
+    pub(crate) ready: i32,
+    pub(crate) updated: i32,
+    pub(crate) available: i32,
     /// The controller has seen the current spec, all pods run it, no old pod is left, and all
     /// are available.
-    pub complete: bool,
+    pub(crate) complete: bool,
     /// A Deployment condition that will not fix itself (deadline exceeded, replica failure).
-    pub failure: Option<(String, String)>,
+    pub(crate) failure: Option<(String, String)>,
 }
 
 /// Reads the rollout state of a Deployment as written by the Deployment controller.
-pub fn rollout(deployment: &Deployment) -> Rollout {
+pub(crate) fn rollout(deployment: &Deployment) -> Rollout {
     let desired = deployment
         .spec
         .as_ref()
@@ -83,7 +83,7 @@ pub fn rollout(deployment: &Deployment) -> Rollout {
 }
 
 /// The current pod-template hash of a Deployment.
-pub fn template_hash(deployment: &Deployment) -> Option<&str> {
+pub(crate) fn template_hash(deployment: &Deployment) -> Option<&str> {
     deployment
         .spec
         .as_ref()?
@@ -97,17 +97,17 @@ pub fn template_hash(deployment: &Deployment) -> Option<&str> {
 }
 
 /// The observations the status is derived from.
-pub struct Observed<'a> {
+pub(crate) struct Observed<'a> {
     /// The Deployment as the API server has it (after this reconcile's apply).
-    pub deployment: Option<&'a Deployment>,
+    pub(crate) deployment: Option<&'a Deployment>,
     /// Pods selected by the IrisModel's selector (empty when they were not listed).
-    pub pods: &'a [Pod],
+    pub(crate) pods: &'a [Pod],
     /// Warning Events of the pods that are not ready (empty when they were not read).
-    pub events: &'a PodEvents,
+    pub(crate) events: &'a PodEvents,
 }
 
 /// The status of a served IrisModel.
-pub fn served(
+pub(crate) fn served(
     model: &IrisModel,
     resolved: &Resolved,
     observed: &Observed<'_>,
@@ -196,7 +196,7 @@ pub fn served(
 
 /// The status of an IrisModel that cannot be served as specified: Ready=False with the error's
 /// category as reason. Counts still describe the pods that run (an older version may serve).
-pub fn failed(
+pub(crate) fn failed(
     model: &IrisModel,
     error: &Error,
     deployment: Option<&Deployment>,

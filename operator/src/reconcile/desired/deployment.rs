@@ -15,28 +15,27 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::{
-    child_meta, labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME,
-};
+use super::child_meta;
 use crate::crd::Task;
-use crate::resolve::{Resolved, ResolvedSource};
+use crate::names::{labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME};
+use crate::reconcile::resolve::{Resolved, ResolvedSource};
 
 /// The uid and gid the model-server image runs as (distroless "nonroot").
-pub const RUN_AS: i64 = 65532;
+pub(crate) const RUN_AS: i64 = 65532;
 /// Where a ConfigMap source is mounted.
-pub const MODELS_DIR: &str = "/models";
+pub(crate) const MODELS_DIR: &str = "/models";
 /// Name of the model-server container.
-pub const CONTAINER_NAME: &str = "model-server";
+pub(crate) const CONTAINER_NAME: &str = "model-server";
 const MODEL_VOLUME: &str = "model";
 /// Seconds a terminating pod keeps accepting requests (within the 30s grace period).
-pub const SHUTDOWN_DELAY_SECONDS: u32 = 5;
+pub(crate) const SHUTDOWN_DELAY_SECONDS: u32 = 5;
 /// The namespaced ("safe") sysctl that lets a non-root process bind ports from its value up.
-pub const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
+pub(crate) const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
 /// Ports below this one need the sysctl (or a capability the non-root server cannot use).
 const FIRST_UNPRIVILEGED_PORT: i32 = 1024;
 
 /// Builds the Deployment of the model server.
-pub fn build(resolved: &Resolved) -> Deployment {
+pub(crate) fn build(resolved: &Resolved) -> Deployment {
     let mut template = pod_template(resolved);
     let hash = model_hash(&template, resolved);
     template
@@ -73,7 +72,7 @@ pub fn build(resolved: &Resolved) -> Deployment {
 /// Hash of everything that shapes the pods: the template itself (image, model flags, port,
 /// resources, scheduling) and the artifact bytes of a ConfigMap source, whose change would
 /// otherwise not reach running pods. Labels of the IrisModel are not in it.
-pub fn model_hash(template: &PodTemplateSpec, resolved: &Resolved) -> String {
+pub(crate) fn model_hash(template: &PodTemplateSpec, resolved: &Resolved) -> String {
     let mut hasher = Sha256::new();
     // Serialising k8s-openapi types cannot fail (string keys, no non-finite floats).
     hasher.update(serde_json::to_vec(template).unwrap_or_default());
@@ -218,7 +217,7 @@ fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
 }
 
 /// The model server's configuration, as the environment variables it reads.
-pub fn env(resolved: &Resolved) -> Vec<EnvVar> {
+pub(crate) fn env(resolved: &Resolved) -> Vec<EnvVar> {
     let mut env = vec![
         env_var(env::MODEL_NAME, resolved.name.clone()),
         env_var(env::PORT, resolved.port.to_string()),

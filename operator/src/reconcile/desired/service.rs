@@ -3,13 +3,14 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, selector_labels, GRPC_PORT_NAME, PORT_NAME};
+use super::child_meta;
 use crate::crd::ServiceType;
-use crate::resolve::Resolved;
+use crate::names::{selector_labels, GRPC_PORT_NAME, PORT_NAME};
+use crate::reconcile::resolve::Resolved;
 
 /// Builds the Service, of the requested type: port `http` on `spec.port` (with the node port
 /// asked for) and port `grpc` on `spec.grpcPort`, each with its application protocol.
-pub fn build(resolved: &Resolved) -> Service {
+pub(crate) fn build(resolved: &Resolved) -> Service {
     let node_port = match resolved.service.type_ {
         ServiceType::ClusterIP => None,
         ServiceType::NodePort | ServiceType::LoadBalancer => resolved.service.node_port,

@@ -8,10 +8,10 @@ use k8s_openapi::api::autoscaling::v2::{
 use kube::Resource;
 
 use super::child_meta;
-use crate::resolve::Resolved;
+use crate::reconcile::resolve::Resolved;
 
 /// Builds the autoscaler of the Deployment, or None when autoscaling is not requested.
-pub fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
+pub(crate) fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
     let autoscaling = resolved.autoscaling.as_ref()?;
     Some(HorizontalPodAutoscaler {
         metadata: child_meta(resolved),

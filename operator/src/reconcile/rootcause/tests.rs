@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::conditions::at;
+use crate::reconcile::conditions::at;
 
 const HASH: &str = "h1";
 

@@ -4,23 +4,23 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The model answers requests: the current version's pods are all available.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// A rollout of the current version is under way.
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const PROGRESSING: &str = "Progressing";
 /// Something needs attention: pods of the current version fail, or the spec cannot be served.
-pub const DEGRADED: &str = "Degraded";
+pub(crate) const DEGRADED: &str = "Degraded";
 
 /// A condition without its transition time: what the operator decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+pub(crate) struct Verdict {
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl Verdict {
-    pub fn new(
+    pub(crate) fn new(
         type_: &'static str,
         status: bool,
         reason: impl Into<String>,
@@ -44,18 +44,13 @@ fn status_str(status: bool) -> &'static str {
 }
 
 /// Finds a condition by type.
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+pub(crate) fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// Whether a condition of this type is present with status True.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == "True")
 }
 
 /// Turns verdicts into conditions, keeping each previous lastTransitionTime when the status of
 /// that type did not change, so an unchanged verdict yields an identical condition.
-pub fn merge(
+pub(crate) fn merge(
     previous: &[Condition],
     verdicts: Vec<Verdict>,
     generation: Option<i64>,
@@ -79,18 +74,6 @@ pub fn merge(
             }
         })
         .collect()
-}
-
-/// Whether two condition lists say the same, ignoring transition times.
-pub fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.type_ == y.type_
-                && x.status == y.status
-                && x.reason == y.reason
-                && x.message == y.message
-                && x.observed_generation == y.observed_generation
-        })
 }
 
 /// A fixed instant, `secs` after the epoch, for tests of transition times.
@@ -131,31 +114,5 @@ mod tests {
         assert_eq!(flipped[0].last_transition_time, at(300));
         assert_eq!(flipped[0].status, "True");
         assert_eq!(flipped[0].observed_generation, Some(2));
-    }
-
-    #[test]
-    fn comparison_ignores_transition_time_only() {
-        let a = merge(
-            &[],
-            vec![Verdict::new(READY, true, "Ready", "ok")],
-            Some(1),
-            &at(1),
-        );
-        let b = merge(
-            &[],
-            vec![Verdict::new(READY, true, "Ready", "ok")],
-            Some(1),
-            &at(2),
-        );
-        assert!(same_ignoring_time(&a, &b));
-        let c = merge(
-            &[],
-            vec![Verdict::new(READY, true, "Ready", "ok")],
-            Some(2),
-            &at(1),
-        );
-        assert!(!same_ignoring_time(&a, &c));
-        assert!(is_true(&a, READY));
-        assert!(!is_true(&a, DEGRADED));
     }
 }

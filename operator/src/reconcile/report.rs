@@ -1,21 +1,25 @@
-//! Telling the user: the status (written only when it changed) and Events.
+//! Telling the user, in one place: the status (written only when it changed), Events on its
+//! transitions, and errors mapped to the status and a Warning Event.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::Resource;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::builders::MANAGER;
-use crate::conditions::{find, DEGRADED, READY};
-use crate::controller::{object_key, Context};
+use crate::context::{object_key, Context};
 use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
-use crate::resolve::name_and_namespace;
+use crate::metrics::{Operation, Written};
+use crate::names::MANAGER;
+use crate::reconcile::conditions::{find, DEGRADED, READY};
+use crate::reconcile::resolve::name_and_namespace;
+use crate::reconcile::status;
 
 /// Writes the status when it changed, and tells the user about transitions with Events.
-pub async fn publish_status(
+pub(crate) async fn publish_status(
     model: &IrisModel,
     status: IrisModelStatus,
     ctx: &Context,
@@ -33,9 +37,36 @@ pub async fn publish_status(
     Ok(())
 }
 
+/// Reports an error the user must fix (or a child the API server refused) in the status
+/// (Ready=False with the error's category) and as a Warning Event; other errors are only
+/// retried. The error goes on to the backoff either way.
+pub(crate) async fn failure(
+    model: &IrisModel,
+    error: Error,
+    deployment: Option<&Deployment>,
+    ctx: &Context,
+    now: &Time,
+) -> Error {
+    if error.reported_in_status() {
+        let status = status::failed(model, &error, deployment, now);
+        if let Err(write_error) = write_status(model, &status, ctx).await {
+            return write_error;
+        }
+        publish_event(
+            model,
+            ctx,
+            EventType::Warning,
+            error.category(),
+            error.to_string(),
+        )
+        .await;
+    }
+    error
+}
+
 /// The Event a change of the Ready condition deserves: Normal when it turns Ready, Warning
 /// when it turns Degraded.
-pub fn transition_event(
+pub(crate) fn transition_event(
     previous: &[Condition],
     current: &[Condition],
 ) -> Option<(EventType, String, String)> {
@@ -55,7 +86,7 @@ pub fn transition_event(
     ))
 }
 
-pub async fn write_status(
+pub(crate) async fn write_status(
     model: &IrisModel,
     status: &IrisModelStatus,
     ctx: &Context,
@@ -77,7 +108,7 @@ pub async fn write_status(
     )
     .await
     .map_err(Error::kube("status patch"))?;
-    ctx.metrics.write("IrisModelStatus", "apply");
+    ctx.metrics.write(Written::Status, Operation::Apply);
     let ready = find(&status.conditions, READY);
     info!(
         irismodel = %format!("{namespace}/{name}"),
@@ -89,7 +120,7 @@ pub async fn write_status(
 }
 
 /// Publishes an Event; a failure to do so is logged, never fatal.
-pub async fn publish_event(
+pub(crate) async fn publish_event(
     model: &IrisModel,
     ctx: &Context,
     type_: EventType,
@@ -104,7 +135,7 @@ pub async fn publish_event(
         secondary: None,
     };
     match ctx.recorder.publish(&event, &model.object_ref(&())).await {
-        Ok(()) => ctx.metrics.write("Event", "create"),
+        Ok(()) => ctx.metrics.write(Written::Event, Operation::Create),
         Err(e) => warn!(irismodel = %object_key(model), "could not publish event: {e}"),
     }
 }
@@ -112,7 +143,7 @@ pub async fn publish_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{at, merge, Verdict};
+    use crate::reconcile::conditions::{at, merge, Verdict};
 
     #[test]
     fn events_on_transitions_only() {

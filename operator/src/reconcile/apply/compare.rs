@@ -1,27 +1,21 @@
-//! The apply step: server-side apply of each child under one field manager, skipped when the
-//! object in the cluster already is what we would apply, so an unchanged reconcile writes
-//! nothing.
+//! Whether a child in the cluster already is what the operator would apply: the applied-hash
+//! annotation, and a comparison of the fields the operator sets (quantities by value).
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, GetParams, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::Resource;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::builders::MANAGER;
 use crate::error::Error;
 
 /// Annotation on each child: hash of the object as last applied by the operator. A field the
 /// operator stops setting changes the hash, which a comparison of fields alone would miss.
-pub const APPLIED_HASH_ANNOTATION: &str = "serving.iris.dev/applied-hash";
+pub(crate) const APPLIED_HASH_ANNOTATION: &str = "serving.iris.dev/applied-hash";
 
 /// Stamps the applied-hash annotation on a desired object.
-pub fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
+pub(crate) fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
     let hash = hex::encode(Sha256::digest(serde_json::to_vec(&desired)?));
     desired
         .meta_mut()
@@ -34,7 +28,7 @@ pub fn stamp<K: Resource + Serialize>(mut desired: K) -> Result<K, Error> {
 /// Whether `actual` already holds every field of `desired` with the same value. Fields the API
 /// server adds (defaults, status, managedFields) are ignored; an empty list, map or null in
 /// `desired` matches an absent field, since the API server drops those.
-pub fn contains(actual: Option<&Value>, desired: &Value) -> bool {
+pub(crate) fn contains(actual: Option<&Value>, desired: &Value) -> bool {
     match (actual, desired) {
         (None | Some(Value::Null), d) => is_empty(d),
         (Some(Value::Object(a)), Value::Object(d)) => d.iter().all(|(k, dv)| {
@@ -69,7 +63,7 @@ fn same_quantities(actual: Option<&Value>, desired: &Value) -> bool {
 }
 
 /// The value of a Kubernetes resource quantity ("500m", "1.5Gi", "2e3"), approximately.
-pub fn quantity(text: &str) -> Option<f64> {
+pub(crate) fn quantity(text: &str) -> Option<f64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
@@ -107,96 +101,6 @@ fn is_empty(v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
         _ => false,
-    }
-}
-
-/// Whether the object is controlled by the owner (same uid).
-pub fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
-    obj.owner_references()
-        .iter()
-        .any(|r| r.controller == Some(true) && r.uid == owner.uid)
-}
-
-/// The result of bringing one child to its desired state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Already as desired: no request sent.
-    Unchanged,
-    /// Written with server-side apply.
-    Applied,
-    /// Removed because it is no longer wanted.
-    Deleted,
-    /// Neither wanted nor present.
-    Absent,
-}
-
-/// Applies `desired` unless `observed` already matches it (or `force` asks for it anyway).
-/// Returns the object as the API server now has it.
-pub async fn apply<K>(
-    api: &Api<K>,
-    desired: K,
-    observed: Option<&K>,
-    force: bool,
-) -> Result<(K, Outcome), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
-{
-    let desired = stamp(desired)?;
-    if let Some(observed) = observed {
-        if !force
-            && contains(
-                Some(&serde_json::to_value(observed)?),
-                &serde_json::to_value(&desired)?,
-            )
-        {
-            return Ok((observed.clone(), Outcome::Unchanged));
-        }
-    }
-    let name = desired.name_any();
-    let params = PatchParams::apply(MANAGER).force();
-    let applied = api
-        .patch(&name, &params, &Patch::Apply(&desired))
-        .await
-        .map_err(|source| Error::Apply {
-            kind: K::kind(&()).to_string(),
-            source,
-        })?;
-    Ok((applied, Outcome::Applied))
-}
-
-/// Deletes a child that is no longer wanted, if it exists.
-pub async fn delete_stale<K>(api: &Api<K>, observed: Option<&K>) -> Result<Outcome, Error>
-where
-    K: Resource + Clone + Debug + DeserializeOwned,
-{
-    let Some(observed) = observed else {
-        return Ok(Outcome::Absent);
-    };
-    let params = DeleteParams {
-        preconditions: observed.uid().map(|uid| kube::api::Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&observed.name_any(), &params).await {
-        Ok(_) => Ok(Outcome::Deleted),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Outcome::Absent),
-        Err(e) => Err(Error::kube("delete")(e)),
-    }
-}
-
-/// Reads an object, None when it does not exist. Served from the API server's watch cache
-/// (resourceVersion "0") rather than by a quorum read of etcd: the operator reacts to watch
-/// events, which come from that same cache.
-pub async fn get<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
-where
-    K: Resource + Clone + Debug + DeserializeOwned,
-{
-    match api.get_with(name, &GetParams::any()).await {
-        Ok(object) => Ok(Some(object)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(Error::kube("get")(e)),
     }
 }
 

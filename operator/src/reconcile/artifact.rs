@@ -11,15 +11,15 @@ use crate::crd::{IrisClass, Task, TrainingSpec};
 
 /// Digest and held-out accuracy of a model.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ModelFacts {
+pub(crate) struct ModelFacts {
     /// sha256 digest of the artifact's canonical form.
-    pub digest: String,
+    pub(crate) digest: String,
     /// Accuracy on the held-out data.
-    pub accuracy: f64,
+    pub(crate) accuracy: f64,
 }
 
 /// Converts the API's task into the model server's.
-pub fn server_task(task: Task) -> iris_model::Task {
+pub(crate) fn server_task(task: Task) -> iris_model::Task {
     match task {
         Task::Binary => iris_model::Task::Binary,
         Task::Multiclass => iris_model::Task::Multiclass,
@@ -35,7 +35,7 @@ fn server_class(class: IrisClass) -> iris_model::IrisClass {
 }
 
 /// The parameters the server is started with for a builtin model.
-pub fn training_params(
+pub(crate) fn training_params(
     task: Task,
     positive_class: Option<IrisClass>,
     training: &TrainingSpec,
@@ -60,13 +60,13 @@ type Cell = Arc<OnceLock<Result<ModelFacts, String>>>;
 
 /// Remembers the facts of builtin models by their training parameters.
 #[derive(Default)]
-pub struct BuiltinCache {
+pub(crate) struct BuiltinCache {
     entries: Mutex<HashMap<String, Cell>>,
 }
 
 impl BuiltinCache {
     /// Trains the builtin model (or recalls it) and returns its digest and accuracy.
-    pub fn facts(
+    pub(crate) fn facts(
         &self,
         task: Task,
         positive_class: Option<IrisClass>,
@@ -112,7 +112,7 @@ impl BuiltinCache {
 
 /// Parses an artifact and checks it serves the requested task (and positive class, when the
 /// spec names one).
-pub fn check_artifact(
+pub(crate) fn check_artifact(
     content: &str,
     task: Task,
     positive_class: Option<IrisClass>,
@@ -148,6 +148,6 @@ pub fn check_artifact(
 }
 
 /// sha256 of raw content, hex-encoded: a change of the bytes rolls the pods.
-pub fn content_hash(content: &[u8]) -> String {
+pub(crate) fn content_hash(content: &[u8]) -> String {
     hex::encode(Sha256::digest(content))
 }

@@ -8,33 +8,16 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
+use crate::context::Settings;
 use crate::crd::{
     AutoscalingSpec, IrisClass, IrisModel, ModelStatus, ServiceSpec, Task, TrainingSpec,
 };
 use crate::error::Error;
-
-/// Operator-wide settings the builders need.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Model-server image used when `spec.image` is empty.
-    pub default_image: String,
-    /// DNS domain of the cluster, for `status.endpoint`.
-    pub cluster_domain: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            default_image: "iris-operator/model-server:0.1.0".to_string(),
-            cluster_domain: "cluster.local".to_string(),
-        }
-    }
-}
+use crate::reconcile::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
 
 /// Where the pods get the model from.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ResolvedSource {
+pub(crate) enum ResolvedSource {
     /// Trained at start-up with these hyper-parameters.
     Builtin(TrainingSpec),
     /// An artifact in a ConfigMap, mounted as a file.
@@ -50,36 +33,36 @@ pub enum ResolvedSource {
 
 /// A validated IrisModel, ready for the builders.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Resolved {
-    pub name: String,
-    pub namespace: String,
+pub(crate) struct Resolved {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
     /// metadata.generation, copied into status.observedGeneration and the conditions.
-    pub generation: Option<i64>,
+    pub(crate) generation: Option<i64>,
     /// Reference to the IrisModel (made a controller reference on each child).
-    pub owner: OwnerReference,
-    pub image: String,
-    pub port: i32,
-    pub grpc_port: i32,
-    pub task: Task,
-    pub positive_class: Option<IrisClass>,
-    pub source: ResolvedSource,
+    pub(crate) owner: OwnerReference,
+    pub(crate) image: String,
+    pub(crate) port: i32,
+    pub(crate) grpc_port: i32,
+    pub(crate) task: Task,
+    pub(crate) positive_class: Option<IrisClass>,
+    pub(crate) source: ResolvedSource,
     /// Replicas of the Deployment; None when an autoscaler owns the count.
-    pub replicas: Option<i32>,
-    pub autoscaling: Option<AutoscalingSpec>,
-    pub service: ServiceSpec,
-    pub resources: ResourceRequirements,
-    pub node_selector: Option<BTreeMap<String, String>>,
-    pub tolerations: Option<Vec<Toleration>>,
-    pub affinity: Option<Affinity>,
+    pub(crate) replicas: Option<i32>,
+    pub(crate) autoscaling: Option<AutoscalingSpec>,
+    pub(crate) service: ServiceSpec,
+    pub(crate) resources: ResourceRequirements,
+    pub(crate) node_selector: Option<BTreeMap<String, String>>,
+    pub(crate) tolerations: Option<Vec<Toleration>>,
+    pub(crate) affinity: Option<Affinity>,
     /// What status.model reports.
-    pub model_status: ModelStatus,
+    pub(crate) model_status: ModelStatus,
     /// status.endpoint.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Resolved {
     /// Pods the IrisModel asks for at least: the replicas, or the autoscaler's minimum.
-    pub fn min_replicas(&self) -> i32 {
+    pub(crate) fn min_replicas(&self) -> i32 {
         match (&self.autoscaling, self.replicas) {
             (Some(autoscaling), _) => autoscaling.min_replicas,
             (None, Some(replicas)) => replicas,
@@ -89,7 +72,7 @@ impl Resolved {
 }
 
 /// Name and namespace of an IrisModel, or the error saying which is missing.
-pub fn name_and_namespace(model: &IrisModel) -> Result<(String, String), Error> {
+pub(crate) fn name_and_namespace(model: &IrisModel) -> Result<(String, String), Error> {
     let name = model
         .meta()
         .name
@@ -105,7 +88,7 @@ pub fn name_and_namespace(model: &IrisModel) -> Result<(String, String), Error> 
 ///
 /// `config_map` is the ConfigMap named by a configMap source as read from the API (None when it
 /// does not exist); it is ignored for the other sources.
-pub fn resolve(
+pub(crate) fn resolve(
     model: &IrisModel,
     settings: &Settings,
     config_map: Option<&ConfigMap>,
@@ -192,8 +175,7 @@ pub fn resolve(
         Some(image) if !image.is_empty() => image.to_string(),
         _ => settings.default_image.clone(),
     };
-    let endpoint =
-        crate::builders::endpoint(&name, &namespace, spec.port, &settings.cluster_domain);
+    let endpoint = endpoint(&name, &namespace, spec.port, &settings.cluster_domain);
     let (digest, accuracy) = match facts {
         Some(ModelFacts { digest, accuracy }) => (Some(digest), Some(accuracy)),
         None => (None, None),
@@ -243,7 +225,9 @@ fn config_map_value(cm: &ConfigMap, key: &str) -> Option<Vec<u8>> {
 
 /// The user's resources, or small defaults when none are given: the server holds a model of a
 /// few hundred bytes and answers in microseconds.
-pub fn resources_or_default(resources: Option<&ResourceRequirements>) -> ResourceRequirements {
+pub(crate) fn resources_or_default(
+    resources: Option<&ResourceRequirements>,
+) -> ResourceRequirements {
     let empty = |r: &&ResourceRequirements| {
         r.requests.as_ref().is_none_or(BTreeMap::is_empty)
             && r.limits.as_ref().is_none_or(BTreeMap::is_empty)
@@ -263,6 +247,11 @@ pub fn resources_or_default(resources: Option<&ResourceRequirements>) -> Resourc
             claims: None,
         },
     }
+}
+
+/// The pods' URL inside the cluster.
+pub(crate) fn endpoint(name: &str, namespace: &str, port: i32, cluster_domain: &str) -> String {
+    format!("http://{name}.{namespace}.svc.{cluster_domain}:{port}")
 }
 
 #[cfg(test)]
@@ -348,7 +337,7 @@ mod tests {
             ResolvedSource::ConfigMap {
                 name: "iris-model".into(),
                 key: "model.json".into(),
-                content_hash: crate::artifact::content_hash(content.as_bytes()),
+                content_hash: crate::reconcile::artifact::content_hash(content.as_bytes()),
             }
         );
 

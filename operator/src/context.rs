@@ -1,0 +1,103 @@
+//! What every reconcile shares: the client, the settings, the Event recorder, the metrics, the
+//! cache of trained builtin models and the per-model failure counts of the backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, ResourceExt};
+
+use crate::crd::IrisModel;
+use crate::metrics::Metrics;
+use crate::names::MANAGER;
+use crate::reconcile::artifact::BuiltinCache;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) recorder: Recorder,
+    pub(crate) metrics: Metrics,
+    pub(crate) builtin: BuiltinCache,
+    failures: Mutex<HashMap<String, u32>>,
+    /// The time of a reconcile: condition transitions and how long a model has not been Ready
+    /// are measured on it. The system clock, fixed in tests.
+    clock: Clock,
+}
+
+/// Where a reconcile takes the time from.
+pub(crate) type Clock = Arc<dyn Fn() -> Time + Send + Sync>;
+
+impl Context {
+    /// A context publishing Events as `iris-operator` (and `instance`, e.g. the pod name).
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            builtin: BuiltinCache::default(),
+            failures: Mutex::new(HashMap::new()),
+            clock: Arc::new(|| Time(Timestamp::now())),
+        }
+    }
+
+    /// The same context reading the time from `clock`.
+    #[cfg(test)]
+    pub(crate) fn with_clock(self, clock: impl Fn() -> Time + Send + Sync + 'static) -> Self {
+        Self {
+            clock: Arc::new(clock),
+            ..self
+        }
+    }
+
+    /// The time now.
+    pub(crate) fn now(&self) -> Time {
+        (self.clock)()
+    }
+
+    /// Failed reconciles in a row, by [`object_key`].
+    pub(crate) fn failures(&self) -> MutexGuard<'_, HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Operator-wide settings the builders need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Model-server image used when `spec.image` is empty.
+    pub default_image: String,
+    /// DNS domain of the cluster, for `status.endpoint`.
+    pub cluster_domain: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_image: "iris-operator/model-server:0.1.0".to_string(),
+            cluster_domain: "cluster.local".to_string(),
+        }
+    }
+}
+
+/// `namespace/name` of an IrisModel, for logs and the failure counts.
+pub(crate) fn object_key(model: &IrisModel) -> String {
+    format!(
+        "{}/{}",
+        model.namespace().unwrap_or_default(),
+        model.name_any()
+    )
+}

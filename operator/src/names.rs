@@ -1,0 +1,54 @@
+//! The names the operator stamps on everything and looks for everywhere: its field manager,
+//! labels, selectors, annotations and port names.
+
+use std::collections::BTreeMap;
+
+/// `app.kubernetes.io/name` of everything the operator creates.
+pub(crate) const APP_NAME: &str = "model-server";
+/// Field manager of every server-side apply, and `app.kubernetes.io/managed-by`.
+pub(crate) const MANAGER: &str = "iris-operator";
+/// Label selector of the children the operator watches (and only those).
+pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=iris-operator";
+/// Pod-template annotation with the hash of everything that shapes the pods.
+pub(crate) const MODEL_HASH_ANNOTATION: &str = "serving.iris.dev/model-hash";
+/// Name of the HTTP container port and Service port (also their application protocol).
+pub(crate) const PORT_NAME: &str = "http";
+/// Name of the gRPC container port and Service port (also their application protocol).
+pub(crate) const GRPC_PORT_NAME: &str = "grpc";
+
+/// The labels that select an IrisModel's pods (Deployment, Service, PDB selectors).
+pub(crate) fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/instance".to_string(), name.to_string()),
+        ("app.kubernetes.io/name".to_string(), APP_NAME.to_string()),
+    ])
+}
+
+/// The selector labels as a label-selector string, for the scale subresource and pod lists.
+pub(crate) fn selector_string(name: &str) -> String {
+    selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// All standard labels of a child object and of the pods.
+pub(crate) fn labels(name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(name);
+    labels.extend([
+        (
+            "app.kubernetes.io/component".to_string(),
+            "predictor".to_string(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "iris-operator".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGER.to_string(),
+        ),
+    ]);
+    labels
+}

@@ -1,0 +1,87 @@
+//! The build step: every object an IrisModel owns, from the resolved inputs. Pure (no
+//! client), one builder per child kind, so tests compare whole objects.
+
+pub(crate) mod deployment;
+pub(crate) mod hpa;
+pub(crate) mod pdb;
+pub(crate) mod service;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use crate::names::labels;
+use crate::reconcile::resolve::Resolved;
+
+/// The whole desired set of children; an optional child that is None must not exist.
+pub(crate) struct Desired {
+    pub(crate) deployment: Deployment,
+    pub(crate) service: Service,
+    pub(crate) hpa: Option<HorizontalPodAutoscaler>,
+    pub(crate) pdb: Option<PodDisruptionBudget>,
+}
+
+/// The kinds of object an IrisModel owns: the one list the apply step and the write metrics
+/// go by, so a new child kind cannot be missed by either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ChildKind {
+    Deployment,
+    Service,
+    HorizontalPodAutoscaler,
+    PodDisruptionBudget,
+}
+
+impl ChildKind {
+    pub(crate) const ALL: [ChildKind; 4] = [
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::HorizontalPodAutoscaler,
+        ChildKind::PodDisruptionBudget,
+    ];
+
+    /// The API kind, e.g. `Deployment`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => <Deployment as k8s_openapi::Resource>::KIND,
+            ChildKind::Service => <Service as k8s_openapi::Resource>::KIND,
+            ChildKind::HorizontalPodAutoscaler => {
+                <HorizontalPodAutoscaler as k8s_openapi::Resource>::KIND
+            }
+            ChildKind::PodDisruptionBudget => <PodDisruptionBudget as k8s_openapi::Resource>::KIND,
+        }
+    }
+}
+
+/// Builds every child of the resolved IrisModel.
+pub(crate) fn build(resolved: &Resolved) -> Desired {
+    Desired {
+        deployment: deployment::build(resolved),
+        service: service::build(resolved),
+        hpa: hpa::build(resolved),
+        pdb: pdb::build(resolved),
+    }
+}
+
+/// Metadata of a child: same name and namespace as the IrisModel, standard labels, and the
+/// controller owner reference (so deleting the IrisModel garbage-collects the child).
+pub(crate) fn child_meta(resolved: &Resolved) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(resolved.name.clone()),
+        namespace: Some(resolved.namespace.clone()),
+        labels: Some(labels(&resolved.name)),
+        owner_references: Some(vec![owner_reference(&resolved.owner)]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn owner_reference(owner: &OwnerReference) -> OwnerReference {
+    OwnerReference {
+        controller: Some(true),
+        ..owner.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! The reconcile of an IrisModel, one straight chain:
+//! observe -> resolve -> build the desired children -> apply -> status, and errors reported in
+//! one place. Each step is a module with its own input and output.
+
+pub(crate) mod apply;
+pub(crate) mod artifact;
+pub(crate) mod conditions;
+pub(crate) mod desired;
+pub(crate) mod observe;
+pub(crate) mod report;
+pub(crate) mod resolve;
+pub(crate) mod rootcause;
+pub(crate) mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::controller::Action;
+use tracing::{debug, warn};
+
+use crate::context::{object_key, Context};
+use crate::crd::{IrisModel, IrisModelStatus};
+use crate::error::{backoff, Error};
+use conditions::{find, READY};
+use observe::Observed;
+
+/// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
+pub(crate) const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// First requeue while an IrisModel is not Ready. Pods are not watched (Deployment changes are),
+/// so a pod that starts failing is only seen by looking again.
+pub(crate) const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
+/// Longest requeue while not Ready: a model stuck for minutes is looked at twice a minute, so
+/// a pod failure Kubernetes reports shows in the status within 30s.
+pub(crate) const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(30);
+
+/// Reconciles one IrisModel. Errors go to [`error_policy`], which backs off.
+pub(crate) async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started();
+    let result = reconcile_model(&model, &ctx).await;
+    if result.is_ok() {
+        ctx.failures().remove(&object_key(&model));
+    }
+    result
+}
+
+/// Backs off exponentially per IrisModel; the watches still trigger a reconcile as soon as the
+/// IrisModel or a ConfigMap it names changes, so a fix is picked up at once.
+pub(crate) fn error_policy(model: Arc<IrisModel>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error.category());
+    let failures = {
+        let mut failures = ctx.failures();
+        let count = failures.entry(object_key(&model)).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = backoff(failures);
+    warn!(
+        irismodel = %object_key(&model),
+        category = error.category(),
+        retry_in_s = delay.as_secs(),
+        "reconcile failed: {error}"
+    );
+    Action::requeue(delay)
+}
+
+/// The driver: observe, then converge; the status is published, or the error reported.
+async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Error> {
+    let (name, namespace) = resolve::name_and_namespace(model)?;
+    if model.metadata.deletion_timestamp.is_some() {
+        // Being deleted: garbage collection removes the children; applying them again would
+        // fight it (foreground deletion keeps the IrisModel around until they are gone).
+        return Ok(Action::await_change());
+    }
+    debug!(irismodel = %format!("{namespace}/{name}"), "reconciling");
+    let observed = observe::children(&ctx.client, model, &name, &namespace).await?;
+    let now = ctx.now();
+    match converge(model, &observed, ctx, &now).await {
+        Ok(status) => {
+            let action = requeue_after(&status.conditions, &now);
+            report::publish_status(model, status, ctx).await?;
+            Ok(action)
+        }
+        Err(error) => {
+            let deployment = observed.deployment.as_ref();
+            Err(report::failure(model, error, deployment, ctx, &now).await)
+        }
+    }
+}
+
+/// resolve -> build -> apply -> status: the status the IrisModel should have.
+async fn converge(
+    model: &IrisModel,
+    observed: &Observed,
+    ctx: &Context,
+    now: &Time,
+) -> Result<IrisModelStatus, Error> {
+    let resolved = resolve::resolve(
+        model,
+        &ctx.settings,
+        observed.config_map.as_ref(),
+        &ctx.builtin,
+    )?;
+    let desired = desired::build(&resolved);
+    let deployment =
+        apply::children(&ctx.client, &resolved, desired, observed, &ctx.metrics).await?;
+    let (name, namespace) = (&resolved.name, &resolved.namespace);
+    let pods = observe::pods(&ctx.client, &deployment, name, namespace).await?;
+    let live = status::Observed {
+        deployment: Some(&deployment),
+        pods: &pods.pods,
+        events: &pods.events,
+    };
+    Ok(status::served(model, &resolved, &live, now))
+}
+
+/// When to look again: every 5 minutes when Ready; when not, after as long as it has not been
+/// Ready (5s to 30s): a failing pod is noticed within twice its onset, and hundreds of stuck
+/// models do not poll the API server every few seconds.
+pub(crate) fn requeue_after(conditions: &[Condition], now: &Time) -> Action {
+    let Some(ready) = find(conditions, READY) else {
+        return Action::requeue(REQUEUE_NOT_READY);
+    };
+    if ready.status == "True" {
+        return Action::requeue(REQUEUE_READY);
+    }
+    let since = now.0.duration_since(ready.last_transition_time.0);
+    let since = Duration::try_from(since).unwrap_or_default();
+    Action::requeue(since.clamp(REQUEUE_NOT_READY, REQUEUE_NOT_READY_MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::conditions::{at, merge, Verdict};
+
+    #[test]
+    fn requeue_slows_down_the_longer_a_model_is_not_ready() {
+        let not_ready = merge(
+            &[],
+            vec![Verdict::new(READY, false, "RollingOut", "")],
+            Some(1),
+            &at(1000),
+        );
+        let delay = |now| requeue_after(&not_ready, &at(now));
+        assert_eq!(delay(1000), Action::requeue(Duration::from_secs(5)));
+        assert_eq!(delay(1010), Action::requeue(Duration::from_secs(10)));
+        assert_eq!(delay(1020), Action::requeue(Duration::from_secs(20)));
+        assert_eq!(delay(5000), Action::requeue(Duration::from_secs(30)));
+        let ready = merge(
+            &[],
+            vec![Verdict::new(READY, true, "Ready", "")],
+            Some(1),
+            &at(1000),
+        );
+        assert_eq!(
+            requeue_after(&ready, &at(1001)),
+            Action::requeue(REQUEUE_READY)
+        );
+    }
+}

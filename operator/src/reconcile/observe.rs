@@ -1,0 +1,127 @@
+//! The observe step: what the cluster holds, read once. The children and the ConfigMap the
+//! model names are read before anything is decided; the pods and their Warning Events only
+//! after the apply, since which of them matter depends on the Deployment as applied.
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, GetParams, ListParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::crd::IrisModel;
+use crate::error::Error;
+use crate::names::selector_string;
+use crate::reconcile::rootcause::{self, PodEvents};
+use crate::reconcile::status;
+
+/// The objects an IrisModel names or owns, as read at the start of the reconcile.
+pub(crate) struct Observed {
+    /// The ConfigMap of a `configMap` source, None when absent or not named.
+    pub(crate) config_map: Option<ConfigMap>,
+    pub(crate) deployment: Option<Deployment>,
+    pub(crate) service: Option<Service>,
+    pub(crate) hpa: Option<HorizontalPodAutoscaler>,
+    pub(crate) pdb: Option<PodDisruptionBudget>,
+}
+
+/// Reads the ConfigMap the model names (if any) and the children, by GET.
+pub(crate) async fn children(
+    client: &Client,
+    model: &IrisModel,
+    name: &str,
+    namespace: &str,
+) -> Result<Observed, Error> {
+    let config_map = match &model.spec.model.source.config_map {
+        Some(source) => get(client, namespace, &source.name).await?,
+        None => None,
+    };
+    Ok(Observed {
+        config_map,
+        deployment: get(client, namespace, name).await?,
+        service: get(client, namespace, name).await?,
+        hpa: get(client, namespace, name).await?,
+        pdb: get(client, namespace, name).await?,
+    })
+}
+
+/// Reads an object, None when it does not exist. Served from the API server's watch cache
+/// (resourceVersion "0") rather than by a quorum read of etcd: the operator reacts to watch
+/// events, which come from that same cache.
+async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(object) => Ok(Some(object)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(Error::kube("get")(e)),
+    }
+}
+
+/// The pods of an IrisModel and the Warning Events of the few that are not ready.
+#[derive(Default)]
+pub(crate) struct Pods {
+    pub(crate) pods: Vec<Pod>,
+    pub(crate) events: PodEvents,
+}
+
+/// Pods are only listed while the rollout of the applied Deployment is incomplete, to explain
+/// why, and then the Warning Events of the few that are not ready.
+pub(crate) async fn pods(
+    client: &Client,
+    deployment: &Deployment,
+    name: &str,
+    namespace: &str,
+) -> Result<Pods, Error> {
+    if status::rollout(deployment).complete {
+        return Ok(Pods::default());
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(
+            &ListParams::default()
+                .labels(&selector_string(name))
+                .match_any(),
+        )
+        .await
+        .map_err(Error::kube("list pods"))?
+        .items;
+    let events = match status::template_hash(deployment) {
+        Some(hash) => pod_events(client, namespace, &pods, hash).await?,
+        None => PodEvents::new(),
+    };
+    Ok(Pods { pods, events })
+}
+
+/// The Warning Events of the not-ready pods of the current version (a few of them): one list
+/// per pod, by field selector and with a limit (which the watch cache would ignore, so these
+/// are read from etcd). No watch.
+async fn pod_events(
+    client: &Client,
+    namespace: &str,
+    pods: &[Pod],
+    current_hash: &str,
+) -> Result<PodEvents, Error> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let mut events = PodEvents::new();
+    for pod in rootcause::pods_to_explain(pods, current_hash) {
+        let list = api
+            .list(
+                &ListParams::default()
+                    .fields(&rootcause::event_selector(&pod))
+                    .limit(rootcause::MAX_EVENTS_PER_POD),
+            )
+            .await
+            .map_err(Error::kube("list pod events"))?;
+        events.insert(pod, list.items);
+    }
+    Ok(events)
+}
