@@ -110,7 +110,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let thread = std::thread::Builder::new()
             .name("grpc".to_owned())
             .spawn(move || -> std::io::Result<()> {
-                let rt = tokio::runtime::Builder::new_current_thread()
+                // One listener for gRPC (HTTP/2 multiplexes many calls on few connections, so
+                // per-worker SO_REUSEPORT listeners would leave workers idle): a work-stealing
+                // runtime with as many threads as the HTTP workers spreads the calls instead.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name("grpc")
                     .enable_all()
                     .build()?;
                 rt.block_on(async move {
