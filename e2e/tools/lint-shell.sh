@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck of every shell script in the repository: the *.sh files and the extensionless
+# Lints with shellcheck every shell script in the repository: the *.sh files and the extensionless
 # files whose first line is a shell shebang (.ci/run). Settings in .shellcheckrc (follow sourced
 # files). shellcheck comes from Debian's package, installed here when missing (as root).
 set -euo pipefail
