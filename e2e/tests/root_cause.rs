@@ -124,11 +124,13 @@ async fn a_server_killed_at_its_memory_limit_is_oom_killed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_that_cannot_be_pulled_is_image_pull_failed() {
+    // A registry on the node's own loopback that nothing listens on: the pull fails at once
+    // and no request leaves the machine.
     fails_then_recovers(
         "imagepull",
-        "image: iris-operator/no-such-image:0.0.0".to_string(),
+        "image: 127.0.0.1:9/iris-operator/no-such-image:0.0.0".to_string(),
         "ImagePullFailed",
-        "iris-operator/no-such-image:0.0.0",
+        "127.0.0.1:9/iris-operator/no-such-image:0.0.0",
         json!({"image": null}),
     )
     .await;
