@@ -37,9 +37,9 @@ fn python() -> &'static PathBuf {
     })
 }
 
-/// Writes what the model trained with `params` answers for the 150 Iris rows, in the format
-/// check_clients.py reads, to a new file.
-fn expected_file(params: &TrainingParams) -> tempfile_path::TempPath {
+/// What the model trained with `params` answers for the 150 Iris rows, in the format
+/// check_clients.py reads.
+fn expected_json(params: &TrainingParams) -> String {
     let artifact = iris_model::train(params).expect("training");
     let rows = iris_rows();
     let expected: Vec<_> = rows
@@ -54,22 +54,25 @@ fn expected_file(params: &TrainingParams) -> tempfile_path::TempPath {
             })
         })
         .collect();
-    let path = tempfile_path::TempPath::new("expected", "json");
-    std::fs::write(&path.0, json!({ "rows": expected }).to_string()).expect("write expected");
-    path
+    json!({ "rows": expected }).to_string()
 }
 
 /// Runs every client in every mode against `http` and `grpc` (`127.0.0.1:PORT`) for `model`
 /// and panics with the report when any answer differs from the model trained with `params`.
 pub fn check_all(http: &str, grpc: &str, model: &str, params: &TrainingParams) {
-    let expected = expected_file(params);
+    let expected = std::env::temp_dir().join(format!(
+        "iris-e2e-expected-{}-{model}.json",
+        std::process::id()
+    ));
+    std::fs::write(&expected, expected_json(params)).expect("write the expected answers");
     let out = Command::new(python())
         .arg(repo_root().join("e2e/clients/check_clients.py"))
         .args(["--http", http, "--grpc", grpc, "--model", model])
         .arg("--expected")
-        .arg(&expected.0)
+        .arg(&expected)
         .output()
         .expect("run check_clients.py");
+    let _ = std::fs::remove_file(&expected);
     let report = String::from_utf8_lossy(&out.stdout);
     eprintln!("{model}: OIP clients\n{report}");
     assert!(
@@ -81,28 +84,4 @@ pub fn check_all(http: &str, grpc: &str, model: &str, params: &TrainingParams) {
         !report.contains("SKIP"),
         "a client mode was skipped:\n{report}"
     );
-}
-
-/// A file in the temporary directory, removed on drop.
-mod tempfile_path {
-    use std::path::PathBuf;
-
-    pub struct TempPath(pub PathBuf);
-
-    impl TempPath {
-        pub fn new(stem: &str, ext: &str) -> TempPath {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            TempPath(
-                std::env::temp_dir()
-                    .join(format!("iris-e2e-{stem}-{}-{n}.{ext}", std::process::id())),
-            )
-        }
-    }
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }
