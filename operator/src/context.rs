@@ -2,13 +2,14 @@
 //! cache of trained builtin models and the per-model failure counts of the backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 
+use crate::cache::ChildCache;
 use crate::crd::IrisModel;
 use crate::metrics::Metrics;
 use crate::names::MANAGER;
@@ -21,6 +22,8 @@ pub struct Context {
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) builtin: BuiltinCache,
+    /// The watch caches of the children, installed by the Controllers when they start.
+    children: RwLock<ChildCache>,
     failures: Mutex<HashMap<String, u32>>,
     /// The time of a reconcile: condition transitions and how long a model has not been Ready
     /// are measured on it. The system clock, fixed in tests.
@@ -48,6 +51,7 @@ impl Context {
             settings,
             metrics,
             builtin: BuiltinCache::default(),
+            children: RwLock::new(ChildCache::default()),
             failures: Mutex::new(HashMap::new()),
             clock: Arc::new(|| Time(Timestamp::now())),
         }
@@ -60,6 +64,22 @@ impl Context {
             clock: Arc::new(clock),
             ..self
         }
+    }
+
+    /// The watch caches the observe step reads (cheap to clone: the stores are shared).
+    pub(crate) fn children(&self) -> ChildCache {
+        self.children
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the watch caches (the Controllers' new ones, when they start).
+    pub(crate) fn install_children(&self, cache: ChildCache) {
+        *self
+            .children
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = cache;
     }
 
     /// The time now.

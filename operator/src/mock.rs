@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle};
 
+use crate::cache::testing::holding;
 use crate::context::Context;
 use crate::context::Settings;
 use crate::metrics::Metrics;
@@ -226,8 +227,8 @@ pub fn client() -> (Client, ApiServer) {
 /// The time of the reconciles of [`context`]: after every time stamp in the fixtures.
 pub const NOW: i64 = 1_800_000_000;
 
-/// A reconcile context whose client talks to the returned mocked API server, and whose clock
-/// stands at [`NOW`].
+/// A reconcile context whose client talks to the returned mocked API server, whose clock
+/// stands at [`NOW`], and whose watch caches are synced and empty.
 pub fn context() -> (Arc<Context>, ApiServer) {
     context_at(NOW)
 }
@@ -242,6 +243,7 @@ pub fn context_at(secs: i64) -> (Arc<Context>, ApiServer) {
         Some("test-instance".into()),
     )
     .with_clock(move || at(secs));
+    ctx.install_children(holding(vec![], vec![], vec![], vec![]));
     (Arc::new(ctx), server)
 }
 

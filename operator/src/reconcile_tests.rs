@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntr
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
+use crate::cache::testing::holding;
 use crate::context::Settings;
 use crate::crd::{AutoscalingSpec, IrisModel, IrisModelStatus, Task};
 use crate::fixtures::{configmap_model, model, rolled_out, stored, to_json, UID};
@@ -109,14 +110,14 @@ async fn first_reconcile_creates_children_and_status() {
     let (ctx, server) = context();
     let model = model("iris", 1);
     let server = server.run(vec![
-        // Reads come from the API server's watch cache.
+        // The children the watch caches lack are looked up before they are created, from
+        // the API server's watch cache.
         Expect {
             query: vec!["resourceVersion=0"],
             ..Expect::get(DEPLOYMENT, Reply::NotFound)
         },
         Expect::get(SERVICE, Reply::NotFound),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
+        // No HPA or PDB is wanted: the (synced, empty) caches are enough, no lookup.
         Expect::apply(DEPLOYMENT, applied(1)).checking(|body| {
             assert_eq!(body["spec"]["replicas"], json!(1));
             assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], json!(UID));
@@ -186,11 +187,13 @@ async fn unchanged_reconcile_writes_nothing() {
 
     // Once Ready is observed: the status and a Normal event are written.
     let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::apply(STATUS, status_written()),
         Expect::post(EVENTS, Reply::Echo).checking(|body| {
             assert_eq!(body["type"], json!("Normal"));
@@ -202,7 +205,7 @@ async fn unchanged_reconcile_writes_nothing() {
         .expect("reconciles");
     let bodies = finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_READY));
-    let status = status_of(&bodies[4]);
+    let status = status_of(&bodies[0]);
     assert_eq!(condition(&status, "Ready"), ("True", "Ready", Some(1)));
     assert_eq!(
         condition(&status, "Progressing"),
@@ -211,12 +214,13 @@ async fn unchanged_reconcile_writes_nothing() {
 
     // The next reconcile, with that status stored: reads only.
     let (ctx, server) = context();
-    let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
-    ]);
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let server = server.run(vec![]);
     let action = reconcile(Arc::new(with_status(model, status)), ctx.clone())
         .await
         .expect("reconciles");
@@ -230,12 +234,8 @@ async fn a_missing_configmap_gives_ready_false_an_event_and_a_backoff() {
     let (ctx, server) = context();
     let model = configmap_model("iris", "iris-model", Task::Binary);
     let server = server.run(vec![
-        // Everything is read before anything is decided.
+        // The children come from the watch caches; only the ConfigMap is read.
         Expect::get(CONFIGMAP, Reply::NotFound),
-        Expect::get(DEPLOYMENT, Reply::NotFound),
-        Expect::get(SERVICE, Reply::NotFound),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             assert_eq!(status.observed_generation, Some(1));
@@ -284,18 +284,20 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     let ready_since = {
         // Status as written for generation 1.
         let (ctx, server) = context_at(NOW);
+        ctx.install_children(holding(
+            vec![deployment.clone()],
+            vec![service.clone()],
+            vec![],
+            vec![],
+        ));
         let server = server.run(vec![
-            Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
-            Expect::get(SERVICE, Reply::Json(to_json(&service))),
-            Expect::get(HPA, Reply::NotFound),
-            Expect::get(PDB, Reply::NotFound),
             Expect::apply(STATUS, status_written()),
             Expect::post(EVENTS, Reply::Echo),
         ]);
         reconcile(Arc::new(old.clone()), ctx)
             .await
             .expect("reconciles");
-        status_of(&finished(server).await[4])
+        status_of(&finished(server).await[0])
     };
 
     let mut changed = with_status(old, ready_since.clone());
@@ -309,10 +311,14 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     )
     .expect("resolves");
     let expected_pdb = stamp(pdb::build(&resolved).expect("a PDB for 2 replicas")).expect("stamps");
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
+        // A PDB is now wanted and the cache has none: looked up once before it is created.
         Expect::get(PDB, Reply::NotFound),
         Expect::apply(
             DEPLOYMENT,
@@ -347,7 +353,7 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
         .expect("reconciles");
     let bodies = finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
-    let status = status_of(&bodies[7]);
+    let status = status_of(&bodies[4]);
     let ready = |status: &IrisModelStatus| {
         let c = status.conditions.iter().find(|c| c.type_ == "Ready");
         c.expect("Ready").last_transition_time.clone()
@@ -383,11 +389,13 @@ async fn crash_looping_pods_make_it_degraded_with_a_warning() {
         }]}
     }]});
     let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![starting.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::get(PODS, Reply::Json(pods)),
         pod_events("iris-abc", json!([])),
         Expect::apply(STATUS, status_written()).checking(|body| {
@@ -450,11 +458,13 @@ async fn a_pod_without_a_sandbox_is_degraded_with_the_events_message_written_onc
             "message": "Failed to create pod sandbox: runc create failed: container init was OOM-killed (memory limit too low?): unknown"}])
     };
     let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![starting.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::get(PODS, Reply::Json(pods.clone())),
         pod_events("iris-abc", sandbox(3)),
         Expect::apply(STATUS, status_written()).checking(|body| {
@@ -478,15 +488,17 @@ async fn a_pod_without_a_sandbox_is_degraded_with_the_events_message_written_onc
     reconcile(Arc::new(model.clone()), ctx)
         .await
         .expect("reconciles");
-    let status = status_of(&finished(server).await[6]);
+    let status = status_of(&finished(server).await[2]);
 
     // Kubernetes retries and counts: the cause is the same, so nothing is written.
     let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![starting.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::get(PODS, Reply::Json(pods)),
         pod_events("iris-abc", sandbox(9)),
     ]);
@@ -556,13 +568,13 @@ async fn each_pod_failure_becomes_its_reason_with_the_cause() {
         let (model, starting, service, pods) = stuck(pod_status);
         let evicted = expected == "Evicted";
         let (ctx, server) = context();
-        let mut scenario = vec![
-            Expect::get(DEPLOYMENT, Reply::Json(to_json(&starting))),
-            Expect::get(SERVICE, Reply::Json(to_json(&service))),
-            Expect::get(HPA, Reply::NotFound),
-            Expect::get(PDB, Reply::NotFound),
-            Expect::get(PODS, Reply::Json(pods)),
-        ];
+        ctx.install_children(holding(
+            vec![starting.clone()],
+            vec![service.clone()],
+            vec![],
+            vec![],
+        ));
+        let mut scenario = vec![Expect::get(PODS, Reply::Json(pods))];
         if !evicted {
             // An evicted pod is done: its status says all, no Events are read.
             scenario.push(pod_events("iris-abc", events));
@@ -602,11 +614,13 @@ async fn drift_is_corrected_and_stale_children_are_deleted() {
     );
 
     let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![old_pdb.clone()],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::Json(to_json(&old_pdb))),
         Expect::apply(SERVICE, applied(1)).checking(|body| {
             assert_eq!(
                 body["spec"]["selector"],
@@ -645,11 +659,14 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
     });
 
     let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
-        Expect::get(SERVICE, Reply::Json(to_json(&service))),
         Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect {
             query: vec!["fieldManager=iris-operator-handoff", "force=true"],
             ..Expect::apply(DEPLOYMENT, applied(1))
@@ -675,13 +692,14 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
 async fn a_foreign_object_with_the_childs_name_is_not_taken_over() {
     let model = model("iris", 1);
     let (mut deployment, _) = children(&model);
+    // Someone's own Deployment: no owner, none of the operator's labels, so the watch cache
+    // does not hold it; the lookup before creating the child finds it.
     deployment.metadata.owner_references = None;
+    deployment.metadata.labels = None;
     let (ctx, server) = context();
     let server = server.run(vec![
         Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
         Expect::get(SERVICE, Reply::NotFound),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             assert_eq!(
@@ -714,11 +732,9 @@ async fn a_child_the_api_server_refuses_is_reported() {
     let model = model("iris", 1);
     let (deployment, _) = children(&model);
     let (ctx, server) = context();
+    ctx.install_children(holding(vec![deployment.clone()], vec![], vec![], vec![]));
     let server = server.run(vec![
-        Expect::get(DEPLOYMENT, Reply::Json(to_json(&deployment))),
         Expect::get(SERVICE, Reply::NotFound),
-        Expect::get(HPA, Reply::NotFound),
-        Expect::get(PDB, Reply::NotFound),
         Expect::apply(
             SERVICE,
             Reply::Failure(
@@ -746,4 +762,18 @@ async fn a_child_the_api_server_refuses_is_reported() {
     let err = reconcile(Arc::new(model), ctx).await.expect_err("refused");
     finished(server).await;
     assert_eq!(err.category(), "ApplyFailed");
+}
+
+#[tokio::test]
+async fn a_reconcile_before_the_watch_caches_listed_waits_and_sends_nothing() {
+    let (ctx, server) = context();
+    // A fresh run of the Controllers: caches installed, not listed yet.
+    ctx.install_children(crate::cache::ChildCache::default());
+    let server = server.run(vec![]);
+    let action = reconcile(Arc::new(model("iris", 1)), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(action, Action::requeue(crate::reconcile::REQUEUE_UNSYNCED));
+    assert_eq!(ctx.metrics.writes_total(), 0);
 }

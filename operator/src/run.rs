@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -13,12 +13,14 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
+use crate::cache::{ChildCache, Stores};
 use crate::context::Context;
 use crate::crd::IrisModel;
-use crate::names::MANAGED_SELECTOR;
+use crate::names::{MANAGED_SELECTOR, MANAGER};
 use crate::reconcile::{error_policy, reconcile};
 use crate::shutdown::{stopped, Stop};
 
@@ -37,12 +39,18 @@ pub async fn run(client: Client, namespaces: &[String], ctx: Arc<Context>, stop:
     } else {
         namespaces.iter().map(|ns| Some(ns.as_str())).collect()
     };
-    let controllers = scopes.into_iter().map(|namespace| {
-        controller(client.clone(), namespace)
-            .graceful_shutdown_on(stopped(stop.clone()))
-            .run(reconcile, error_policy, ctx.clone())
-            .boxed()
-    });
+    // Fresh watch caches for this run; reconciles wait until they have listed once.
+    let mut cache = ChildCache::default();
+    let controllers: Vec<_> = scopes
+        .into_iter()
+        .map(|namespace| {
+            controller(client.clone(), namespace, &mut cache)
+                .graceful_shutdown_on(stopped(stop.clone()))
+                .run(reconcile, error_policy, ctx.clone())
+                .boxed()
+        })
+        .collect();
+    ctx.install_children(cache);
     stream::select_all(controllers)
         .for_each(|result| async move {
             match result {
@@ -64,7 +72,46 @@ where
     }
 }
 
-fn controller(client: Client, namespace: Option<&str>) -> Controller<IrisModel> {
+/// A watch of one child kind (the operator's label only) that fills a store of the cache on
+/// its way to the Controller, which it triggers. Managed fields are dropped but the
+/// operator's own (the replicas hand-off reads them): they are most of an object's size.
+fn cached<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    stores: &mut Stores<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    stores.push(reader);
+    watcher(
+        api::<K>(client, namespace),
+        watcher::Config::default().labels(MANAGED_SELECTOR),
+    )
+    .default_backoff()
+    .modify(|object| {
+        object
+            .meta_mut()
+            .managed_fields
+            .get_or_insert_with(Vec::new)
+            .retain(|entry| entry.manager.as_deref() == Some(MANAGER));
+    })
+    .reflect(writer)
+    .touched_objects()
+}
+
+fn controller(
+    client: Client,
+    namespace: Option<&str>,
+    cache: &mut ChildCache,
+) -> Controller<IrisModel> {
     // Reconcile on spec changes only: the operator's own status writes (and label edits) would
     // otherwise each trigger a reconcile that has nothing to do.
     let (reader, writer) = reflector::store();
@@ -76,20 +123,28 @@ fn controller(client: Client, namespace: Option<&str>) -> Controller<IrisModel> 
     .reflect(writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
-    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
     let controller = Controller::for_stream(models, reader)
         .with_config(
             ControllerConfig::default()
                 .concurrency(CONCURRENCY)
                 .debounce(DEBOUNCE),
         )
-        .owns(api::<Deployment>(&client, namespace), children.clone())
-        .owns(api::<Service>(&client, namespace), children.clone())
-        .owns(
-            api::<HorizontalPodAutoscaler>(&client, namespace),
-            children.clone(),
-        )
-        .owns(api::<PodDisruptionBudget>(&client, namespace), children);
+        .owns_stream(cached::<Deployment>(
+            &client,
+            namespace,
+            &mut cache.deployments,
+        ))
+        .owns_stream(cached::<Service>(&client, namespace, &mut cache.services))
+        .owns_stream(cached::<HorizontalPodAutoscaler>(
+            &client,
+            namespace,
+            &mut cache.hpas,
+        ))
+        .owns_stream(cached::<PodDisruptionBudget>(
+            &client,
+            namespace,
+            &mut cache.pdbs,
+        ));
 
     // ConfigMaps are watched as metadata only (their content can be large and is read with a
     // GET when a model names them); any change re-reconciles the models that use them.

@@ -33,6 +33,8 @@ pub(crate) const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
 /// Longest requeue while not Ready: a model stuck for minutes is looked at twice a minute, so
 /// a pod failure Kubernetes reports shows in the status within 30s.
 pub(crate) const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(30);
+/// Requeue while the Controllers' watch caches have not listed once (just after a start).
+pub(crate) const REQUEUE_UNSYNCED: Duration = Duration::from_secs(1);
 
 /// Reconciles one IrisModel. Errors go to [`error_policy`], which backs off.
 pub(crate) async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -72,10 +74,16 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         // fight it (foreground deletion keeps the IrisModel around until they are gone).
         return Ok(Action::await_change());
     }
+    let cache = ctx.children();
+    if !cache.synced() {
+        // A child missing from a cache that has not listed yet may exist: wait for it.
+        debug!(irismodel = %format!("{namespace}/{name}"), "watch caches not synced yet");
+        return Ok(Action::requeue(REQUEUE_UNSYNCED));
+    }
     debug!(irismodel = %format!("{namespace}/{name}"), "reconciling");
-    let observed = observe::children(&ctx.client, model, &name, &namespace).await?;
+    let mut observed = observe::children(&ctx.client, &cache, model, &name, &namespace).await?;
     let now = ctx.now();
-    match converge(model, &observed, ctx, &now).await {
+    match converge(model, &mut observed, ctx, &now).await {
         Ok(status) => {
             let action = requeue_after(&status.conditions, &now);
             report::publish_status(model, status, ctx).await?;
@@ -91,7 +99,7 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
 /// resolve -> build -> apply -> status: the status the IrisModel should have.
 async fn converge(
     model: &IrisModel,
-    observed: &Observed,
+    observed: &mut Observed,
     ctx: &Context,
     now: &Time,
 ) -> Result<IrisModelStatus, Error> {
@@ -102,6 +110,14 @@ async fn converge(
         &ctx.builtin,
     )?;
     let desired = desired::build(&resolved);
+    observe::unseen(
+        &ctx.client,
+        observed,
+        &desired,
+        &resolved.name,
+        &resolved.namespace,
+    )
+    .await?;
     let deployment =
         apply::children(&ctx.client, &resolved, desired, observed, &ctx.metrics).await?;
     let (name, namespace) = (&resolved.name, &resolved.namespace);

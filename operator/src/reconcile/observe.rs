@@ -1,6 +1,11 @@
-//! The observe step: what the cluster holds, read once. The children and the ConfigMap the
-//! model names are read before anything is decided; the pods and their Warning Events only
-//! after the apply, since which of them matter depends on the Deployment as applied.
+//! The observe step: what the cluster holds, read once. The children come from the
+//! Controllers' watch caches ([`ChildCache`]), so an unchanged reconcile sends no GET; the
+//! ConfigMap a model names is read by GET (its content is not cached: the ConfigMap watch is
+//! metadata only). A desired child the cache lacks is looked up by GET before it is created
+//! ([`unseen`]): the cache holds only objects with the operator's label, and an object of
+//! someone else's with the child's name must be seen, and refused, not taken over. The pods
+//! and their Warning Events are read after the apply, since which of them matter depends on
+//! the Deployment as applied.
 
 use std::fmt::Debug;
 
@@ -12,9 +17,11 @@ use kube::api::{Api, GetParams, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::cache::ChildCache;
 use crate::crd::IrisModel;
 use crate::error::Error;
 use crate::names::selector_string;
+use crate::reconcile::desired::Desired;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::status;
 
@@ -28,9 +35,10 @@ pub(crate) struct Observed {
     pub(crate) pdb: Option<PodDisruptionBudget>,
 }
 
-/// Reads the ConfigMap the model names (if any) and the children, by GET.
+/// Reads the ConfigMap the model names (if any) by GET, and the children from the cache.
 pub(crate) async fn children(
     client: &Client,
+    cache: &ChildCache,
     model: &IrisModel,
     name: &str,
     namespace: &str,
@@ -41,11 +49,36 @@ pub(crate) async fn children(
     };
     Ok(Observed {
         config_map,
-        deployment: get(client, namespace, name).await?,
-        service: get(client, namespace, name).await?,
-        hpa: get(client, namespace, name).await?,
-        pdb: get(client, namespace, name).await?,
+        deployment: cache.deployments.get(namespace, name),
+        service: cache.services.get(namespace, name),
+        hpa: cache.hpas.get(namespace, name),
+        pdb: cache.pdbs.get(namespace, name),
     })
+}
+
+/// Looks up, by GET, each desired child the cache does not hold: one about to be created, or
+/// a name taken by an object without the operator's label. Costs nothing once the children
+/// exist.
+pub(crate) async fn unseen(
+    client: &Client,
+    observed: &mut Observed,
+    desired: &Desired,
+    name: &str,
+    namespace: &str,
+) -> Result<(), Error> {
+    if observed.deployment.is_none() {
+        observed.deployment = get(client, namespace, name).await?;
+    }
+    if observed.service.is_none() {
+        observed.service = get(client, namespace, name).await?;
+    }
+    if desired.hpa.is_some() && observed.hpa.is_none() {
+        observed.hpa = get(client, namespace, name).await?;
+    }
+    if desired.pdb.is_some() && observed.pdb.is_none() {
+        observed.pdb = get(client, namespace, name).await?;
+    }
+    Ok(())
 }
 
 /// Reads an object, None when it does not exist. Served from the API server's watch cache

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use kube::Resource;
+use kube_quantity::ParsedQuantity;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -54,45 +55,16 @@ fn same_quantities(actual: Option<&Value>, desired: &Value) -> bool {
     a.len() == d.len()
         && d.iter().all(|(k, dv)| match (a.get(k), dv) {
             (Some(Value::String(av)), Value::String(dv)) => {
-                av == dv
-                    || matches!((quantity(av), quantity(dv)), (Some(x), Some(y))
-                        if (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) * 4.0)
+                av == dv || matches!((quantity(av), quantity(dv)), (Some(x), Some(y)) if x == y)
             }
             (av, dv) => contains(av, dv),
         })
 }
 
-/// The value of a Kubernetes resource quantity ("500m", "1.5Gi", "2e3"), approximately.
-pub(crate) fn quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0_f64.powi(2),
-        "Gi" => 1024.0_f64.powi(3),
-        "Ti" => 1024.0_f64.powi(4),
-        "Pi" => 1024.0_f64.powi(5),
-        "Ei" => 1024.0_f64.powi(6),
-        exponent if exponent.starts_with(['e', 'E']) => {
-            10f64.powi(exponent[1..].parse::<i32>().ok()?)
-        }
-        _ => return None,
-    };
-    Some(number * factor)
+/// A Kubernetes resource quantity ("500m", "1.5Gi", "2e3"), parsed exactly (decimal) by
+/// kube_quantity; None when it is not one.
+pub(crate) fn quantity(text: &str) -> Option<ParsedQuantity> {
+    ParsedQuantity::try_from(text).ok()
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -139,8 +111,9 @@ mod tests {
         assert!(contains(Some(&actual), &desired));
         let more = json!({"resources": {"requests": {"cpu": "600m", "memory": "1Gi"}}});
         assert!(!contains(Some(&more), &desired));
-        assert_eq!(quantity("2e3"), Some(2000.0));
-        assert_eq!(quantity("128Mi"), Some(134217728.0));
+        assert_eq!(quantity("2e3"), quantity("2k"));
+        assert_eq!(quantity("128Mi"), quantity("134217728"));
+        assert_ne!(quantity("1G"), quantity("1Gi"));
         assert_eq!(quantity("lots"), None);
     }
 
