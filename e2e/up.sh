@@ -27,8 +27,7 @@ log=$(mktemp)
 kubectl port-forward service/iris 5001:5001 >"$log" 2>&1 &
 pf=$!
 trap 'kill $pf 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 100); do grep -q 'Forwarding from' "$log" && break; sleep 0.1; done
-grep -q 'Forwarding from' "$log" || { cat "$log"; echo "port-forward did not start" >&2; exit 1; }
+iris_port_forward_wait "$log"
 set -x
 curl -sS localhost:5001/predict_iris -H 'content-type: application/json' -d '{"features":[5.1,3.5,1.4,0.2]}'
 { set +x; } 2>/dev/null

@@ -26,3 +26,18 @@ for _iris_bin in "$HELM_BIN" "$K8S_BIN" "$KIND_BIN"; do
 done
 export PATH
 unset _iris_kind _iris_bin
+
+# Waits up to 10 s for a `kubectl port-forward ... >"$1" 2>&1 &` to listen; fails, printing
+# its output, if it does not. The one wait the scripts share (the Rust suite has its own).
+iris_port_forward_wait() {
+  _iris_i=0
+  while [ "$_iris_i" -lt 100 ]; do
+    if grep -q 'Forwarding from' "$1"; then unset _iris_i; return 0; fi
+    _iris_i=$((_iris_i + 1))
+    sleep 0.1
+  done
+  unset _iris_i
+  cat "$1" >&2
+  echo "kubectl port-forward did not start within 10 s" >&2
+  return 1
+}

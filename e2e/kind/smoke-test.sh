@@ -84,7 +84,7 @@ fi
 
 kubectl -n "$ns" port-forward service/web 18080:80 >"$work/pf.log" 2>&1 &
 pf=$!
-for _ in $(seq 100); do grep -q 'Forwarding from' "$work/pf.log" && break; sleep 0.1; done
+iris_port_forward_wait "$work/pf.log" || true
 if out=$(curl -fsS --max-time 10 http://127.0.0.1:18080/) && [[ $out == hello-from-* ]]; then
   ok "kubectl port-forward service/web answers: $out"
 else
