@@ -14,6 +14,7 @@ use crate::crd::IrisModel;
 use crate::metrics::Metrics;
 use crate::names::MANAGER;
 use crate::reconcile::artifact::BuiltinCache;
+use crate::scrape::{HttpScraper, Scrape};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -22,6 +23,8 @@ pub struct Context {
     pub(crate) recorder: Recorder,
     pub(crate) metrics: Metrics,
     pub(crate) builtin: BuiltinCache,
+    /// Reads the model-server pods' /metrics for the canary analysis.
+    pub(crate) scraper: Arc<dyn Scrape>,
     /// The watch caches of the children, installed by the Controllers when they start.
     children: RwLock<ChildCache>,
     failures: Mutex<HashMap<String, u32>>,
@@ -51,6 +54,7 @@ impl Context {
             settings,
             metrics,
             builtin: BuiltinCache::default(),
+            scraper: Arc::new(HttpScraper::default()),
             children: RwLock::new(ChildCache::default()),
             failures: Mutex::new(HashMap::new()),
             clock: Arc::new(|| Time(Timestamp::now())),
@@ -80,6 +84,12 @@ impl Context {
             .children
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = cache;
+    }
+
+    /// The same context scraping pods with `scraper`.
+    #[cfg(test)]
+    pub(crate) fn with_scraper(self, scraper: Arc<dyn Scrape>) -> Self {
+        Self { scraper, ..self }
     }
 
     /// The time now.

@@ -21,6 +21,7 @@ mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;
 pub mod run;
+mod scrape;
 pub mod server;
 pub mod shutdown;
 pub mod startup;

@@ -18,6 +18,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RollbackLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WriteLabels {
     kind: &'static str,
     operation: &'static str,
@@ -29,16 +34,19 @@ pub(crate) enum Written {
     Child(ChildKind),
     Status,
     Event,
+    /// The IrisModel itself (the by-hand rollout annotation, removed once acted on).
+    Model,
 }
 
 impl Written {
     /// Every value, the children from [`ChildKind::ALL`].
     #[cfg(test)]
     fn all() -> impl Iterator<Item = Written> {
-        ChildKind::ALL
-            .into_iter()
-            .map(Written::Child)
-            .chain([Written::Status, Written::Event])
+        ChildKind::ALL.into_iter().map(Written::Child).chain([
+            Written::Status,
+            Written::Event,
+            Written::Model,
+        ])
     }
 
     /// The `kind` label.
@@ -47,6 +55,7 @@ impl Written {
             Written::Child(kind) => kind.as_str(),
             Written::Status => "IrisModelStatus",
             Written::Event => "Event",
+            Written::Model => "IrisModel",
         }
     }
 }
@@ -80,6 +89,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     writes: Family<WriteLabels, Counter>,
+    rollbacks: Family<RollbackLabels, Counter>,
     leader: Gauge,
 }
 
@@ -91,6 +101,7 @@ impl Default for Metrics {
             // 1ms .. ~16s
             duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             writes: Family::default(),
+            rollbacks: Family::default(),
             leader: Gauge::default(),
         }
     }
@@ -119,6 +130,11 @@ impl Metrics {
             "api_writes",
             "Writes to the API server by object kind and operation",
             self.writes.clone(),
+        );
+        sub.register(
+            "canary_rollbacks",
+            "Canaries rolled back (reason CanaryRolledBack) or aborted by hand (CanaryAborted)",
+            self.rollbacks.clone(),
         );
         sub.register(
             "leader",
@@ -150,6 +166,22 @@ impl Metrics {
             operation: operation.as_str(),
         };
         self.writes.get_or_create(&labels).inc();
+    }
+
+    /// Counts a canary rolled back or aborted; `reason` is one of a fixed few.
+    pub(crate) fn rollback(&self, reason: &'static str) {
+        self.rollbacks
+            .get_or_create(&RollbackLabels { reason })
+            .inc();
+    }
+
+    /// Rollbacks of a reason so far.
+    #[cfg(test)]
+    pub(crate) fn rollbacks_of(&self, reason: &'static str) -> u64 {
+        self.rollbacks
+            .get(&RollbackLabels { reason })
+            .map(|c| c.get())
+            .unwrap_or(0)
     }
 
     /// Total writes so far (for tests' zero-write checks).

@@ -11,6 +11,16 @@ pub(crate) const MANAGER: &str = "iris-operator";
 pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=iris-operator";
 /// Pod-template annotation with the hash of everything that shapes the pods.
 pub(crate) const MODEL_HASH_ANNOTATION: &str = "serving.iris.dev/model-hash";
+/// Label of the canary Deployment's selector and pods.
+pub(crate) const TRACK_LABEL: &str = "serving.iris.dev/track";
+/// Its value on the canary.
+pub(crate) const TRACK_CANARY: &str = "canary";
+
+/// Name of the canary Deployment of an IrisModel.
+pub(crate) fn canary_name(name: &str) -> String {
+    format!("{name}-canary")
+}
+
 /// Name of the HTTP container port and Service port (also their application protocol).
 pub(crate) const PORT_NAME: &str = "http";
 /// Name of the gRPC container port and Service port (also their application protocol).

@@ -777,3 +777,292 @@ async fn a_reconcile_before_the_watch_caches_listed_waits_and_sends_nothing() {
     assert_eq!(action, Action::requeue(crate::reconcile::REQUEUE_UNSYNCED));
     assert_eq!(ctx.metrics.writes_total(), 0);
 }
+
+const CANARY: &str = "/apis/apps/v1/namespaces/testns/deployments/iris-canary";
+
+/// An IrisModel with the canary strategy whose spec changed the model (a new seed) since its
+/// stable Deployment was made, with 1 stable pod.
+fn canary_change() -> (IrisModel, Deployment, Service, Deployment) {
+    let old = model("iris", 1);
+    let (stable, service) = children(&old);
+    let mut new = model("iris", 2);
+    new.spec.model.training.seed = 7;
+    new.spec.rollout = Some(
+        serde_json::from_value(json!({
+            "strategy": "Canary",
+            "canary": {"steps": [{"weight": 50, "holdSeconds": 10}],
+                       "analysis": {"maxP99LatencyMs": 100, "minRequests": 20}}
+        }))
+        .expect("rollout spec"),
+    );
+    let resolved =
+        resolve(&new, &Settings::default(), None, &BuiltinCache::default()).expect("resolves");
+    let desired = stamp(deployment::build(&resolved)).expect("stamps");
+    let canary = rolled_out(
+        &stamp(crate::reconcile::desired::canary::build(&desired, 1)).expect("stamps"),
+        1,
+    );
+    (new, stable, service, canary)
+}
+
+/// A ready pod with an IP (a documentation address: the scraper in these tests is a table).
+fn ready_pod(name: &str, ip: &str, canary: bool) -> Value {
+    let mut labels = json!({"app.kubernetes.io/instance": "iris",
+        "app.kubernetes.io/name": "model-server"});
+    if canary {
+        labels["serving.iris.dev/track"] = json!("canary");
+    }
+    json!({"metadata": {"name": name, "labels": labels},
+        "status": {"podIP": ip, "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "model-server", "ready": true, "restartCount": 0,
+                "image": "x", "imageID": "", "state": {"running": {}}}]}})
+}
+
+#[tokio::test]
+async fn a_model_change_starts_a_canary_and_leaves_the_stable_pods_alone() {
+    let (model, stable, service, _) = canary_change();
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![stable.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let server = server.run(vec![
+        // The canary's name is looked up before it is created; the stable is not applied.
+        Expect::get(CANARY, Reply::NotFound),
+        Expect::apply(CANARY, applied(1)).checking(|body| {
+            assert_eq!(body["spec"]["replicas"], json!(1));
+            assert_eq!(
+                body["spec"]["selector"]["matchLabels"]["serving.iris.dev/track"],
+                json!("canary")
+            );
+            assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], json!(UID));
+            let env = &body["spec"]["template"]["spec"]["containers"][0]["env"];
+            assert!(env.to_string().contains("\"7\""), "the new seed: {env}");
+        }),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            let rollout = status.rollout.clone().expect("rollout status");
+            assert_eq!(
+                (rollout.phase.as_str(), rollout.step, rollout.steps),
+                ("Canary", 1, 1)
+            );
+            assert_eq!(rollout.intended_weight, 50);
+            // The stable model serves: Ready stays true.
+            assert_eq!(condition(&status, "Ready").0, "True");
+            assert_eq!(
+                condition(&status, "Rollout"),
+                ("True", "CanaryProgressing", Some(2))
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Normal"));
+            assert_eq!(body["reason"], json!("CanaryStarted"));
+        }),
+    ]);
+    let action = reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(
+        action,
+        Action::requeue(crate::reconcile::rollout::REQUEUE_CANARY)
+    );
+}
+
+/// The model's status one reconcile into a canary of `canary`, `secs` ago.
+fn started(model: &IrisModel, canary: &Deployment, secs: i64) -> IrisModel {
+    let hash = crate::reconcile::status::template_hash(canary).map(str::to_string);
+    let status: IrisModelStatus = serde_json::from_value(json!({
+        "observedGeneration": 2,
+        "rollout": {"phase": "Canary", "summary": "", "step": 1, "steps": 1,
+            "intendedWeight": 50, "canaryHash": hash, "stableDigest": "sha256:old",
+            "canaryDigest": "sha256:new", "stepStartedAt": at(NOW - secs)}
+    }))
+    .expect("status");
+    with_status(model.clone(), status)
+}
+
+fn pods_and_scraper(canary_metrics: &str) -> (Reply, Arc<crate::scrape::testing::Table>) {
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+        ready_pod("iris-stable", "192.0.2.1", false),
+        ready_pod("iris-canary-a", "192.0.2.2", true),
+    ]});
+    let table = Arc::new(crate::scrape::testing::Table::default());
+    table.set(
+        "192.0.2.1",
+        "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} 500\n",
+    );
+    table.set("192.0.2.2", canary_metrics);
+    (Reply::Json(pods), table)
+}
+
+#[tokio::test]
+async fn a_canary_over_its_latency_threshold_is_rolled_back_and_counted() {
+    let (model, stable, service, canary) = canary_change();
+    let model = started(&model, &canary, 5);
+    // 40 requests, all slower than 0.25 s.
+    let slow = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} 40\n\
+        model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"0.1\"} 0\n\
+        model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"0.25\"} 0\n\
+        model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"0.5\"} 40\n\
+        model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"+Inf\"} 40\n";
+    let (pods, table) = pods_and_scraper(slow);
+    let (ctx, server) = context();
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    ctx.install_children(holding(
+        vec![stable.clone(), canary.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let server = server.run(vec![
+        Expect::get(PODS, pods),
+        Expect::delete(CANARY),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            let rollout = status.rollout.clone().expect("rollout");
+            assert_eq!(rollout.phase, "RolledBack");
+            assert!(
+                rollout
+                    .message
+                    .contains("> maxP99LatencyMs 100 ms over 40 requests"),
+                "{}",
+                rollout.message
+            );
+            let figures = rollout.analysis.expect("figures");
+            assert!(figures.canary_p99_ms.expect("p99") > 250.0);
+            assert_eq!(figures.stable_requests, 500);
+            assert_eq!(
+                condition(&status, "Rollout"),
+                ("False", "RolledBack", Some(2))
+            );
+            assert_eq!(condition(&status, "Ready").0, "True");
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("CanaryRolledBack"));
+        }),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(ctx.metrics.rollbacks_of("CanaryRolledBack"), 1);
+}
+
+#[tokio::test]
+async fn a_canary_that_passes_its_last_step_promotes_the_stable_deployment() {
+    let (model, stable, service, canary) = canary_change();
+    let model = started(&model, &canary, 11);
+    let fast = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} 40\n\
+        model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"0.001\"} 40\n\
+        model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"+Inf\"} 40\n";
+    let (pods, table) = pods_and_scraper(fast);
+    let (ctx, server) = context();
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    ctx.install_children(holding(
+        vec![stable.clone(), canary.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let expected_hash = crate::reconcile::status::template_hash(&canary).map(str::to_string);
+    let server = server.run(vec![
+        Expect::get(PODS, pods),
+        // The stable Deployment takes the canary's model; the canary stays for now.
+        Expect::apply(DEPLOYMENT, applied(2)).checking(move |body| {
+            assert_eq!(
+                body["spec"]["template"]["metadata"]["annotations"]["serving.iris.dev/model-hash"]
+                    .as_str()
+                    .map(str::to_string),
+                expected_hash
+            );
+        }),
+        Expect::get(PODS, empty_pod_list()),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let rollout = status_of(body).rollout.expect("rollout");
+            assert_eq!(rollout.phase, "Promoting");
+        }),
+        // Ready turned False (the stable pods roll) with no failure: no Event for that.
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("CanaryPromoting"));
+        }),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+}
+
+#[tokio::test]
+async fn a_by_hand_action_is_acted_on_and_its_annotation_removed() {
+    let (model, stable, service, canary) = canary_change();
+    let mut model = started(&model, &canary, 1);
+    model.metadata.annotations = Some(
+        [(
+            crate::reconcile::rollout::ACTION_ANNOTATION.to_string(),
+            "abort".to_string(),
+        )]
+        .into(),
+    );
+    let (pods, table) = pods_and_scraper("");
+    let (ctx, server) = context();
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    ctx.install_children(holding(
+        vec![stable.clone(), canary.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let server = server.run(vec![
+        Expect::get(PODS, pods),
+        Expect::delete(CANARY),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            assert_eq!(status_of(body).rollout.expect("rollout").phase, "Aborted");
+        }),
+        Expect::post(EVENTS, Reply::Echo),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("CanaryAborted"));
+        }),
+        Expect {
+            method: http::Method::PATCH,
+            path: "/apis/serving.iris.dev/v1alpha1/namespaces/testns/irismodels/iris".into(),
+            query: vec![],
+            check: Some(Box::new(|body: &Value| {
+                assert_eq!(
+                    body,
+                    &json!({"metadata": {"annotations": {"serving.iris.dev/rollout": null}}})
+                );
+            })),
+            reply: Reply::Json(json!({"apiVersion": "serving.iris.dev/v1alpha1",
+                "kind": "IrisModel", "metadata": {"name": "iris", "namespace": "testns"},
+                "spec": {}})),
+        },
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(ctx.metrics.rollbacks_of("CanaryAborted"), 1);
+}

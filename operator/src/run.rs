@@ -21,8 +21,10 @@ use crate::cache::{ChildCache, Stores};
 use crate::context::Context;
 use crate::crd::IrisModel;
 use crate::names::{MANAGED_SELECTOR, MANAGER};
+use crate::reconcile::rollout::ACTION_ANNOTATION;
 use crate::reconcile::{error_policy, reconcile};
 use crate::shutdown::{stopped, Stop};
+use std::hash::{Hash, Hasher};
 
 /// Reconciles running at once; bounds the burst of API requests when many models change.
 const CONCURRENCY: u16 = 32;
@@ -122,7 +124,7 @@ fn controller(
     .default_backoff()
     .reflect(writer)
     .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    .predicate_filter(spec_or_action, Default::default());
     let controller = Controller::for_stream(models, reader)
         .with_config(
             ControllerConfig::default()
@@ -164,6 +166,15 @@ fn controller(
             cm.metadata.name.as_deref(),
         )
     })
+}
+
+/// Reconcile on a spec change (the generation) or a by-hand rollout action (an annotation
+/// that leaves the generation as it is).
+fn spec_or_action(model: &IrisModel) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    predicates::generation(model).hash(&mut hasher);
+    model.annotations().get(ACTION_ANNOTATION).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// The IrisModels in the ConfigMap's namespace whose source names it: what a ConfigMap change

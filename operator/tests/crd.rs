@@ -184,6 +184,28 @@ fn ranges_enums_and_defaults() {
         spec["service"]["properties"]["type"]["enum"],
         json!(["ClusterIP", "NodePort", "LoadBalancer"])
     );
+    let rollout = &spec["rollout"]["properties"];
+    assert_eq!(rollout["minAccuracy"]["minimum"], json!(0.0));
+    assert_eq!(rollout["minAccuracy"]["maximum"], json!(1.0));
+    assert_eq!(rollout["strategy"]["enum"], json!(["RollingUpdate", "Canary"]));
+    assert_eq!(rollout["strategy"]["default"], json!("RollingUpdate"));
+    let canary = &rollout["canary"]["properties"];
+    assert_eq!(canary["steps"]["minItems"], json!(1));
+    assert_eq!(canary["steps"]["maxItems"], json!(10));
+    let step = &canary["steps"]["items"]["properties"];
+    assert_eq!(step["weight"]["minimum"], json!(1.0));
+    assert_eq!(step["weight"]["maximum"], json!(99.0));
+    assert_eq!(step["holdSeconds"]["minimum"], json!(10.0));
+    assert_eq!(step["holdSeconds"]["maximum"], json!(3600.0));
+    assert_eq!(canary["readyDeadlineSeconds"]["minimum"], json!(10.0));
+    assert_eq!(canary["readyDeadlineSeconds"]["default"], json!(120));
+    let analysis = &canary["analysis"]["properties"];
+    assert_eq!(analysis["maxErrorRate"]["maximum"], json!(1.0));
+    assert_eq!(analysis["maxErrorRate"]["default"], json!(0.01));
+    assert_eq!(analysis["maxP99LatencyMs"]["minimum"], json!(1.0));
+    assert_eq!(analysis["maxP99LatencyMs"]["default"], json!(500));
+    assert_eq!(analysis["minRequests"]["minimum"], json!(1.0));
+    assert_eq!(analysis["minRequests"]["default"], json!(20));
     let conditions = &s["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], json!("map"));
     assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
@@ -217,7 +239,7 @@ fn names_subresources_and_columns() {
         .collect();
     assert_eq!(
         columns,
-        ["Task", "Replicas", "Ready", "Endpoint", "Status", "Age"]
+        ["Task", "Replicas", "Ready", "Endpoint", "Status", "Rollout", "Age"]
     );
 }
 

@@ -21,43 +21,79 @@ pub(crate) use compare::stamp;
 
 use crate::error::Error;
 use crate::metrics::{Metrics, Operation, Written};
-use crate::names::MANAGER;
-use crate::reconcile::desired::{ChildKind, Desired};
-use crate::reconcile::observe::Observed;
+use crate::names::{canary_name, MANAGER};
+use crate::reconcile::desired::{canary, ChildKind, Desired};
+use crate::reconcile::observe::{self, Observed};
 use crate::reconcile::resolve::Resolved;
+use crate::reconcile::rollout::Plan;
 
 /// Field manager used once to share `spec.replicas` before handing it to an autoscaler.
 pub(crate) const HANDOFF_MANAGER: &str = "iris-operator-handoff";
 
-/// Applies the desired children against what was observed; returns the Deployment as the API
-/// server has it now.
+/// Applies the desired children against what was observed, the Deployments as the rollout's
+/// plan says; returns the stable Deployment as the API server has it now (None when the plan
+/// holds back a first Deployment).
 pub(crate) async fn children(
     client: &Client,
     resolved: &Resolved,
     desired: Desired,
     observed: &Observed,
     metrics: &Metrics,
-) -> Result<Deployment, Error> {
+    plan: Plan,
+) -> Result<Option<Deployment>, Error> {
     refuse_foreign(resolved, observed)?;
     let namespace = &resolved.namespace;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
 
-    let handoff = resolved.replicas.is_none()
-        && observed
-            .deployment
-            .as_ref()
-            .is_some_and(|d| owns_replicas(d, MANAGER));
-    if let (true, Some(current)) = (handoff, observed.deployment.as_ref()) {
-        hand_off_replicas(&deployments, current).await?;
-        metrics.write(Written::Child(ChildKind::Deployment), Operation::Apply);
-    }
-    let (deployment, outcome) = apply(
-        &deployments,
-        desired.deployment,
-        observed.deployment.as_ref(),
-        handoff,
-    )
-    .await?;
+    let deployment = if plan.applies_stable() {
+        let handoff = resolved.replicas.is_none()
+            && observed
+                .deployment
+                .as_ref()
+                .is_some_and(|d| owns_replicas(d, MANAGER));
+        if let (true, Some(current)) = (handoff, observed.deployment.as_ref()) {
+            hand_off_replicas(&deployments, current).await?;
+            metrics.write(Written::Child(ChildKind::Deployment), Operation::Apply);
+        }
+        let (deployment, outcome) = apply(
+            &deployments,
+            desired.deployment.clone(),
+            observed.deployment.as_ref(),
+            handoff,
+        )
+        .await?;
+        count_write(metrics, ChildKind::Deployment, outcome);
+        Some(deployment)
+    } else {
+        // A canary runs, or the quality gate holds the change back: the stable pods are left
+        // exactly as they are.
+        observed.deployment.clone()
+    };
+    let outcome = match plan {
+        Plan::Canary { replicas } => {
+            // A canary the cache lacks is looked up first: the name may be someone else's.
+            let existing = match &observed.canary {
+                Some(canary) => Some(canary.clone()),
+                None => observe::get(client, namespace, &canary_name(&resolved.name)).await?,
+            };
+            if existing
+                .as_ref()
+                .is_some_and(|c| !controlled_by(c, &resolved.owner))
+            {
+                return Err(Error::ChildConflict {
+                    kind: ChildKind::Deployment.as_str(),
+                    namespace: namespace.clone(),
+                    name: canary_name(&resolved.name),
+                });
+            }
+            let canary = canary::build(&desired.deployment, replicas);
+            apply(&deployments, canary, existing.as_ref(), false)
+                .await?
+                .1
+        }
+        Plan::Promote => Outcome::Unchanged,
+        Plan::Roll | Plan::Hold => delete_stale(&deployments, observed.canary.as_ref()).await?,
+    };
     count_write(metrics, ChildKind::Deployment, outcome);
     let services = Api::namespaced(client.clone(), namespace);
     let (_, outcome) = apply(&services, desired.service, observed.service.as_ref(), false).await?;

@@ -10,6 +10,9 @@ pub(crate) const PROGRESSING: &str = "Progressing";
 /// Something needs attention: pods of the current version fail, or the spec cannot be served.
 pub(crate) const DEGRADED: &str = "Degraded";
 
+/// With the Canary strategy: the last model change goes (or went) as planned.
+pub(crate) const ROLLOUT: &str = "Rollout";
+
 /// A condition without its transition time: what the operator decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Verdict {

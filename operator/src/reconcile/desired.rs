@@ -1,6 +1,7 @@
 //! The build step: every object an IrisModel owns, from the resolved inputs. Pure (no
 //! client), one builder per child kind, so tests compare whole objects.
 
+pub(crate) mod canary;
 pub(crate) mod deployment;
 pub(crate) mod hpa;
 pub(crate) mod pdb;

@@ -2,6 +2,7 @@
 //! observe -> resolve -> build the desired children -> apply -> status, and errors reported in
 //! one place. Each step is a module with its own input and output.
 
+pub(crate) mod analysis;
 pub(crate) mod apply;
 pub(crate) mod artifact;
 pub(crate) mod conditions;
@@ -9,6 +10,7 @@ pub(crate) mod desired;
 pub(crate) mod observe;
 pub(crate) mod report;
 pub(crate) mod resolve;
+pub(crate) mod rollout;
 pub(crate) mod rootcause;
 pub(crate) mod status;
 
@@ -20,10 +22,13 @@ use kube::runtime::controller::Action;
 use tracing::{debug, warn};
 
 use crate::context::{object_key, Context};
-use crate::crd::{IrisModel, IrisModelStatus};
+use crate::crd::{IrisModel, IrisModelStatus, RolloutStrategy};
 use crate::error::{backoff, Error};
 use conditions::{find, READY};
+use desired::Desired;
 use observe::Observed;
+use resolve::Resolved;
+use rollout::{CanaryFacts, Decision};
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
 pub(crate) const REQUEUE_READY: Duration = Duration::from_secs(300);
@@ -84,9 +89,17 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     let mut observed = observe::children(&ctx.client, &cache, model, &name, &namespace).await?;
     let now = ctx.now();
     match converge(model, &mut observed, ctx, &now).await {
-        Ok(status) => {
-            let action = requeue_after(&status.conditions, &now);
+        Ok((status, decision)) => {
+            let mut action = requeue_after(&status.conditions, &now);
+            let running = decision.status.as_ref().is_some_and(|r| {
+                [rollout::PHASE_CANARY, rollout::PHASE_PROMOTING].contains(&r.phase.as_str())
+            });
+            if running {
+                // Steps are timed and the canary's metrics change without watch events.
+                action = Action::requeue(rollout::REQUEUE_CANARY);
+            }
             report::publish_status(model, status, ctx).await?;
+            report::rollout(model, &decision, ctx).await?;
             Ok(action)
         }
         Err(error) => {
@@ -96,13 +109,14 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     }
 }
 
-/// resolve -> build -> apply -> status: the status the IrisModel should have.
+/// resolve -> build -> rollout -> apply -> status: the status the IrisModel should have, and
+/// the rollout's decision (for its Event and the by-hand action).
 async fn converge(
     model: &IrisModel,
     observed: &mut Observed,
     ctx: &Context,
     now: &Time,
-) -> Result<IrisModelStatus, Error> {
+) -> Result<(IrisModelStatus, Decision), Error> {
     let resolved = resolve::resolve(
         model,
         &ctx.settings,
@@ -118,16 +132,80 @@ async fn converge(
         &resolved.namespace,
     )
     .await?;
-    let deployment =
-        apply::children(&ctx.client, &resolved, desired, observed, &ctx.metrics).await?;
     let (name, namespace) = (&resolved.name, &resolved.namespace);
-    let pods = observe::pods(&ctx.client, &deployment, name, namespace).await?;
+    let decision = decide(model, &resolved, &desired, observed, ctx, now).await?;
+    let deployment = apply::children(
+        &ctx.client,
+        &resolved,
+        desired,
+        observed,
+        &ctx.metrics,
+        decision.plan,
+    )
+    .await?;
+    let pods = match &deployment {
+        Some(deployment) => observe::pods(&ctx.client, deployment, name, namespace).await?,
+        None => observe::Pods::default(),
+    };
     let live = status::Observed {
-        deployment: Some(&deployment),
+        deployment: deployment.as_ref(),
         pods: &pods.pods,
         events: &pods.events,
     };
-    Ok(status::served(model, &resolved, &live, now))
+    let status = status::served(model, &resolved, &live, &decision, now);
+    Ok((status, decision))
+}
+
+/// The rollout step, fed with what it needs from the cluster: the canary's pods and traffic
+/// while one runs.
+async fn decide(
+    model: &IrisModel,
+    resolved: &Resolved,
+    desired: &Desired,
+    observed: &Observed,
+    ctx: &Context,
+    now: &Time,
+) -> Result<Decision, Error> {
+    let spec = model.spec.rollout.clone().unwrap_or_default();
+    let facts = match &observed.canary {
+        Some(canary) if spec.strategy == RolloutStrategy::Canary => {
+            observe::canary(
+                &ctx.client,
+                ctx.scraper.as_ref(),
+                canary,
+                &resolved.name,
+                &resolved.namespace,
+                resolved.port,
+                now,
+            )
+            .await?
+        }
+        _ => CanaryFacts::default(),
+    };
+    let desired_hash = status::template_hash(&desired.deployment).unwrap_or_default();
+    let previous = model.status.as_ref();
+    Ok(rollout::decide(&rollout::Facts {
+        spec: &spec,
+        accuracy: resolved.model_status.accuracy,
+        desired_hash,
+        desired_digest: resolved.model_status.digest.as_deref(),
+        served_digest: previous
+            .and_then(|s| s.model.as_ref())
+            .and_then(|m| m.digest.as_deref()),
+        stable: observed.deployment.as_ref(),
+        canary: observed.canary.as_ref(),
+        previous: previous.and_then(|s| s.rollout.as_ref()),
+        action: rollout::Action::parse(
+            model
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(rollout::ACTION_ANNOTATION))
+                .map(String::as_str),
+        ),
+        observed: &facts,
+        now,
+    }))
 }
 
 /// When to look again: every 5 minutes when Ready; when not, after as long as it has not been

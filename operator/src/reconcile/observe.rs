@@ -13,23 +13,30 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, GetParams, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use tracing::debug;
 
 use crate::cache::ChildCache;
 use crate::crd::IrisModel;
 use crate::error::Error;
-use crate::names::selector_string;
+use crate::names::{canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
+use crate::reconcile::analysis::Traffic;
 use crate::reconcile::desired::Desired;
+use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::status;
+use crate::scrape::Scrape;
 
 /// The objects an IrisModel names or owns, as read at the start of the reconcile.
 pub(crate) struct Observed {
     /// The ConfigMap of a `configMap` source, None when absent or not named.
     pub(crate) config_map: Option<ConfigMap>,
     pub(crate) deployment: Option<Deployment>,
+    /// The canary Deployment (`<name>-canary`), while a canary runs.
+    pub(crate) canary: Option<Deployment>,
     pub(crate) service: Option<Service>,
     pub(crate) hpa: Option<HorizontalPodAutoscaler>,
     pub(crate) pdb: Option<PodDisruptionBudget>,
@@ -50,6 +57,7 @@ pub(crate) async fn children(
     Ok(Observed {
         config_map,
         deployment: cache.deployments.get(namespace, name),
+        canary: cache.deployments.get(namespace, &canary_name(name)),
         service: cache.services.get(namespace, name),
         hpa: cache.hpas.get(namespace, name),
         pdb: cache.pdbs.get(namespace, name),
@@ -84,7 +92,7 @@ pub(crate) async fn unseen(
 /// Reads an object, None when it does not exist. Served from the API server's watch cache
 /// (resourceVersion "0") rather than by a quorum read of etcd: the operator reacts to watch
 /// events, which come from that same cache.
-async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, Error>
+pub(crate) async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -157,4 +165,68 @@ async fn pod_events(
         events.insert(pod, list.items);
     }
     Ok(events)
+}
+
+/// While a canary runs: the canary pods' and the stable pods' prediction traffic, read from
+/// each ready pod's own /metrics, and why a canary pod is not ready (pod status and Warning
+/// Events of a few of them). One pod list, one scrape per ready pod.
+pub(crate) async fn canary(
+    client: &Client,
+    scraper: &dyn Scrape,
+    canary: &Deployment,
+    name: &str,
+    namespace: &str,
+    port: i32,
+    now: &Time,
+) -> Result<CanaryFacts, Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(
+            &ListParams::default()
+                .labels(&selector_string(name))
+                .match_any(),
+        )
+        .await
+        .map_err(Error::kube("list pods"))?
+        .items;
+    let is_canary = |pod: &Pod| {
+        pod.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TRACK_LABEL))
+            .is_some_and(|t| t == TRACK_CANARY)
+    };
+    let (canary_pods, stable_pods): (Vec<Pod>, Vec<Pod>) =
+        pods.into_iter().partition(|pod| is_canary(pod));
+    let failure = match status::template_hash(canary) {
+        Some(hash) => {
+            let events = pod_events(client, namespace, &canary_pods, hash).await?;
+            rootcause::pod_failure(&canary_pods, hash, &events, now)
+                .map(|(reason, message)| format!("{reason}: {message}"))
+        }
+        None => None,
+    };
+    let scrape_all = |pods: Vec<Pod>| async move {
+        let ips: Vec<String> = pods
+            .iter()
+            .filter(|pod| rootcause::is_ready(pod))
+            .filter_map(|pod| pod.status.as_ref()?.pod_ip.clone())
+            .collect();
+        let pages = futures::future::join_all(ips.iter().map(|ip| scraper.metrics(ip, port))).await;
+        let mut answered = Vec::new();
+        for (ip, page) in ips.iter().zip(pages) {
+            match page {
+                Ok(text) => answered.push(Traffic::parse(&text)),
+                Err(e) => debug!(pod_ip = %ip, "metrics scrape failed: {e}"),
+            }
+        }
+        answered
+    };
+    let canary_traffic = scrape_all(canary_pods).await;
+    let stable_traffic = scrape_all(stable_pods).await;
+    Ok(CanaryFacts {
+        canary: (!canary_traffic.is_empty()).then(|| Traffic::sum(&canary_traffic)),
+        stable: Traffic::sum(&stable_traffic),
+        failure,
+    })
 }

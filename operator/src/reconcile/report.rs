@@ -16,6 +16,7 @@ use crate::metrics::{Operation, Written};
 use crate::names::MANAGER;
 use crate::reconcile::conditions::{find, DEGRADED, READY};
 use crate::reconcile::resolve::name_and_namespace;
+use crate::reconcile::rollout::{Action, Decision, ACTION_ANNOTATION};
 use crate::reconcile::status;
 
 /// Writes the status when it changed, and tells the user about transitions with Events.
@@ -34,6 +35,62 @@ pub(crate) async fn publish_status(
     if let Some((type_, reason, note)) = event {
         publish_event(model, ctx, type_, &reason, note).await;
     }
+    Ok(())
+}
+
+/// Tells the user of a rollout's transition (an Event; a rollback also counts in a metric),
+/// and removes the by-hand action annotation once it has been acted on.
+pub(crate) async fn rollout(
+    model: &IrisModel,
+    decision: &Decision,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if let Some((warning, reason, message)) = &decision.notice {
+        let repeated = decision.refused.is_some()
+            && model
+                .status
+                .as_ref()
+                .and_then(|s| find(&s.conditions, DEGRADED))
+                .is_some_and(|c| c.reason == *reason);
+        if !repeated {
+            if matches!(*reason, "CanaryRolledBack" | "CanaryAborted") {
+                ctx.metrics.rollback(reason);
+            }
+            let type_ = if *warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish_event(model, ctx, type_, reason, message.clone()).await;
+        }
+    }
+    let Some(action) = model
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ACTION_ANNOTATION))
+    else {
+        return Ok(());
+    };
+    if Action::parse(Some(action)).is_none() {
+        publish_event(
+            model,
+            ctx,
+            EventType::Warning,
+            "UnknownRolloutAction",
+            format!(
+                "annotation {ACTION_ANNOTATION}={action:?} is not one of pause, resume, promote, abort: ignored and removed"
+            ),
+        )
+        .await;
+    }
+    let (name, namespace) = name_and_namespace(model)?;
+    let api: Api<IrisModel> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({"metadata": {"annotations": {ACTION_ANNOTATION: null}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("remove the rollout annotation"))?;
+    ctx.metrics.write(Written::Model, Operation::Apply);
     Ok(())
 }
 

@@ -67,7 +67,7 @@ fn current<'a>(pods: &'a [Pod], current_hash: &'a str) -> impl Iterator<Item = &
     pods.into_iter()
 }
 
-fn is_ready(pod: &Pod) -> bool {
+pub(crate) fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

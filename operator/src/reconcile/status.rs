@@ -5,11 +5,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::{IrisModel, IrisModelStatus};
+use crate::crd::{IrisModel, IrisModelStatus, RolloutStatus};
 use crate::error::Error;
 use crate::names::{selector_string, MODEL_HASH_ANNOTATION};
-use crate::reconcile::conditions::{merge, Verdict, DEGRADED, PROGRESSING, READY};
+use crate::reconcile::conditions::{find, merge, Verdict, DEGRADED, PROGRESSING, READY, ROLLOUT};
 use crate::reconcile::resolve::Resolved;
+use crate::reconcile::rollout::{
+    Decision, PHASE_ABORTED, PHASE_CANARY, PHASE_PAUSED, PHASE_PROMOTED, PHASE_PROMOTING,
+};
 use crate::reconcile::rootcause::{bound, pod_failure, PodEvents};
 
 /// Reason of Ready=True.
@@ -106,11 +109,13 @@ pub(crate) struct Observed<'a> {
     pub(crate) events: &'a PodEvents,
 }
 
-/// The status of a served IrisModel.
+/// The status of a served IrisModel, with the rollout's decision (its status, and a model the
+/// quality gate refused).
 pub(crate) fn served(
     model: &IrisModel,
     resolved: &Resolved,
     observed: &Observed<'_>,
+    decision: &Decision,
     now: &Time,
 ) -> IrisModelStatus {
     let rollout = observed.deployment.map(rollout).unwrap_or_default();
@@ -127,7 +132,9 @@ pub(crate) fn served(
         rollout.desired
     );
 
-    let ready = if observed.deployment.is_none() {
+    let ready = if let (None, Some((reason, message))) = (observed.deployment, &decision.refused) {
+        Verdict::new(READY, false, *reason, message.clone())
+    } else if observed.deployment.is_none() {
         Verdict::new(
             READY,
             false,
@@ -170,12 +177,25 @@ pub(crate) fn served(
         _ => Verdict::new(PROGRESSING, true, REASON_ROLLING_OUT, progress),
     };
 
-    let degraded = match (&failure, rollout.complete) {
-        (Some((reason, message)), false) => Verdict::new(DEGRADED, true, reason, message),
+    let degraded = match (&decision.refused, &failure, rollout.complete) {
+        (Some((reason, message)), _, _) => Verdict::new(
+            DEGRADED,
+            true,
+            *reason,
+            format!("{message}: the model is not rolled out, what served before keeps serving"),
+        ),
+        (None, Some((reason, message)), false) => Verdict::new(DEGRADED, true, reason, message),
         _ => Verdict::new(DEGRADED, false, REASON_AS_EXPECTED, "no failure detected"),
     };
 
     let previous = model.status.clone().unwrap_or_default();
+    let mut verdicts = vec![ready, progressing, degraded];
+    verdicts.extend(decision.status.as_ref().map(rollout_verdict));
+    // A refused model is not the one served: status.model keeps describing the one that is.
+    let served_model = match decision.refused {
+        Some(_) => previous.model.clone(),
+        None => Some(resolved.model_status.clone()),
+    };
     IrisModelStatus {
         observed_generation: resolved.generation,
         replicas: rollout.replicas,
@@ -184,14 +204,24 @@ pub(crate) fn served(
         available_replicas: rollout.available,
         selector: Some(selector_string(&resolved.name)),
         endpoint: Some(resolved.endpoint.clone()),
-        model: Some(resolved.model_status.clone()),
-        conditions: merge(
-            &previous.conditions,
-            vec![ready, progressing, degraded],
-            resolved.generation,
-            now,
-        ),
+        model: served_model,
+        rollout: decision.status.clone(),
+        conditions: merge(&previous.conditions, verdicts, resolved.generation, now),
     }
+}
+
+/// The Rollout condition: True while a canary goes as planned or after it was promoted, False
+/// once one was rolled back or aborted (the message says which figure failed).
+fn rollout_verdict(rollout: &RolloutStatus) -> Verdict {
+    let (status, reason) = match rollout.phase.as_str() {
+        PHASE_CANARY => (true, "CanaryProgressing"),
+        PHASE_PAUSED => (true, "CanaryPaused"),
+        PHASE_PROMOTING => (true, "Promoting"),
+        PHASE_PROMOTED => (true, "Promoted"),
+        PHASE_ABORTED => (false, "Aborted"),
+        _ => (false, "RolledBack"),
+    };
+    Verdict::new(ROLLOUT, status, reason, bound(&rollout.message))
 }
 
 /// The status of an IrisModel that cannot be served as specified: Ready=False with the error's
@@ -217,6 +247,7 @@ pub(crate) fn failed(
         selector: Some(selector_string(&name)),
         endpoint: previous.endpoint.clone(),
         model: previous.model.clone(),
+        rollout: previous.rollout.clone(),
         conditions: merge(
             &previous.conditions,
             vec![
@@ -226,7 +257,11 @@ pub(crate) fn failed(
             ],
             generation,
             now,
-        ),
+        )
+        .into_iter()
+        // A rollout's condition stays as it was: the error says nothing about it.
+        .chain(find(&previous.conditions, ROLLOUT).cloned())
+        .collect(),
     }
 }
 
