@@ -292,6 +292,8 @@ pub struct ClientLoop {
     errors: Arc<Mutex<Vec<String>>>,
     /// The last 10 digests the loop read from /metrics, oldest first.
     last_digests: tokio::sync::watch::Receiver<Vec<String>>,
+    /// Every digest the loop read, with how often.
+    all_digests: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -301,9 +303,11 @@ impl ClientLoop {
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let (digests_tx, last_digests) = tokio::sync::watch::channel(Vec::new());
+        let all_digests = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let task = {
             let (stop, ok, failed, errors) =
                 (stop.clone(), ok.clone(), failed.clone(), errors.clone());
+            let all = all_digests.clone();
             tokio::spawn(async move {
                 let body = json!({"features": [6.1, 2.8, 4.7, 1.2]});
                 // About 50 rounds a second: enough to catch a gap, gentle on a 2-core machine.
@@ -326,6 +330,10 @@ impl ClientLoop {
                     }
                     if let Ok(text) = metrics {
                         if let Some(d) = digest_in_metrics(&text) {
+                            *all.lock()
+                                .expect("digests lock")
+                                .entry(d.clone())
+                                .or_insert(0) += 1;
                             digests_tx.send_modify(|seen| {
                                 seen.push(d);
                                 let excess = seen.len().saturating_sub(10);
@@ -342,8 +350,22 @@ impl ClientLoop {
             failed,
             errors,
             last_digests,
+            all_digests,
             task,
         }
+    }
+
+    /// Stops the loop now; reports, with every digest it read and how often.
+    pub async fn stop(self) -> (LoopReport, std::collections::BTreeMap<String, u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let report = LoopReport {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            first_errors: self.errors.lock().expect("errors lock").clone(),
+        };
+        let digests = self.all_digests.lock().expect("digests lock").clone();
+        (report, digests)
     }
 
     /// Keeps the loop running until its last 10 reads of the served digest all equal

@@ -187,7 +187,10 @@ fn ranges_enums_and_defaults() {
     let rollout = &spec["rollout"]["properties"];
     assert_eq!(rollout["minAccuracy"]["minimum"], json!(0.0));
     assert_eq!(rollout["minAccuracy"]["maximum"], json!(1.0));
-    assert_eq!(rollout["strategy"]["enum"], json!(["RollingUpdate", "Canary"]));
+    assert_eq!(
+        rollout["strategy"]["enum"],
+        json!(["RollingUpdate", "Canary"])
+    );
     assert_eq!(rollout["strategy"]["default"], json!("RollingUpdate"));
     let canary = &rollout["canary"]["properties"];
     assert_eq!(canary["steps"]["minItems"], json!(1));

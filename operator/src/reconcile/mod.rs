@@ -153,6 +153,13 @@ async fn converge(
         events: &pods.events,
     };
     let status = status::served(model, &resolved, &live, &decision, now);
+    let mut decision = decision;
+    if decision.refused.is_some()
+        && find(&status.conditions, READY).is_some_and(|c| c.status == "False")
+    {
+        // Ready turns False for the refusal: its transition's Event says it already.
+        decision.notice = None;
+    }
     Ok((status, decision))
 }
 
