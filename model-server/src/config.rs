@@ -270,6 +270,50 @@ mod tests {
     }
 
     #[test]
+    fn security_flags() {
+        let serve = |extra: &[&str]| {
+            let argv = ["model-server", "serve"].iter().chain(extra).copied();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Serve(args) => args,
+                _ => panic!("not serve"),
+            })
+        };
+        let args = serve(&[]).unwrap();
+        assert_eq!(
+            (args.tls_cert, args.tls_key, args.auth_tokens),
+            (None, None, None)
+        );
+        assert!(!args.auth_metrics);
+        assert_eq!(args.reload_seconds, 10);
+
+        let args = serve(&[
+            "--tls-cert",
+            "/tls/tls.crt",
+            "--tls-key",
+            "/tls/tls.key",
+            "--auth-tokens",
+            "/auth/tokens",
+            "--auth-metrics",
+            "--reload-seconds",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(args.tls_cert, Some("/tls/tls.crt".into()));
+        assert_eq!(args.tls_key, Some("/tls/tls.key".into()));
+        assert_eq!(args.auth_tokens, Some("/auth/tokens".into()));
+        assert!(args.auth_metrics);
+        assert_eq!(args.reload_seconds, 2);
+
+        for half in [&["--tls-cert", "/c"][..], &["--tls-key", "/k"]] {
+            let e = serve(half).unwrap_err().to_string();
+            assert!(e.contains("--tls-"), "{e}");
+        }
+        for bad in ["0", "3601", "x"] {
+            assert!(serve(&["--reload-seconds", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for argv in [
             &["model-server", "serve", "--host", "example.com"][..],
