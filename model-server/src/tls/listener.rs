@@ -2,8 +2,9 @@
 //! [`grpc_incoming`], tonic's incoming stream) that accepts TCP connections and runs their
 //! handshakes concurrently inside its own accept future, so a slow or silent client never
 //! holds up the next one. Handshakes are bounded in time and in number; a failed one (plain
-//! HTTP on the TLS port, an unknown CA on the client's side, no common ALPN protocol) drops
-//! that connection only, and is counted in `model_server_tls_handshake_failures_total`.
+//! HTTP on the TLS port, an unknown CA on the client's side, no common ALPN protocol, a
+//! timeout) drops that connection only, and is counted in
+//! `model_server_tls_handshake_failures_total`; a client hanging up mid-handshake is not.
 
 use std::future::Future;
 use std::io;
@@ -31,7 +32,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// kernel's accept queue.
 const MAX_PENDING_HANDSHAKES: usize = 512;
 
-type Handshake = Pin<Box<dyn Future<Output = Option<(TlsStream<TcpStream>, SocketAddr)>> + Send>>;
+type Handshake =
+    Pin<Box<dyn Future<Output = Result<(TlsStream<TcpStream>, SocketAddr), Refused>> + Send>>;
 
 /// A TCP listener whose connections come out after a finished TLS handshake.
 pub struct TlsListener {
@@ -76,32 +78,48 @@ impl TlsListener {
                     Err(e) => accept_error(e).await,
                 },
                 Some(done) = pending.next(), if !pending.is_empty() => match done {
-                    Some(conn) => return conn,
-                    None => {
+                    Ok(conn) => return conn,
+                    Err(Refused::Failed) => {
                         if let Some(m) = metrics {
                             m.count_tls_handshake_failure();
                         }
                     }
+                    Err(Refused::Closed) => {}
                 },
             }
         }
     }
 }
 
+/// How a handshake ended, when it did not give a connection.
+enum Refused {
+    /// A TLS error (not TLS at all, an alert from the client, no common protocol or
+    /// version) or no handshake within [`HANDSHAKE_TIMEOUT`]: counted.
+    Failed,
+    /// The client hung up (e.g. right after its side of the handshake, as `openssl s_time`
+    /// does): not counted.
+    Closed,
+}
+
 async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     addr: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
+) -> Result<(TlsStream<TcpStream>, SocketAddr), Refused> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some((tls, addr)),
-        Ok(Err(e)) => {
+        Ok(Ok(tls)) => Ok((tls, addr)),
+        // tokio-rustls reports rustls' own errors as InvalidData.
+        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
             debug!(%addr, "TLS handshake failed: {e}");
-            None
+            Err(Refused::Failed)
+        }
+        Ok(Err(e)) => {
+            debug!(%addr, "connection closed during the TLS handshake: {e}");
+            Err(Refused::Closed)
         }
         Err(_) => {
             debug!(%addr, "TLS handshake timed out");
-            None
+            Err(Refused::Failed)
         }
     }
 }
