@@ -33,6 +33,18 @@ pub const SHUTDOWN_GRACE_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_GRACE_SECONDS";
 pub const SHUTDOWN_DELAY_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_DELAY_SECONDS";
 /// `--worker-threads`.
 pub const WORKER_THREADS: &str = "MODEL_SERVER_WORKER_THREADS";
+/// `--tls-cert`: PEM certificate chain (leaf first) for HTTPS and gRPC over TLS; with
+/// `--tls-key`. From a `kubernetes.io/tls` Secret volume: `<dir>/tls.crt`.
+pub const TLS_CERT_FILE: &str = "MODEL_SERVER_TLS_CERT_FILE";
+/// `--tls-key`: PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`. From a
+/// `kubernetes.io/tls` Secret volume: `<dir>/tls.key`.
+pub const TLS_KEY_FILE: &str = "MODEL_SERVER_TLS_KEY_FILE";
+/// `--auth-tokens`: file of accepted bearer tokens, one per line.
+pub const AUTH_TOKENS_FILE: &str = "MODEL_SERVER_AUTH_TOKENS_FILE";
+/// `--auth-metrics`: `true` to require a token on `/metrics` too.
+pub const AUTH_METRICS: &str = "MODEL_SERVER_AUTH_METRICS";
+/// `--reload-seconds`: how often the TLS and token files are re-read.
+pub const RELOAD_SECONDS: &str = "MODEL_SERVER_RELOAD_SECONDS";
 /// `--log-format`: `text` or `json`. The level comes from `RUST_LOG`.
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 /// `train --out`.

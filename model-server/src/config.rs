@@ -153,6 +153,31 @@ pub struct ServeArgs {
     /// on the port (SO_REUSEPORT); 0 means one per available CPU (respecting cgroup limits).
     #[arg(long, env = env::WORKER_THREADS, default_value_t = 0)]
     pub worker_threads: usize,
+    /// PEM certificate chain (leaf first): serve HTTPS only on --port and gRPC over TLS
+    /// only on --grpc-port (TLS 1.2 and 1.3); needs --tls-key. From a kubernetes.io/tls
+    /// Secret mounted at DIR: DIR/tls.crt. Re-read every --reload-seconds: a renewed
+    /// certificate is served to new connections without a restart.
+    #[arg(long, value_name = "FILE", env = env::TLS_CERT_FILE, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); needs --tls-cert. From a
+    /// kubernetes.io/tls Secret mounted at DIR: DIR/tls.key.
+    #[arg(long, value_name = "FILE", env = env::TLS_KEY_FILE, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// File of accepted bearer tokens, one per line (blank lines and lines starting with #
+    /// are ignored). When set, every route but /v2/health/live and /v2/health/ready (and
+    /// /metrics, see --auth-metrics), and every gRPC method but ServerLive and ServerReady,
+    /// needs `Authorization: Bearer <token>`: 401 (gRPC: UNAUTHENTICATED) otherwise. A file
+    /// without tokens refuses every such request. Re-read every --reload-seconds.
+    #[arg(long, value_name = "FILE", env = env::AUTH_TOKENS_FILE)]
+    pub auth_tokens: Option<PathBuf>,
+    /// Require a bearer token on /metrics too (needs --auth-tokens).
+    #[arg(long, env = env::AUTH_METRICS)]
+    pub auth_metrics: bool,
+    /// How often the --tls-cert/--tls-key and --auth-tokens files are re-read (1-3600); an
+    /// unreadable or invalid file keeps the previous certificate or tokens.
+    #[arg(long, value_name = "SECONDS", env = env::RELOAD_SECONDS, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reload_seconds: u64,
 }
 
 impl ServeArgs {
@@ -242,6 +267,50 @@ mod tests {
         assert_eq!(args.source, ModelSource::File("/models/iris.json".into()));
         assert_eq!(args.training.params().positive_class, None);
         assert_eq!(args.limits().max_batch_rows, 5);
+    }
+
+    #[test]
+    fn security_flags() {
+        let serve = |extra: &[&str]| {
+            let argv = ["model-server", "serve"].iter().chain(extra).copied();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Serve(args) => args,
+                _ => panic!("not serve"),
+            })
+        };
+        let args = serve(&[]).unwrap();
+        assert_eq!(
+            (args.tls_cert, args.tls_key, args.auth_tokens),
+            (None, None, None)
+        );
+        assert!(!args.auth_metrics);
+        assert_eq!(args.reload_seconds, 10);
+
+        let args = serve(&[
+            "--tls-cert",
+            "/tls/tls.crt",
+            "--tls-key",
+            "/tls/tls.key",
+            "--auth-tokens",
+            "/auth/tokens",
+            "--auth-metrics",
+            "--reload-seconds",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(args.tls_cert, Some("/tls/tls.crt".into()));
+        assert_eq!(args.tls_key, Some("/tls/tls.key".into()));
+        assert_eq!(args.auth_tokens, Some("/auth/tokens".into()));
+        assert!(args.auth_metrics);
+        assert_eq!(args.reload_seconds, 2);
+
+        for half in [&["--tls-cert", "/c"][..], &["--tls-key", "/k"]] {
+            let e = serve(half).unwrap_err().to_string();
+            assert!(e.contains("--tls-"), "{e}");
+        }
+        for bad in ["0", "3601", "x"] {
+            assert!(serve(&["--reload-seconds", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

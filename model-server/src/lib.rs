@@ -6,14 +6,17 @@
 //! The model itself (data, training, artifact, prediction) is the `iris-model` crate, which
 //! the operator uses without this server; it is re-exported here as [`model`] and [`iris`].
 
+pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod oip;
+pub mod security;
 pub mod server;
 pub mod source;
 #[cfg(test)]
 mod test_models;
+pub mod tls;
 
 pub use iris_model::{iris, model};
 pub use model::{

@@ -9,6 +9,11 @@
 //! The gRPC service (`--grpc-port`, 0 disables it) runs on a thread of its own with the same
 //! shutdown: `ServerReady`/`ModelReady` answer false at once, the listener closes after the
 //! delay, in-flight calls finish (HTTP/2 GOAWAY), bounded by the same grace period.
+//!
+//! With `--tls-cert`/`--tls-key` both ports speak TLS only (see [`crate::tls`]); with
+//! `--auth-tokens` both need a bearer token (see [`crate::auth`]). Their files are re-read
+//! every `--reload-seconds` on the main thread (see [`crate::security`]). Without these
+//! flags the serving path is the plain one, unchanged.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -20,9 +25,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::auth::GrpcAuthLayer;
 use crate::config::ServeArgs;
 use crate::grpc::{GrpcMetricsLayer, InferenceService};
-use crate::http::{app, AppState};
+use crate::http::{app_with_auth, AppState};
+use crate::security::Security;
+use crate::tls::{grpc_incoming, TlsListener};
 
 /// Timing of a graceful shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +51,7 @@ pub struct ShutdownTiming {
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let model = args.source.load(&args.training.params())?;
+    let security = Security::from_args(args)?;
     let workers = match args.worker_threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -89,6 +98,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let mut threads = Vec::with_capacity(workers);
     for (i, listener) in listeners.into_iter().enumerate() {
         let state = state.clone();
+        let security = security.clone();
         let (first, second) = (nth_signal(1), nth_signal(2));
         let thread = std::thread::Builder::new()
             .name(format!("http-{i}"))
@@ -98,7 +108,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                     .build()?;
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
-                    serve_until(listener, state.clone(), timing, first, second).await
+                    serve_until(listener, state, security, timing, first, second).await
                 })
             })
             .context("cannot start a worker thread")?;
@@ -106,6 +116,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(listener) = grpc_listener {
         let state = state.clone();
+        let security = security.clone();
         let (first, second) = (nth_signal(1), nth_signal(2));
         let thread = std::thread::Builder::new()
             .name("grpc".to_owned())
@@ -120,7 +131,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                     .build()?;
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
-                    serve_grpc_until(listener, state, timing, first, second).await
+                    serve_grpc_until(listener, state, security, timing, first, second).await
                 })
             })
             .context("cannot start the gRPC thread")?;
@@ -139,10 +150,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         digest = m.digest(),
         held_out_accuracy = m.accuracy(),
         workers,
+        tls = security.tls.is_some(),
+        auth = security.auth.is_some(),
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
     );
 
+    if security.has_files() {
+        main_rt.spawn(security.reload_every(
+            Duration::from_secs(args.reload_seconds),
+            state.shared_metrics(),
+        ));
+    }
     main_rt.block_on(async move {
         let mut signals = signals;
         let mut joined = tokio::task::spawn_blocking(move || {
@@ -193,16 +212,17 @@ fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListene
 
 /// Serves `state` on `listener` until `shutdown` resolves, then shuts down gracefully per
 /// `timing`; `force` (e.g. a second signal) ends the grace period early. Returns when all
-/// connections are closed or the grace period is over.
+/// connections are closed or the grace period is over. `security` adds TLS and tokens.
 pub async fn serve_until(
     listener: TcpListener,
     state: AppState,
+    security: Security,
     timing: ShutdownTiming,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = app(state.clone());
-    serve_router_until(listener, router, state, timing, shutdown, force).await
+    let router = app_with_auth(state.clone(), security.auth.as_ref());
+    serve_router_until(listener, router, state, security, timing, shutdown, force).await
 }
 
 /// [`serve_until`] with any router (tests add routes to it).
@@ -210,25 +230,50 @@ async fn serve_router_until(
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    security: Security,
     timing: ShutdownTiming,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics = state.shared_metrics();
     let (on_signal, deadline) = drain(state, timing, shutdown, force);
-    let listener = listener.tap_io(|tcp| {
-        // Small request/response pairs: do not let Nagle delay the answer.
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(on_signal)
-        .into_future();
+    match &security.tls {
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                // Small request/response pairs: do not let Nagle delay the answer.
+                let _ = tcp.set_nodelay(true);
+            });
+            let server = axum::serve(listener, router)
+                .with_graceful_shutdown(on_signal)
+                .into_future();
+            until_done_or_deadline(server, deadline, "").await
+        }
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.http.clone(), Some(metrics));
+            let server = axum::serve(listener, router)
+                .with_graceful_shutdown(on_signal)
+                .into_future();
+            until_done_or_deadline(server, deadline, "").await
+        }
+    }
+}
+
+/// Runs `server` to its end, or until `deadline` (which says why) if that comes first.
+async fn until_done_or_deadline<E>(
+    server: impl Future<Output = Result<(), E>>,
+    deadline: impl Future<Output = &'static str>,
+    what: &str,
+) -> std::io::Result<()>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     tokio::select! {
         result = server => {
-            result?;
-            debug!("all connections closed");
+            result.map_err(std::io::Error::other)?;
+            debug!("all {what}connections closed");
         }
         reason = deadline => {
-            warn!("{reason}; exiting with requests still in flight");
+            warn!("{reason}; exiting with {what}requests still in flight");
         }
     }
     Ok(())
@@ -279,9 +324,11 @@ fn drain(
 /// Serves the OIP v2 gRPC service of `state` on `listener` until `shutdown` resolves, then
 /// shuts down gracefully per `timing` as [`serve_until`] does. Messages over
 /// `--max-body-bytes` are RESOURCE_EXHAUSTED; calls are counted in the shared metrics.
+/// `security` adds TLS and tokens.
 pub async fn serve_grpc_until(
     listener: TcpListener,
     state: AppState,
+    security: Security,
     timing: ShutdownTiming,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
@@ -289,21 +336,28 @@ pub async fn serve_grpc_until(
     let metrics = state.shared_metrics();
     let service = InferenceService::new(state.clone()).into_server();
     let (on_signal, deadline) = drain(state, timing, shutdown, force);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
-        .layer(GrpcMetricsLayer { metrics })
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, on_signal);
-    tokio::select! {
-        result = server => {
-            result.map_err(std::io::Error::other)?;
-            debug!("all gRPC connections closed");
+    // The metrics layer is outside the tokens check, so that refused calls are counted.
+    let router = tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer {
+            metrics: metrics.clone(),
+        })
+        .layer(GrpcAuthLayer {
+            auth: security.auth.clone(),
+        })
+        .add_service(service);
+    match &security.tls {
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = router.serve_with_incoming_shutdown(incoming, on_signal);
+            until_done_or_deadline(server, deadline, "gRPC ").await
         }
-        reason = deadline => {
-            warn!("{reason}; exiting with gRPC calls still in flight");
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.grpc.clone(), Some(metrics));
+            let server = router.serve_with_incoming_shutdown(grpc_incoming(listener), on_signal);
+            until_done_or_deadline(server, deadline, "gRPC ").await
         }
     }
-    Ok(())
 }
 
 /// SIGTERM (Kubernetes, docker stop) and SIGINT (Ctrl-C).
@@ -340,7 +394,7 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
-    use crate::http::Limits;
+    use crate::http::{app, Limits};
     use crate::model::{train, TrainingParams};
 
     const LIMIT: Duration = Duration::from_secs(10);
@@ -384,6 +438,7 @@ mod tests {
             listener,
             router,
             state.clone(),
+            Security::default(),
             timing,
             async move {
                 let _ = stopped.await;

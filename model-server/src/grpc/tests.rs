@@ -441,6 +441,7 @@ async fn over_a_socket_with_a_tonic_client() {
     let server = tokio::spawn(crate::server::serve_grpc_until(
         listener,
         state.clone(),
+        crate::security::Security::default(),
         crate::server::ShutdownTiming {
             delay: Duration::ZERO,
             grace: Duration::from_secs(5),

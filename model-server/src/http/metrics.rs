@@ -113,9 +113,10 @@ impl RouteId {
 }
 
 /// Status codes with their own `code` label; anything else is counted as `other`.
-const CODES: [(u16, &str); 11] = [
+const CODES: [(u16, &str); 12] = [
     (200, "200"),
     (400, "400"),
+    (401, "401"),
     (404, "404"),
     (405, "405"),
     (408, "408"),
@@ -132,15 +133,16 @@ fn code_index(status: StatusCode) -> usize {
     match status.as_u16() {
         200 => 0,
         400 => 1,
-        404 => 2,
-        405 => 3,
-        408 => 4,
-        413 => 5,
-        415 => 6,
-        422 => 7,
-        500 => 8,
-        503 => 9,
-        _ => 10,
+        401 => 2,
+        404 => 3,
+        405 => 4,
+        408 => 5,
+        413 => 6,
+        415 => 7,
+        422 => 8,
+        500 => 9,
+        503 => 10,
+        _ => 11,
     }
 }
 
@@ -193,6 +195,24 @@ impl Series {
     }
 }
 
+/// A file re-read on a timer, for the `file` label of `model_server_reloads_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reloaded {
+    /// `--tls-cert` and `--tls-key`.
+    Certificate,
+    /// `--auth-tokens`.
+    Tokens,
+}
+
+impl Reloaded {
+    fn label(self) -> &'static str {
+        match self {
+            Reloaded::Certificate => "certificate",
+            Reloaded::Tokens => "tokens",
+        }
+    }
+}
+
 /// Static facts about the served model, exported as `model_server_model_info`.
 #[derive(Clone, Debug)]
 pub(crate) struct ModelInfo {
@@ -212,6 +232,10 @@ pub(crate) struct Metrics {
     /// gRPC calls by (method, code).
     grpc_series: Box<[Series]>,
     predictions: [AtomicU64; MAX_CLASSES],
+    /// TLS handshakes that failed or timed out.
+    tls_handshake_failures: AtomicU64,
+    /// Reloads of the certificate and tokens files, by [`Reloaded`] kind and outcome.
+    reloads: [[AtomicU64; 2]; 2],
     info: ModelInfo,
     ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -235,6 +259,8 @@ impl Metrics {
                 .map(|_| Series::default())
                 .collect(),
             predictions: Default::default(),
+            tls_handshake_failures: AtomicU64::new(0),
+            reloads: Default::default(),
             info,
             ready,
         }
@@ -279,6 +305,22 @@ impl Metrics {
                 counter.fetch_add(*n, Relaxed);
             }
         }
+    }
+
+    /// Counts a failed or timed-out TLS handshake.
+    pub(crate) fn count_tls_handshake_failure(&self) {
+        self.tls_handshake_failures.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a reload of `file` that changed what is served (`ok`) or failed (`!ok`).
+    pub(crate) fn count_reload(&self, file: Reloaded, ok: bool) {
+        self.reloads[file as usize][usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    /// Failed TLS handshakes so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn tls_handshake_failures(&self) -> u64 {
+        self.tls_handshake_failures.load(Relaxed)
     }
 
     /// Requests seen for a route and status (for tests).
@@ -386,6 +428,29 @@ impl Collector for Metrics {
         for (label, counter) in self.info.class_labels.iter().zip(&self.predictions) {
             let labels = [("class", label.as_str())];
             ConstCounter::new(counter.load(Relaxed)).encode(predictions.encode_family(&labels)?)?;
+        }
+
+        let failures = encoder.encode_descriptor(
+            "model_server_tls_handshake_failures",
+            "TLS handshakes that failed or timed out (plain HTTP on a TLS port, untrusted \
+             certificate, no common protocol); 0 without --tls-cert",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.tls_handshake_failures.load(Relaxed)).encode(failures)?;
+        let mut reloads = encoder.encode_descriptor(
+            "model_server_reloads",
+            "Re-reads of the certificate and tokens files that changed what is served \
+             (result=changed) or were refused, keeping the old one (result=error)",
+            None,
+            MetricType::Counter,
+        )?;
+        for file in [Reloaded::Certificate, Reloaded::Tokens] {
+            for (i, result) in ["changed", "error"].into_iter().enumerate() {
+                let labels = [("file", file.label()), ("result", result)];
+                ConstCounter::new(self.reloads[file as usize][i].load(Relaxed))
+                    .encode(reloads.encode_family(&labels)?)?;
+            }
         }
 
         let i = &self.info;

@@ -10,6 +10,9 @@
 //! | `GET /v2/models/{name}[/versions/{version}][/ready]` | OIP v2 model metadata and readiness |
 //! | `POST /v2/models/{name}[/versions/{version}]/infer` | OIP v2 inference, `[N,4]`, JSON or binary tensor data |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! With `--auth-tokens`, [`app_with_auth`] puts every route but health (and `/metrics`,
+//! unless `--auth-metrics`) behind a bearer token: see [`crate::auth`].
 //! | `GET`/`POST /constant` | a constant body: the HTTP ceiling for benchmarks |
 
 mod error;
@@ -36,6 +39,7 @@ use prometheus_client::registry::Registry;
 pub use error::ApiError;
 pub(crate) use tutorial::check_batch_size;
 
+use crate::auth::Auth;
 use crate::model::ModelArtifact;
 use metrics::{Metrics, MetricsLayer, ModelInfo};
 
@@ -210,11 +214,20 @@ impl AppState {
     }
 }
 
-/// The router with every route, the body limit, JSON 404/405 answers and request metrics.
+/// The router with every route, the body limit, JSON 404/405 answers and request metrics;
+/// no authentication.
 pub fn app(state: AppState) -> Router {
+    app_with_auth(state, None)
+}
+
+/// [`app`], with every route but health (and `/metrics` unless the settings protect it)
+/// behind bearer-token authentication when `auth` is set (see [`crate::auth`]). Without it,
+/// the router is exactly [`app`]'s: no layer, no cost.
+pub fn app_with_auth(state: AppState, auth: Option<&Auth>) -> Router {
     let limit = state.limits().max_body_bytes;
     let metrics = state.inner.metrics.clone();
-    Router::new()
+    let protect_metrics = auth.is_some_and(Auth::protects_metrics);
+    let mut protected = Router::new()
         .route(paths::PREDICT_IRIS, post(tutorial::predict_iris))
         .route(paths::CONSTANT, get(constant).post(constant_post))
         .route(
@@ -222,8 +235,6 @@ pub fn app(state: AppState) -> Router {
             get(kserve_v1::model_status).post(kserve_v1::predict),
         )
         .route(paths::V2, get(oip_v2::server))
-        .route(paths::V2_LIVE, get(oip_v2::live))
-        .route(paths::V2_READY, get(oip_v2::ready))
         .route(paths::V2_MODEL, get(oip_v2::model))
         .route(paths::V2_MODEL_VERSION, get(oip_v2::model_version))
         .route(paths::V2_MODEL_READY, get(oip_v2::model_ready))
@@ -232,8 +243,20 @@ pub fn app(state: AppState) -> Router {
             get(oip_v2::model_version_ready),
         )
         .route(paths::V2_INFER, post(oip_v2::infer))
-        .route(paths::V2_MODEL_VERSION_INFER, post(oip_v2::infer_version))
-        .route(paths::METRICS, get(metrics_text))
+        .route(paths::V2_MODEL_VERSION_INFER, post(oip_v2::infer_version));
+    if protect_metrics {
+        protected = protected.route(paths::METRICS, get(metrics_text));
+    }
+    if let Some(auth) = auth {
+        protected = protected.route_layer(auth.http_layer());
+    }
+    let mut router = protected
+        .route(paths::V2_LIVE, get(oip_v2::live))
+        .route(paths::V2_READY, get(oip_v2::ready));
+    if !protect_metrics {
+        router = router.route(paths::METRICS, get(metrics_text));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

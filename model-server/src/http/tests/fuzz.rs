@@ -1,5 +1,7 @@
 //! Property test: arbitrary bodies at every POST route never produce a 5xx or a panic, every
-//! 4xx carries `{"error": "..."}`, and the service keeps answering.
+//! 4xx carries `{"error": "..."}`, and the service keeps answering; without authentication,
+//! and behind bearer tokens with arbitrary `Authorization` headers (a 401 unless the token
+//! is right).
 
 use axum::body::Body;
 use axum::http::{header, Request};
@@ -99,15 +101,40 @@ fn content_type() -> impl Strategy<Value = Option<&'static str>> {
     ]
 }
 
+/// The token of the authenticated app.
+const TOKEN: &str = "fuzz-token";
+
+/// An `Authorization` header: none, the right token, or anything printable.
+fn authorization() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        1 => Just(None),
+        3 => Just(Some(format!("Bearer {TOKEN}"))),
+        1 => Just(Some(format!("bearer  {TOKEN} "))),
+        2 => "[ -~]{0,40}".prop_map(Some),
+        2 => "(Bearer|bearer|Basic) [ -~]{0,20}".prop_map(Some),
+    ]
+}
+
+/// Whether the app behind tokens must let this header through.
+fn accepted(authorization: Option<&str>) -> bool {
+    authorization
+        .and_then(|a| crate::auth::bearer(a.as_bytes()))
+        .is_some_and(|t| t == TOKEN.as_bytes())
+}
+
 async fn check_one(
     router: &Router,
     uri: &str,
     ct: Option<&str>,
+    authorization: Option<&str>,
     body: Vec<u8>,
-) -> Result<(), TestCaseError> {
+) -> Result<StatusCode, TestCaseError> {
     let mut req = Request::post(uri);
     if let Some(ct) = ct {
         req = req.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(a) = authorization {
+        req = req.header(header::AUTHORIZATION, a);
     }
     let answer = send(router, req.body(Body::from(body)).unwrap()).await;
     prop_assert!(
@@ -131,7 +158,7 @@ async fn check_one(
             answer.text
         );
     }
-    Ok(())
+    Ok(answer.status)
 }
 
 proptest! {
@@ -153,13 +180,53 @@ proptest! {
                     "/constant".to_owned(),
                 ];
                 for uri in &routes {
-                    check_one(&r, uri, ct, body.clone()).await
+                    check_one(&r, uri, ct, None, body.clone()).await
                         .map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
                 }
                 // Still serving, same state.
                 let ok = post(&r, "/predict_iris", r#"{"features":[5.1,3.5,1.4,0.2]}"#).await;
                 prop_assert_eq!(ok.status, StatusCode::OK);
             }
+            Ok(())
+        })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn behind_tokens_any_request_is_answered_without_5xx(
+        body in body(),
+        ct in content_type(),
+        authorization in authorization(),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = crate::test_models::TempDir::new("fuzz-tokens");
+        let tokens = crate::auth::Tokens::load(dir.write("tokens", format!("other\n{TOKEN}\n"))).unwrap();
+        let auth = crate::auth::Auth::new(tokens, true);
+        rt.block_on(async {
+            let state = multiclass_state();
+            let r = crate::http::app_with_auth(state.clone(), Some(&auth));
+            let version = state.model().short_digest().to_owned();
+            let routes = [
+                "/predict_iris".to_owned(),
+                "/v1/models/iris:predict".to_owned(),
+                "/v2/models/iris/infer".to_owned(),
+                format!("/v2/models/iris/versions/{version}/infer"),
+                "/constant".to_owned(),
+            ];
+            let ok = accepted(authorization.as_deref());
+            for uri in &routes {
+                let status = check_one(&r, uri, ct, authorization.as_deref(), body.clone()).await?;
+                prop_assert_eq!(
+                    status == StatusCode::UNAUTHORIZED,
+                    !ok,
+                    "{}: {:?} -> {}", uri, authorization, status
+                );
+            }
+            let health = get(&r, "/v2/health/ready").await;
+            prop_assert_eq!(health.status, StatusCode::OK);
             Ok(())
         })?;
     }
