@@ -11,8 +11,27 @@ use kube::Api;
 
 const LONG: Duration = Duration::from_secs(180);
 
+/// The tests here each kill the operator: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Kills every operator pod at once, without grace.
+fn kill_the_operator() {
+    kubectl::ok(&[
+        "delete",
+        "pod",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-l",
+        OPERATOR_SELECTOR,
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_operator_during_a_rollout_converges() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     with_temp_ns("failover", &[], |client, ns| async move {
         kubectl::apply_file(&ns, &cluster::example("iris-multiclass.yaml"));
         let api = iris::api(&client, &ns);
@@ -30,17 +49,7 @@ async fn killing_the_operator_during_a_rollout_converges() {
             "-p",
             r#"{"spec":{"model":{"training":{"seed":1234}}}}"#,
         ]);
-        kubectl::ok(&[
-            "delete",
-            "pod",
-            "-n",
-            OPERATOR_NAMESPACE,
-            "-l",
-            OPERATOR_SELECTOR,
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
+        kill_the_operator();
 
         // The Deployment replaces the pod, the new one takes the Lease over, and the model
         // converges on the new training.
@@ -86,6 +95,121 @@ async fn killing_the_operator_during_a_rollout_converges() {
         .await;
         assert_eq!(iris::status(&obj)["readyReplicas"], 2);
         assert_eq!(iris::status(&obj)["updatedReplicas"], 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_killed_mid_step_resumes_the_same_canary_step() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    with_temp_ns("canary-failover", &[], |client, ns| async move {
+        let manifest = serde_json::json!({
+            "apiVersion": "serving.iris.dev/v1alpha1",
+            "kind": "IrisModel",
+            "metadata": {"name": "iris"},
+            "spec": {
+                "model": {"source": {"builtin": {}}},
+                "rollout": {"strategy": "Canary", "canary": {
+                    "steps": [{"weight": 50, "holdSeconds": 40}],
+                    "analysis": {"minRequests": 20}}}
+            }
+        });
+        kubectl::apply(&ns, &manifest.to_string()).expect("apply");
+        let api = iris::api(&client, &ns);
+        iris::wait_ready(&api, "iris", Duration::from_secs(60)).await;
+        let proxy = serving::ServiceProxy::new(client.clone(), &ns, "iris", "http");
+        let looper = serving::ClientLoop::start(proxy);
+        kubectl::ok(&[
+            "patch",
+            "-n",
+            &ns,
+            "irismodel/iris",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"model":{"training":{"seed":7}}}}"#,
+        ]);
+        let phase = |o: &kube::api::DynamicObject| {
+            iris::status(o)["rollout"]["phase"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        let during = iris::wait_for(&api, "iris", LONG, "a canary at step 1, measured", |o| {
+            phase(o) == "Canary"
+                && iris::status(o)["rollout"]["analysis"]["canaryRequests"]
+                    .as_i64()
+                    .is_some()
+        })
+        .await;
+        let requests_before = iris::status(&during)["rollout"]["analysis"]["canaryRequests"]
+            .as_i64()
+            .unwrap_or(0);
+        let old_pods = cluster::operator_pods(&client).await;
+        let started_at = iris::status(&during)["rollout"]["stepStartedAt"].clone();
+        let canary_uid = Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get("iris-canary")
+            .await
+            .expect("the canary Deployment")
+            .metadata
+            .uid;
+        kill_the_operator();
+
+        // The replacement picks the same rollout up: the same step, its clock where it was, the
+        // same canary Deployment; then promotes it.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+        cluster::wait_until(
+            &deployments,
+            RELEASE,
+            LONG,
+            "available again",
+            |d: Option<&Deployment>| {
+                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                    s.available_replicas == Some(1) && s.updated_replicas == Some(1)
+                })
+            },
+        )
+        .await;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+        cluster::wait_until(
+            &leases,
+            "iris-operator-leader",
+            LONG,
+            "a new leader",
+            move |l: Option<&Lease>| {
+                l.and_then(|l| l.spec.as_ref()?.holder_identity.as_ref())
+                    .is_some_and(|h| !old_pods.contains(h))
+            },
+        )
+        .await;
+        // The new operator's own analysis (more requests counted), of the same step: its clock
+        // is the one the killed operator started, and the canary Deployment is the same one.
+        let resumed = iris::wait_for(&api, "iris", LONG, "analysed by the new operator", |o| {
+            let r = &iris::status(o)["rollout"];
+            phase(o) != "Canary"
+                || r["analysis"]["canaryRequests"].as_i64().unwrap_or(0) > requests_before + 20
+        })
+        .await;
+        let rollout = &iris::status(&resumed)["rollout"];
+        eprintln!("after the restart: {rollout}");
+        assert_eq!(
+            rollout["phase"], "Canary",
+            "still in its 40 s step: {rollout}"
+        );
+        assert_eq!(rollout["step"], 1);
+        assert_eq!(
+            rollout["stepStartedAt"], started_at,
+            "the step's clock was kept"
+        );
+        let canary = Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get("iris-canary")
+            .await
+            .expect("the canary Deployment");
+        assert_eq!(canary.metadata.uid, canary_uid, "the same canary");
+
+        iris::wait_for(&api, "iris", LONG, "Promoted", |o| phase(o) == "Promoted").await;
+        let expected = serving::Expected::train(&serving::params_binary("setosa", 7));
+        let report = looper.stop_after_seeing(&expected.digest, LONG).await;
+        assert_eq!(report.failed, 0, "{report:?}");
     })
     .await;
 }

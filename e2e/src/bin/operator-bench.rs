@@ -11,6 +11,10 @@
 //!    Service and a status for its generation.
 //! 4. the operator's memory (working set and RSS from the kubelet's summary API) idle and
 //!    after 3.
+//! 5. a canary with the shortest steps allowed (one step, held 10 s): the time from a model
+//!    change to Promoted, with a light client loop through the Service.
+//! 6. the operator's memory with 50 canaries under way (replicas 0 models, so one canary pod
+//!    each; their steps hold for an hour).
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -249,6 +253,100 @@ async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
     }
 }
 
+fn canary_model(name: &str, replicas: i32, hold: i32) -> DynamicObject {
+    let mut obj = model(name, replicas);
+    obj.data["spec"]["resources"] = json!({"requests": {"cpu": "1m", "memory": "16Mi"},
+        "limits": {"memory": "128Mi"}});
+    obj.data["spec"]["rollout"] = json!({"strategy": "Canary", "canary": {
+        "steps": [{"weight": 50, "holdSeconds": hold}],
+        "analysis": {"minRequests": 20}}});
+    obj
+}
+
+fn phase_of(obj: &DynamicObject) -> String {
+    iris::status(obj)["rollout"]["phase"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Seconds from a model change to Promoted, with the shortest steps allowed.
+async fn canary_promotion(client: &Client, ns: &str) -> Result<f64> {
+    let models = iris::api(client, ns);
+    models
+        .create(&PostParams::default(), &canary_model("canary", 1, 10))
+        .await?;
+    iris::wait_ready(&models, "canary", Duration::from_secs(120)).await;
+    let proxy = e2e::serving::ServiceProxy::new(client.clone(), ns, "canary", "http");
+    let looper = e2e::serving::ClientLoop::start(proxy);
+    let t0 = Instant::now();
+    let patch = json!({"spec": {"model": {"training": {"seed": 7}}}});
+    models
+        .patch("canary", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    iris::wait_for(
+        &models,
+        "canary",
+        Duration::from_secs(180),
+        "Promoted",
+        |o| phase_of(o) == "Promoted" && iris::is_ready_now(o),
+    )
+    .await;
+    let took = secs(t0, Instant::now());
+    let (report, _) = looper.stop().await;
+    eprintln!("  client loop during the canary: {report:?}");
+    Ok(took)
+}
+
+/// Starts `count` canaries (replicas 0 models changed once); returns when all run a step.
+async fn canaries_under_way(client: &Client, ns: &str, count: usize) -> Result<f64> {
+    let models = iris::api(client, ns);
+    let t0 = Instant::now();
+    for i in 0..count {
+        models
+            .create(
+                &PostParams::default(),
+                &canary_model(&format!("c-{i}"), 0, 3600),
+            )
+            .await?;
+    }
+    // Each has its (empty) stable Deployment first, then gets a change.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while deployments.list(&ListParams::default()).await?.items.len() < count {
+        if Instant::now() > deadline {
+            bail!("stable Deployments not all made within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let patch = json!({"spec": {"model": {"training": {"seed": 7}}}});
+    for i in 0..count {
+        models
+            .patch(
+                &format!("c-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    loop {
+        let running = models
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|m| phase_of(m) == "Canary")
+            .count();
+        if running >= count {
+            return Ok(secs(t0, Instant::now()));
+        }
+        if Instant::now() > deadline {
+            bail!("after 300 s: {running}/{count} canaries under way");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// (working set, rss) in MiB of the operator container, from the kubelet's summary API.
 async fn operator_memory(client: &Client) -> Result<(f64, f64)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
@@ -362,8 +460,23 @@ async fn main() -> Result<()> {
         operator_memory(&client).await?,
     );
 
-    Api::<Namespace>::all(client)
-        .delete(ns, &DeleteParams::background())
-        .await?;
+    let canary_ns = "iris-bench-canary";
+    fresh_namespace(&client, canary_ns).await?;
+    let took = canary_promotion(&client, canary_ns).await?;
+    println!("canary with one 10 s step: model change -> Promoted in {took:.1} s");
+    fresh_namespace(&client, canary_ns).await?;
+    let canaries = 50;
+    let took = canaries_under_way(&client, canary_ns, canaries).await?;
+    println!("{canaries} canaries under way after {took:.1} s");
+    print_memory(
+        &format!("with {canaries} canaries under way"),
+        operator_memory(&client).await?,
+    );
+
+    for ns in [ns, canary_ns] {
+        Api::<Namespace>::all(client.clone())
+            .delete(ns, &DeleteParams::background())
+            .await?;
+    }
     Ok(())
 }
