@@ -850,8 +850,12 @@ async fn a_model_change_starts_a_canary_and_leaves_the_stable_pods_alone() {
                 ("Canary", 1, 1)
             );
             assert_eq!(rollout.intended_weight, 50);
-            // The stable model serves: Ready stays true.
+            // The stable model serves: Ready stays true; the rollout is in progress.
             assert_eq!(condition(&status, "Ready").0, "True");
+            assert_eq!(
+                condition(&status, "Progressing"),
+                ("True", "CanaryProgressing", Some(2))
+            );
             assert_eq!(
                 condition(&status, "Rollout"),
                 ("True", "CanaryProgressing", Some(2))

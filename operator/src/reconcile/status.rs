@@ -189,6 +189,24 @@ pub(crate) fn served(
     };
 
     let previous = model.status.clone().unwrap_or_default();
+    // A canary under way is a rollout in progress, whatever the stable Deployment says.
+    let progressing = match decision.status.as_ref().map(|r| r.phase.as_str()) {
+        Some(phase @ (PHASE_CANARY | PHASE_PAUSED | PHASE_PROMOTING)) => Verdict::new(
+            PROGRESSING,
+            true,
+            if phase == PHASE_PROMOTING {
+                "Promoting"
+            } else {
+                "CanaryProgressing"
+            },
+            decision
+                .status
+                .as_ref()
+                .map(|r| r.summary.clone())
+                .unwrap_or_default(),
+        ),
+        _ => progressing,
+    };
     let mut verdicts = vec![ready, progressing, degraded];
     verdicts.extend(decision.status.as_ref().map(rollout_verdict));
     // A refused model is not the one served: status.model keeps describing the one that is.
