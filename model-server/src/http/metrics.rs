@@ -88,7 +88,7 @@ impl RouteId {
         }
     }
 
-    fn of(req: &Request) -> RouteId {
+    pub(crate) fn of(req: &Request) -> RouteId {
         let Some(path) = req.extensions().get::<MatchedPath>() else {
             return RouteId::Unmatched;
         };
@@ -506,6 +506,11 @@ fn bucket_bounds(buckets: &[u64; N_BUCKETS]) -> Vec<(f64, u64)> {
 
 /// Wraps every route (applied with `Router::layer`, so the matched path is known) and
 /// records its latency and status code.
+///
+/// Hand-written rather than `axum::middleware::from_fn`, because that costs more: in process
+/// (`metrics_bench.rs`, release, one trivial route) this layer adds 223 ns per request and the
+/// same recording as `from_fn` adds 415 ns (it boxes the inner future and clones the router
+/// per request), 0.2 us more on a request that costs the server about 23 us of CPU.
 #[derive(Clone)]
 pub(crate) struct MetricsLayer {
     pub(crate) metrics: std::sync::Arc<Metrics>,

@@ -19,6 +19,8 @@ mod error;
 mod extract;
 mod kserve_v1;
 pub(crate) mod metrics;
+#[cfg(test)]
+mod metrics_bench;
 mod oip_v2;
 #[cfg(test)]
 mod tests;
