@@ -183,6 +183,7 @@ async fn decide(
                 &resolved.name,
                 &resolved.namespace,
                 resolved.port,
+                resolved.tls_secret.is_some(),
                 now,
             )
             .await?

@@ -177,6 +177,7 @@ pub(crate) async fn canary(
     name: &str,
     namespace: &str,
     port: i32,
+    https: bool,
     now: &Time,
 ) -> Result<CanaryFacts, Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -212,7 +213,8 @@ pub(crate) async fn canary(
             .filter(|pod| rootcause::is_ready(pod))
             .filter_map(|pod| pod.status.as_ref()?.pod_ip.clone())
             .collect();
-        let pages = futures::future::join_all(ips.iter().map(|ip| scraper.metrics(ip, port))).await;
+        let pages =
+            futures::future::join_all(ips.iter().map(|ip| scraper.metrics(ip, port, https))).await;
         let mut answered = Vec::new();
         for (ip, page) in ips.iter().zip(pages) {
             match page {
