@@ -27,12 +27,18 @@ pub(crate) fn explain(pod: &Pod, pod_name: &str, event: &Event) -> Option<(&'sta
         .and_then(|s| s.volumes.as_ref())
         .and_then(|vs| vs.iter().find(|v| v.name == volume))
         .and_then(|v| v.secret.as_ref()?.secret_name.clone())
-        .or_else(|| quoted_after(message, "secret ").map(str::to_string))?;
+        .or_else(|| {
+            quoted_after(message, "secret ")
+                .or_else(|| quoted_after(message, "secrets "))
+                .map(str::to_string)
+        })?;
     let cause = format!(
         "pod {pod_name}: {}: {message}",
         event.reason.as_deref().unwrap_or("")
     );
-    if message.ends_with(&format!("secret \"{secret}\" not found")) {
+    // The kubelet's Secret cache says `secret "x" not found`; an API error would say
+    // `secrets "x" not found`.
+    if message.ends_with(&format!("\"{secret}\" not found")) {
         return Some((
             REASON_SECRET_NOT_FOUND,
             format!("Secret {secret} named in {field} does not exist: {cause}"),

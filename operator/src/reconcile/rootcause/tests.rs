@@ -532,4 +532,15 @@ fn a_secret_failure_comes_before_other_mount_failures_and_other_volumes_stay_mou
         message.starts_with("Secret other named in spec.tls.secretName"),
         "{message}"
     );
+    // An API server's wording of the same.
+    let (reason, _) = failure(
+        pending(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"auth\" : secrets \"other\" not found",
+            "1970-01-01T00:16:00Z",
+            1,
+        )]),
+    );
+    assert_eq!(reason, "SecretNotFound");
 }
