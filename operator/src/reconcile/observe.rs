@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::names::{canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
 use crate::reconcile::analysis::Traffic;
 use crate::reconcile::desired::Desired;
+use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::status;
@@ -174,12 +175,12 @@ pub(crate) async fn canary(
     client: &Client,
     scraper: &dyn Scrape,
     canary: &Deployment,
-    name: &str,
-    namespace: &str,
-    port: i32,
-    https: bool,
+    resolved: &Resolved,
     now: &Time,
 ) -> Result<CanaryFacts, Error> {
+    let (name, namespace) = (resolved.name.as_str(), resolved.namespace.as_str());
+    // Over HTTPS when the pods serve TLS.
+    let (port, https) = (resolved.port, resolved.tls_secret.is_some());
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pods = api
         .list(
