@@ -93,6 +93,8 @@ bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh needs a ru
 	bash bench/model-server.sh
 	SPLIT_CORES=1 SKIP_BUILD=1 bash bench/model-server.sh
 	SKIP_BUILD=1 bash bench/grpc.sh
+	SKIP_BUILD=1 bash bench/https.sh
+	cargo test -q --release -p model-server metrics_layer_against_from_fn -- --ignored --nocapture
 	bash bench/operator.sh
 
 .PHONY: clean

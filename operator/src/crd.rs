@@ -70,6 +70,7 @@ pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.port) ? self.port : 5001) != (has(self.grpcPort) ? self.grpcPort : 8081)").message("spec.grpcPort must differ from spec.port"))]
+#[x_kube(validation = Rule::new("!(has(self.auth) && has(self.auth.protectMetrics) && self.auth.protectMetrics && has(self.rollout) && has(self.rollout.strategy) && self.rollout.strategy == 'Canary')").message("spec.auth.protectMetrics cannot be used with spec.rollout.strategy Canary: the canary analysis reads the pods' /metrics, and the operator holds no token (it never reads Secrets)"))]
 pub struct IrisModelSpec {
     /// Number of model-server pods. Ignored when `autoscaling` is set (the autoscaler owns the
     /// count then). `kubectl scale irismodel/<name> --replicas=N` changes this field.
@@ -130,6 +131,60 @@ pub struct IrisModelSpec {
     /// rolls back on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSpec>,
+
+    /// Serve HTTPS on `port` and gRPC over TLS on `grpcPort` (plain HTTP is then refused),
+    /// with the certificate of a `kubernetes.io/tls` Secret. The Secret is mounted into the
+    /// pods, never read by the operator; a renewed certificate (cert-manager) is picked up by
+    /// the running pods within seconds, without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
+    /// Require `Authorization: Bearer <token>` on every prediction and metadata route (HTTP)
+    /// and method (gRPC); health checks stay open, and `/metrics` unless `protectMetrics`.
+    /// The tokens come from a Secret mounted into the pods (never read by the operator);
+    /// editing it takes effect within seconds, without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// TLS on the model server's ports.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Name of a Secret in the IrisModel's namespace with keys `tls.crt` (the certificate
+    /// chain, PEM) and `tls.key` (its private key, PEM): a `kubernetes.io/tls` Secret as
+    /// `kubectl create secret tls` and cert-manager make. A missing Secret or key shows as
+    /// Degraded, reason SecretNotFound or SecretKeyNotFound.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("spec.tls.secretName must be a Secret name: lowercase letters, digits, '-' and '.'"))]
+    pub secret_name: String,
+}
+
+/// Bearer-token authentication on the model server's ports.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Name of a Secret in the IrisModel's namespace whose `key` holds the accepted tokens,
+    /// one per line (blank lines and lines starting with `#` ignored). A missing Secret or
+    /// key shows as Degraded, reason SecretNotFound or SecretKeyNotFound.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("spec.auth.secretName must be a Secret name: lowercase letters, digits, '-' and '.'"))]
+    pub secret_name: String,
+
+    /// Key of the Secret holding the tokens. Default `tokens`.
+    #[serde(default = "default_auth_key")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$') && !self.startsWith('..')").message("spec.auth.key must be a Secret key: letters, digits, '-', '_' and '.', not starting with '..'"))]
+    pub key: String,
+
+    /// Also require a token on `/metrics`. Not allowed with the Canary rollout strategy, whose
+    /// analysis reads the pods' `/metrics` without a token. Default false.
+    #[serde(default)]
+    pub protect_metrics: bool,
+}
+
+fn default_auth_key() -> String {
+    "tokens".to_string()
 }
 
 /// How a model change is rolled out.

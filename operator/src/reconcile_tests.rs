@@ -558,6 +558,15 @@ async fn each_pod_failure_becomes_its_reason_with_the_cause() {
             "configmap \"cm\" not found",
         ),
         (
+            "SecretNotFound",
+            pending.clone(),
+            event(
+                "FailedMount",
+                "MountVolume.SetUp failed for volume \"tls\" : secret \"iris-tls\" not found",
+            ),
+            "Secret iris-tls named in spec.tls.secretName does not exist",
+        ),
+        (
             "Evicted",
             json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}),
             json!([]),
@@ -589,7 +598,15 @@ async fn each_pod_failure_becomes_its_reason_with_the_cause() {
                 assert!(!message.contains("back-off"), "{expected}: {message}");
             }),
         );
-        scenario.push(Expect::post(EVENTS, Reply::Echo));
+        scenario.push(Expect::post(EVENTS, Reply::Echo).checking(move |body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!(expected));
+            let note = body["note"].as_str().or(body["message"].as_str());
+            assert!(
+                note.is_some_and(|n| n.contains(cause)),
+                "{expected}: {body}"
+            );
+        }));
         let server = server.run(scenario);
         reconcile(Arc::new(model), ctx).await.expect("reconciles");
         finished(server).await;

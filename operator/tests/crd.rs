@@ -126,7 +126,7 @@ fn validations_at(path: &[&str]) -> Vec<String> {
 
 #[test]
 fn each_cross_field_rule_is_in_the_schema() {
-    let expected: [(&[&str], &str); 8] = [
+    let expected: [(&[&str], &str); 12] = [
         (&[], "self.metadata.name.matches("),
         (&[], "size(self.metadata.name) <= 63"),
         (&["spec"], "!= (has(self.grpcPort)"),
@@ -141,6 +141,10 @@ fn each_cross_field_rule_is_in_the_schema() {
             "self.minReplicas <= self.maxReplicas",
         ),
         (&["spec", "service"], "self.type == 'NodePort'"),
+        (&["spec"], "self.auth.protectMetrics"),
+        (&["spec", "tls", "secretName"], "self.matches("),
+        (&["spec", "auth", "secretName"], "self.matches("),
+        (&["spec", "auth", "key"], "self.matches("),
     ];
     for (path, rule) in expected {
         let rules = validations_at(path);
@@ -297,6 +301,12 @@ fn cel_rules_accept_good_specs() {
         json!({"port": 80, "grpcPort": 443}),
         json!({"grpcPort": 9000}),
         json!({"port": 8081, "grpcPort": 8082}),
+        json!({"tls": {"secretName": "iris-tls"}}),
+        json!({"tls": {"secretName": "iris.example.com"}, "auth": {"secretName": "t"}}),
+        json!({"auth": {"secretName": "iris-tokens", "key": "tokens.txt", "protectMetrics": true}}),
+        json!({"auth": {"secretName": "t", "key": "a_B-1"}, "rollout": {"strategy": "Canary"}}),
+        json!({"auth": {"secretName": "t", "protectMetrics": false}, "rollout": {"strategy": "Canary"}}),
+        json!({"auth": {"secretName": "t", "protectMetrics": true}, "rollout": {"strategy": "RollingUpdate"}}),
     ];
     for spec in good {
         assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
@@ -327,6 +337,30 @@ fn cel_rules_reject_bad_specs_with_a_message_naming_the_field() {
         (json!({"grpcPort": 5001}), "grpcPort"),
         (json!({"port": 8081}), "grpcPort"),
         (json!({"port": 7000, "grpcPort": 7000}), "grpcPort"),
+        (
+            json!({"auth": {"secretName": "t", "protectMetrics": true}, "rollout": {"strategy": "Canary"}}),
+            "spec.auth.protectMetrics cannot be used with spec.rollout.strategy Canary",
+        ),
+        (
+            json!({"tls": {"secretName": "Iris_TLS"}}),
+            "spec.tls.secretName",
+        ),
+        (
+            json!({"tls": {"secretName": "-tls"}}),
+            "spec.tls.secretName",
+        ),
+        (
+            json!({"auth": {"secretName": "a/b"}}),
+            "spec.auth.secretName",
+        ),
+        (
+            json!({"auth": {"secretName": "t", "key": "a/b"}}),
+            "spec.auth.key",
+        ),
+        (
+            json!({"auth": {"secretName": "t", "key": "..data"}}),
+            "spec.auth.key",
+        ),
     ];
     for (spec, needle) in bad {
         let err = validate_spec(spec.clone()).expect_err(&format!("accepted {spec}"));

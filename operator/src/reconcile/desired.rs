@@ -5,6 +5,7 @@ pub(crate) mod canary;
 pub(crate) mod deployment;
 pub(crate) mod hpa;
 pub(crate) mod pdb;
+pub(crate) mod security;
 pub(crate) mod service;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -176,16 +176,7 @@ async fn decide(
     let spec = model.spec.rollout.clone().unwrap_or_default();
     let facts = match &observed.canary {
         Some(canary) if spec.strategy == RolloutStrategy::Canary => {
-            observe::canary(
-                &ctx.client,
-                ctx.scraper.as_ref(),
-                canary,
-                &resolved.name,
-                &resolved.namespace,
-                resolved.port,
-                now,
-            )
-            .await?
+            observe::canary(&ctx.client, ctx.scraper.as_ref(), canary, resolved, now).await?
         }
         _ => CanaryFacts::default(),
     };

@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::names::{canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
 use crate::reconcile::analysis::Traffic;
 use crate::reconcile::desired::Desired;
+use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::status;
@@ -174,11 +175,12 @@ pub(crate) async fn canary(
     client: &Client,
     scraper: &dyn Scrape,
     canary: &Deployment,
-    name: &str,
-    namespace: &str,
-    port: i32,
+    resolved: &Resolved,
     now: &Time,
 ) -> Result<CanaryFacts, Error> {
+    let (name, namespace) = (resolved.name.as_str(), resolved.namespace.as_str());
+    // Over HTTPS when the pods serve TLS.
+    let (port, https) = (resolved.port, resolved.tls_secret.is_some());
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pods = api
         .list(
@@ -212,7 +214,8 @@ pub(crate) async fn canary(
             .filter(|pod| rootcause::is_ready(pod))
             .filter_map(|pod| pod.status.as_ref()?.pod_ip.clone())
             .collect();
-        let pages = futures::future::join_all(ips.iter().map(|ip| scraper.metrics(ip, port))).await;
+        let pages =
+            futures::future::join_all(ips.iter().map(|ip| scraper.metrics(ip, port, https))).await;
         let mut answered = Vec::new();
         for (ip, page) in ips.iter().zip(pages) {
             match page {

@@ -10,7 +10,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::context::Settings;
 use crate::crd::{
-    AutoscalingSpec, IrisClass, IrisModel, ModelStatus, ServiceSpec, Task, TrainingSpec,
+    AuthSpec, AutoscalingSpec, IrisClass, IrisModel, ModelStatus, RolloutStrategy, ServiceSpec,
+    Task, TrainingSpec,
 };
 use crate::error::Error;
 use crate::reconcile::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
@@ -58,6 +59,10 @@ pub(crate) struct Resolved {
     pub(crate) model_status: ModelStatus,
     /// status.endpoint.
     pub(crate) endpoint: String,
+    /// The `kubernetes.io/tls` Secret mounted for HTTPS (spec.tls.secretName), if any.
+    pub(crate) tls_secret: Option<String>,
+    /// The bearer-token Secret mounted for authentication (spec.auth), if any.
+    pub(crate) auth: Option<AuthSpec>,
 }
 
 impl Resolved {
@@ -171,11 +176,31 @@ pub(crate) fn resolve(
         )
     };
 
+    let protects_metrics = spec.auth.as_ref().is_some_and(|a| a.protect_metrics);
+    let canary = spec
+        .rollout
+        .as_ref()
+        .is_some_and(|r| r.strategy == RolloutStrategy::Canary);
+    if protects_metrics && canary {
+        return Err(Error::InvalidSpec(
+            "spec.auth.protectMetrics cannot be used with spec.rollout.strategy Canary: the \
+             canary analysis reads the pods' /metrics and the operator holds no token"
+                .into(),
+        ));
+    }
+    let tls_secret = spec.tls.as_ref().map(|t| t.secret_name.clone());
+
     let image = match spec.image.as_deref().map(str::trim) {
         Some(image) if !image.is_empty() => image.to_string(),
         _ => settings.default_image.clone(),
     };
-    let endpoint = endpoint(&name, &namespace, spec.port, &settings.cluster_domain);
+    let endpoint = endpoint(
+        &name,
+        &namespace,
+        spec.port,
+        &settings.cluster_domain,
+        tls_secret.is_some(),
+    );
     let (digest, accuracy) = match facts {
         Some(ModelFacts { digest, accuracy }) => (Some(digest), Some(accuracy)),
         None => (None, None),
@@ -207,6 +232,8 @@ pub(crate) fn resolve(
             accuracy,
         },
         endpoint,
+        tls_secret,
+        auth: spec.auth.clone(),
         name,
         namespace,
     })
@@ -249,9 +276,16 @@ pub(crate) fn resources_or_default(
     }
 }
 
-/// The pods' URL inside the cluster.
-pub(crate) fn endpoint(name: &str, namespace: &str, port: i32, cluster_domain: &str) -> String {
-    format!("http://{name}.{namespace}.svc.{cluster_domain}:{port}")
+/// The pods' URL inside the cluster (`https://` with TLS).
+pub(crate) fn endpoint(
+    name: &str,
+    namespace: &str,
+    port: i32,
+    cluster_domain: &str,
+    tls: bool,
+) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{name}.{namespace}.svc.{cluster_domain}:{port}")
 }
 
 #[cfg(test)]

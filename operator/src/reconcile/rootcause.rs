@@ -302,6 +302,20 @@ fn event_failure(
         if let Some(e) = by_reason(&["FailedCreatePodSandBox"]) {
             return Some((REASON_SANDBOX_FAILED, from_event(name, e)));
         }
+        // A missing Secret of spec.tls or spec.auth, named with its field, before any other
+        // mount failure (the first-seen FailedMount may be of another volume).
+        let secret = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedMount"))
+            .filter_map(|e| secret::explain(pod, name, e).map(|found| (e, found)))
+            .min_by(|(a, _), (b, _)| {
+                first_seen(a)
+                    .cmp(&first_seen(b))
+                    .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+            });
+        if let Some((_, found)) = secret {
+            return Some(found);
+        }
         if let Some(e) = by_reason(&["FailedMount", "FailedAttachVolume", "FailedMapVolume"]) {
             return Some((REASON_MOUNT_FAILED, from_event(name, e)));
         }
@@ -409,6 +423,8 @@ pub(crate) fn bound(message: &str) -> String {
     cut.push('…');
     cut
 }
+
+mod secret;
 
 #[cfg(test)]
 mod tests;

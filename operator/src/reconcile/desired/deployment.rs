@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::child_meta;
+use super::{child_meta, security};
 use crate::crd::Task;
 use crate::names::{labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME};
 use crate::reconcile::resolve::{Resolved, ResolvedSource};
@@ -83,9 +83,9 @@ pub(crate) fn model_hash(template: &PodTemplateSpec, resolved: &Resolved) -> Str
 }
 
 fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
-    let (volumes, mounts) = match &resolved.source {
+    let (mut volumes, mut mounts) = match &resolved.source {
         ResolvedSource::ConfigMap { name, key, .. } => (
-            Some(vec![Volume {
+            vec![Volume {
                 name: MODEL_VOLUME.to_string(),
                 config_map: Some(ConfigMapVolumeSource {
                     name: name.clone(),
@@ -97,16 +97,20 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
-            }]),
-            Some(vec![VolumeMount {
+            }],
+            vec![VolumeMount {
                 name: MODEL_VOLUME.to_string(),
                 mount_path: MODELS_DIR.to_string(),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            }]),
+            }],
         ),
-        _ => (None, None),
+        _ => (Vec::new(), Vec::new()),
     };
+    let (secret_volumes, secret_mounts) = security::volumes(resolved);
+    volumes.extend(secret_volumes);
+    mounts.extend(secret_mounts);
+    let scheme = security::http_scheme(resolved);
 
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
@@ -124,9 +128,11 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                 ]),
                 env: Some(env(resolved)),
                 resources: Some(resolved.resources.clone()),
-                liveness_probe: Some(probe("/v2/health/live", 10, 3)),
+                // Over HTTPS with TLS: the kubelet does not verify the certificate, and the
+                // health routes need no token.
+                liveness_probe: Some(probe("/v2/health/live", scheme, 10, 3)),
                 // Polled every 2s so a new pod turns Ready (and the IrisModel with it) quickly.
-                readiness_probe: Some(probe("/v2/health/ready", 2, 2)),
+                readiness_probe: Some(probe("/v2/health/ready", scheme, 2, 2)),
                 security_context: Some(SecurityContext {
                     allow_privilege_escalation: Some(false),
                     read_only_root_filesystem: Some(true),
@@ -139,7 +145,7 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                     }),
                     ..SecurityContext::default()
                 }),
-                volume_mounts: mounts,
+                volume_mounts: (!mounts.is_empty()).then_some(mounts),
                 // A server that exits at start-up says why in its last log lines; with this
                 // they become lastState.terminated.message, which the status reports.
                 termination_message_policy: Some("FallbackToLogsOnError".to_string()),
@@ -157,12 +163,14 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                     localhost_profile: None,
                 }),
                 sysctls: low_port_sysctls(resolved),
+                // Secret files are mode 0440: the server reads them as their group.
+                fs_group: security::mounts_secrets(resolved).then_some(RUN_AS),
                 ..PodSecurityContext::default()
             }),
             node_selector: resolved.node_selector.clone(),
             tolerations: resolved.tolerations.clone(),
             affinity: resolved.affinity.clone(),
-            volumes,
+            volumes: (!volumes.is_empty()).then_some(volumes),
             ..PodSpec::default()
         }),
     }
@@ -192,12 +200,12 @@ fn low_port_sysctls(resolved: &Resolved) -> Option<Vec<Sysctl>> {
     })
 }
 
-fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+fn probe(path: &str, scheme: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String(PORT_NAME.to_string()),
-            scheme: Some("HTTP".to_string()),
+            scheme: Some(scheme.to_string()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period_seconds),
@@ -208,7 +216,7 @@ fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
     }
 }
 
-fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
+pub(crate) fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value: Some(value.into()),
@@ -255,5 +263,6 @@ pub(crate) fn env(resolved: &Resolved) -> Vec<EnvVar> {
             env.push(env_var(env::SOURCE, format!("file:{path}")));
         }
     }
+    env.extend(security::env(resolved));
     env
 }

@@ -23,6 +23,8 @@ pub(crate) fn build(resolved: &Resolved) -> Service {
             ports: Some(vec![
                 ServicePort {
                     node_port,
+                    // HTTPS only with TLS: what the port speaks, for gateways and meshes.
+                    app_protocol: Some(http_app_protocol(resolved).to_string()),
                     ..port(PORT_NAME, resolved.port)
                 },
                 port(GRPC_PORT_NAME, resolved.grpc_port),
@@ -43,5 +45,14 @@ fn port(name: &str, port: i32) -> ServicePort {
         protocol: Some("TCP".to_string()),
         app_protocol: Some(name.to_string()),
         ..ServicePort::default()
+    }
+}
+
+/// The application protocol of the HTTP port: `https` when the pods serve TLS.
+fn http_app_protocol(resolved: &Resolved) -> &'static str {
+    if resolved.tls_secret.is_some() {
+        "https"
+    } else {
+        PORT_NAME
     }
 }

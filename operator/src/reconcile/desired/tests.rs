@@ -65,6 +65,8 @@ fn builtin() -> Resolved {
             accuracy: None,
         },
         endpoint: "http://iris.ml.svc.cluster.local:5001".into(),
+        tls_secret: None,
+        auth: None,
     }
 }
 
@@ -599,7 +601,7 @@ fn selector_string_is_the_scale_subresource_selector() {
         "app.kubernetes.io/instance=iris,app.kubernetes.io/name=model-server"
     );
     assert_eq!(
-        crate::reconcile::resolve::endpoint("iris", "ml", 5001, "cluster.local"),
+        crate::reconcile::resolve::endpoint("iris", "ml", 5001, "cluster.local", false),
         "http://iris.ml.svc.cluster.local:5001"
     );
 }

@@ -399,3 +399,148 @@ fn a_container_its_liveness_probe_kills_is_a_probe_failure_all_along() {
     );
     assert_eq!(failure(restarted, &unhealthy), (reason, message));
 }
+
+/// A pending pod mounting the Secrets of spec.tls and spec.auth.
+fn pending_with_secrets() -> Pod {
+    let mut pod = pending();
+    pod.spec = Some(
+        serde_json::from_value(json!({
+            "containers": [{"name": "model-server"}],
+            "volumes": [
+                {"name": "tls", "secret": {"secretName": "iris-tls"}},
+                {"name": "auth", "secret": {"secretName": "iris-tokens",
+                    "items": [{"key": "list", "path": "tokens"}]}}
+            ]
+        }))
+        .expect("a PodSpec"),
+    );
+    pod
+}
+
+#[test]
+fn a_missing_secret_is_named_with_the_spec_field_that_references_it() {
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"tls\" : secret \"iris-tls\" not found",
+            "1970-01-01T00:16:00Z",
+            5,
+        )]),
+    );
+    assert_eq!(reason, "SecretNotFound");
+    assert!(
+        message
+            .starts_with("Secret iris-tls named in spec.tls.secretName does not exist: pod iris-1"),
+        "{message}"
+    );
+
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"auth\" : secret \"iris-tokens\" not found",
+            "1970-01-01T00:16:00Z",
+            2,
+        )]),
+    );
+    assert_eq!(reason, "SecretNotFound");
+    assert!(
+        message.contains("Secret iris-tokens named in spec.auth.secretName"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_missing_secret_key_is_named_with_the_secret_and_the_key() {
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"auth\" : references non-existent secret key: list",
+            "1970-01-01T00:16:00Z",
+            3,
+        )]),
+    );
+    assert_eq!(reason, "SecretKeyNotFound");
+    assert!(
+        message.starts_with(
+            "Secret iris-tokens named in spec.auth.secretName has no key list (spec.auth.key)"
+        ),
+        "{message}"
+    );
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"tls\" : references non-existent secret key: tls.key",
+            "1970-01-01T00:16:00Z",
+            3,
+        )]),
+    );
+    assert_eq!(reason, "SecretKeyNotFound");
+    assert!(
+        message.starts_with("Secret iris-tls named in spec.tls.secretName has no key tls.key:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_secret_failure_comes_before_other_mount_failures_and_other_volumes_stay_mount_failed() {
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![
+            warning(
+                "FailedMount",
+                "MountVolume.SetUp failed for volume \"model\" : configmap \"iris-model\" not found",
+                "1970-01-01T00:15:00Z",
+                3,
+            ),
+            warning(
+                "FailedMount",
+                "MountVolume.SetUp failed for volume \"tls\" : secret \"iris-tls\" not found",
+                "1970-01-01T00:16:00Z",
+                3,
+            ),
+        ]),
+    );
+    assert_eq!(reason, "SecretNotFound", "{message}");
+
+    // Some other failure of the Secret volumes (a timeout) is a mount failure as before.
+    let (reason, _) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "Unable to attach or mount volumes: unmounted volumes=[tls]: timed out waiting for the condition",
+            "1970-01-01T00:16:00Z",
+            1,
+        )]),
+    );
+    assert_eq!(reason, "MountFailed");
+    // Without the pod's spec, the Secret's name comes from the message.
+    let (reason, message) = failure(
+        pending(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"tls\" : secret \"other\" not found",
+            "1970-01-01T00:16:00Z",
+            1,
+        )]),
+    );
+    assert_eq!(reason, "SecretNotFound");
+    assert!(
+        message.starts_with("Secret other named in spec.tls.secretName"),
+        "{message}"
+    );
+    // An API server's wording of the same.
+    let (reason, _) = failure(
+        pending(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"auth\" : secrets \"other\" not found",
+            "1970-01-01T00:16:00Z",
+            1,
+        )]),
+    );
+    assert_eq!(reason, "SecretNotFound");
+}
