@@ -169,6 +169,9 @@ pub fn https_client(
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A full handshake every time: a resumed TLS 1.3 session carries no certificate, so a
+    // client resuming a session from before a rotation would never see the new one.
+    config.resumption = rustls::client::Resumption::disabled();
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .tls_info(true)
