@@ -61,6 +61,17 @@ IRIS_CSV = os.path.join(HERE, "..", "..", "iris-model", "data", "iris.csv")
 # The outputs requested and checked; --outputs narrows them (e.g. `predict` alone to try the
 # clients against another OIP server, such as MLServer, whose outputs are named otherwise).
 OUTPUTS = ("predict", "label", "probabilities")
+# --ca: the CA file the server's certificate chains to (TLS on both ports); the bearer token,
+# when the model asks for one, comes from the environment variable IRIS_TOKEN (never argv).
+TLS_CA = None
+
+
+def auth_headers(extra=None):
+    headers = dict(extra or {})
+    token = os.environ.get("IRIS_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers or None
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -202,12 +213,18 @@ def triton_http(addr, model, rows, timeout, binary, dtype="FP32", content_type=F
     import tritonclient.http as httpclient
     np_dtype = np.float32 if dtype == "FP32" else np.float64
     x = np.asarray(rows, dtype=np_dtype)
-    client = httpclient.InferenceServerClient(addr, connection_timeout=timeout, network_timeout=timeout)
+    tls = {}
+    if TLS_CA:
+        import gevent.ssl
+        tls = {"ssl": True,
+               "ssl_context_factory": lambda: gevent.ssl.create_default_context(cafile=TLS_CA)}
+    client = httpclient.InferenceServerClient(addr, connection_timeout=timeout, network_timeout=timeout,
+                                              **tls)
     try:
         inp = httpclient.InferInput("input-0", list(x.shape), dtype)
         inp.set_data_from_numpy(x, binary_data=binary)
         outs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in OUTPUTS]
-        headers = {"Content-Type": "application/json"} if content_type else None
+        headers = auth_headers({"Content-Type": "application/json"} if content_type else None)
         res = client.infer(model, [inp], outputs=outs, headers=headers)
         return normalise({name: res.as_numpy(name) for name in OUTPUTS}, len(rows))
     finally:
@@ -218,12 +235,13 @@ def triton_grpc_raw(addr, model, rows, timeout):
     import numpy as np
     import tritonclient.grpc as grpcclient
     x = np.asarray(rows, dtype=np.float32)
-    client = grpcclient.InferenceServerClient(addr)
+    tls = {"ssl": True, "root_certificates": TLS_CA} if TLS_CA else {}
+    client = grpcclient.InferenceServerClient(addr, **tls)
     try:
         inp = grpcclient.InferInput("input-0", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)  # always raw_input_contents
         outs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
-        res = client.infer(model, [inp], outputs=outs, client_timeout=timeout)
+        res = client.infer(model, [inp], outputs=outs, client_timeout=timeout, headers=auth_headers())
         got = {}
         for name in OUTPUTS:
             a = res.as_numpy(name)
@@ -424,7 +442,8 @@ def run_families(args, expected):
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="expected-") as f:
         json.dump(expected, f)
         f.flush()
-        passthrough = [a for a in ("--http", "--grpc", "--model", "--only", "--timeout", "--prob-tol", "--outputs")
+        passthrough = [a for a in ("--http", "--grpc", "--model", "--only", "--timeout", "--prob-tol", "--outputs",
+                                   "--ca")
                        if getattr(args, a[2:].replace("-", "_")) is not None]
         for family in FAMILIES:
             cmd = [sys.executable, os.path.abspath(__file__), "--expected", f.name, "--family", family]
@@ -470,7 +489,7 @@ def ensure_venv():
 
 
 def main():
-    global OUTPUTS
+    global OUTPUTS, TLS_CA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--http", help="host:port of the REST endpoint (OIP v2 over HTTP)")
     ap.add_argument("--grpc", help="host:port of the gRPC endpoint (inference.GRPCInferenceService)")
@@ -484,6 +503,9 @@ def main():
                     help="absolute tolerance on probabilities against the expectations (default 1e-5)")
     ap.add_argument("--outputs", default=",".join(OUTPUTS),
                     help="comma-separated outputs to request and check (default: %(default)s)")
+    ap.add_argument("--ca", metavar="FILE",
+                    help="TLS on both ports: the CA file to trust (tritonclient's ssl=True); "
+                         "a bearer token is taken from $IRIS_TOKEN")
     ap.add_argument("--verbose", action="store_true", help="print the traceback of failures")
     ap.add_argument("--family", choices=FAMILIES, help=argparse.SUPPRESS)
     ap.add_argument("--write-rows", action="store_true",
@@ -492,6 +514,7 @@ def main():
     # `import kserve` parses sys.argv for its model server flags (and takes --http for
     # --http_port): hide ours from it.
     sys.argv = sys.argv[:1]
+    TLS_CA = args.ca
     OUTPUTS = tuple(o for o in args.outputs.split(",") if o)
     if not OUTPUTS or any(o not in ("predict", "label", "probabilities") for o in OUTPUTS):
         ap.error("--outputs: a comma-separated subset of predict,label,probabilities")

@@ -85,3 +85,42 @@ pub fn check_all(http: &str, grpc: &str, model: &str, params: &TrainingParams) {
         "a client mode was skipped:\n{report}"
     );
 }
+
+/// The tritonclient modes that run over TLS with a bearer token (`--ca`, `$IRIS_TOKEN`):
+/// REST binary and JSON, gRPC raw.
+const TLS_MODES: &str = "^tritonclient\\.(http (binary|json)|grpc raw)$";
+
+/// Runs tritonclient over TLS (`ssl=True`, trusting the CA in `ca_pem`) with `token`, over
+/// REST and gRPC, and panics unless every answer is the model's trained with `params`.
+pub fn check_tls(
+    http: &str,
+    grpc: &str,
+    model: &str,
+    params: &TrainingParams,
+    ca_pem: &std::path::Path,
+    token: &str,
+) {
+    let expected = std::env::temp_dir().join(format!(
+        "iris-e2e-expected-tls-{}-{model}.json",
+        std::process::id()
+    ));
+    std::fs::write(&expected, expected_json(params)).expect("write the expected answers");
+    let out = Command::new(python())
+        .arg(repo_root().join("e2e/clients/check_clients.py"))
+        .args(["--http", http, "--grpc", grpc, "--model", model, "--only", TLS_MODES])
+        .arg("--ca")
+        .arg(ca_pem)
+        .arg("--expected")
+        .arg(&expected)
+        .env("IRIS_TOKEN", token)
+        .output()
+        .expect("run check_clients.py");
+    let _ = std::fs::remove_file(&expected);
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{model}: OIP clients over TLS\n{report}");
+    assert!(
+        out.status.success() && report.matches("PASS ").count() == 3,
+        "tritonclient over TLS disagrees with the model for {model}:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -191,6 +191,18 @@ pub fn peer_certificate(response: &reqwest::Response) -> Option<Vec<u8>> {
         .map(<[u8]>::to_vec)
 }
 
+/// A DER certificate as PEM (what Python's ssl and gRPC read).
+pub fn pem(der: &[u8]) -> String {
+    let body = base64(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
 /// Standard base64 with padding (how a Secret's `data` and YAML dumps carry bytes).
 pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

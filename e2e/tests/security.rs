@@ -124,6 +124,31 @@ async fn https_and_tokens_rotation_and_no_secret_in_sight() {
         let body: Value = response.json().await.expect("JSON");
         assert_eq!(body["label"], "setosa", "{body}");
 
+        // The OIP clients users run, over TLS with the token: tritonclient `ssl=True`, REST
+        // and gRPC, every answer the model's.
+        let grpc_forward = PortForward::start(&ns, "svc/iris", 8081);
+        let ca_file = std::env::temp_dir().join(format!("iris-e2e-ca-{ns}.pem"));
+        std::fs::write(&ca_file, tls::pem(&first.ca)).expect("write the CA");
+        let (http_addr, grpc_addr) = (
+            format!("127.0.0.1:{}", forward.port),
+            format!("127.0.0.1:{}", grpc_forward.port),
+        );
+        let (ca, token) = (ca_file.clone(), token_a.clone());
+        tokio::task::spawn_blocking(move || {
+            e2e::clients::check_tls(
+                &http_addr,
+                &grpc_addr,
+                "iris",
+                &e2e::serving::params_binary("setosa", 42),
+                &ca,
+                &token,
+            )
+        })
+        .await
+        .expect("tritonclient over TLS");
+        let _ = std::fs::remove_file(&ca_file);
+        drop(grpc_forward);
+
         // 401 without a token or with a wrong one, saying how to authenticate.
         for presented in [None, Some("not-a-token")] {
             let response = predict(&trusting_first, &base, presented)
