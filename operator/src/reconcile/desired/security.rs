@@ -280,7 +280,11 @@ mod tests {
             .as_ref()
             .and_then(|p| p.http_get.as_ref());
         assert_eq!(get.and_then(|g| g.scheme.as_deref()), Some("HTTP"));
-        assert_eq!(scrape_scheme(&built), None, "plain HTTP: no scheme annotation");
+        assert_eq!(
+            scrape_scheme(&built),
+            None,
+            "plain HTTP: no scheme annotation"
+        );
     }
 
     #[test]

@@ -208,7 +208,11 @@ fn expected_deployment(
         }),
     };
     let hash = model_hash(&template, resolved);
-    if let Some(annotations) = template.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
         annotations.insert("serving.iris.dev/model-hash".into(), hash);
     }
     Deployment {
