@@ -238,6 +238,8 @@ pub(crate) struct Metrics {
     reloads: [[AtomicU64; 2]; 2],
     info: ModelInfo,
     ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The opt-in sampled request log.
+    pub(crate) request_log: super::request_log::RequestLog,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -263,6 +265,7 @@ impl Metrics {
             reloads: Default::default(),
             info,
             ready,
+            request_log: Default::default(),
         }
     }
 
@@ -580,6 +583,15 @@ where
         if let Ok(response) = &result {
             this.metrics
                 .observe(*this.route, response.status(), *this.started);
+            if this.metrics.request_log.allow() {
+                tracing::info!(
+                    target: "model_server::request",
+                    route = this.route.label(),
+                    code = response.status().as_u16(),
+                    latency_ms = this.started.elapsed().as_secs_f64() * 1e3,
+                    "request"
+                );
+            }
         }
         Poll::Ready(result)
     }
