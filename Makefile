@@ -39,10 +39,11 @@ test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, c
 
 ##@ Development
 .PHONY: check
-check: ## cargo fmt --check, clippy with warnings denied, shellcheck of every shell script
+check: ## cargo fmt --check, clippy with warnings denied, shellcheck of every shell script, alerts and dashboard (promtool)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash e2e/tools/lint-shell.sh
+	bash e2e/tools/check-monitoring.sh
 
 .PHONY: unit
 unit: ## Unit and integration tests (no cluster needed)
@@ -64,7 +65,7 @@ images: binaries ## Image archives of model-server and operator (docker build wh
 	bash e2e/tools/build-images.sh
 
 .PHONY: tools
-tools: ## Build helm, etcd and the Kubernetes components into the cache
+tools: ## Build helm, etcd and the Kubernetes components into the cache (promtool: build-tools.sh promtool)
 	bash e2e/tools/build-tools.sh
 
 .PHONY: chart-test

@@ -3,13 +3,14 @@
 # into a cache outside the repo: ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
 # A tool already in the cache is not rebuilt. Each binary is linked under a temporary name and
 # renamed when complete, so an interrupted build never leaves a half-written "cached" binary.
-# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind]   (default: helm etcd k8s crictl)
+# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus]   (default: helm etcd k8s crictl)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
 cache=${IRIS_CACHE:-$HOME/.cache/iris-operator}
-export GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO_ENABLED:-1}
+# GOFLAGS from the caller (e.g. -p=1 on a shared machine) are kept.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" CGO_ENABLED=${CGO_ENABLED:-1}
 
 step() { printf '[build-tools] %s\n' "$*" >&2; }
 command -v go >/dev/null || { step "error: the Go toolchain (go) is not on PATH"; exit 1; }
@@ -138,10 +139,25 @@ build_kind() {
   go_install kind "$KIND_VERSION" "$cache/kind-$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"
 }
 
+# promtool and prometheus from the Prometheus module (its Go tag v0.3XX.Y is Prometheus v3.XX.Y);
+# the version ldflags are those of Prometheus' own .promu.yml.
+prometheus_ld() {
+  local v=${PROMETHEUS_VERSION#v0.3}
+  echo "-X github.com/prometheus/common/version.Version=3.${v}"
+}
+build_promtool() {
+  go_install promtool "$PROMETHEUS_VERSION" "$cache/prometheus-$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "$(prometheus_ld)"
+}
+build_prometheus() {
+  go_install prometheus "$PROMETHEUS_VERSION" "$cache/prometheus-$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$(prometheus_ld)"
+}
+
 [ $# -gt 0 ] || set -- helm etcd k8s crictl
 t_all=$SECONDS
 for t in "$@"; do
-  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind)"; exit 2; }
+  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus)"; exit 2; }
   "build_$t"
 done
 step "tools ready ($*) in $((SECONDS - t_all)) s"

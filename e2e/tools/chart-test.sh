@@ -26,19 +26,57 @@ helm lint --strict $chart -f $all >/dev/null || { helm lint --strict $chart -f $
 pass "helm lint --strict (all options)"
 
 helm template t $chart -n iris-system >"$out/default.yaml"
-helm template t $chart -n iris-system -f $all --api-versions monitoring.coreos.com/v1/ServiceMonitor >"$out/all.yaml"
+monitoring=(--api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor
+  --api-versions monitoring.coreos.com/v1/PrometheusRule)
+helm template t $chart -n iris-system -f $all "${monitoring[@]}" >"$out/all.yaml"
 pass "helm template (default values and all options)"
 
 kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
 [ "$(kinds "$out/default.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 CustomResourceDefinition=1 Deployment=1 Role=1 RoleBinding=1 ServiceAccount=1 " ] ||
   fail "default values render $(kinds "$out/default.yaml")"
 pass "default values render: $(kinds "$out/default.yaml")"
-[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 CustomResourceDefinition=1 Deployment=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
+[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 ConfigMap=1 CustomResourceDefinition=1 Deployment=1 PodMonitor=1 PrometheusRule=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
   fail "all options render $(kinds "$out/all.yaml")"
 pass "all options render: $(kinds "$out/all.yaml")"
 helm template t $chart -f $all | grep -q '^kind: ServiceMonitor' &&
   fail "a ServiceMonitor is rendered although the cluster has no monitoring.coreos.com/v1 API"
 pass "no ServiceMonitor without the monitoring.coreos.com/v1 API"
+helm template t $chart -f $all | grep -qE '^kind: (PodMonitor|PrometheusRule)' &&
+  fail "a PodMonitor or PrometheusRule is rendered although the cluster has no monitoring.coreos.com/v1 API"
+helm template t $chart --api-versions monitoring.coreos.com/v1/PrometheusRule | grep -q '^kind: PrometheusRule' ||
+  fail "the PrometheusRule is not on by default where the API exists"
+helm template t $chart --api-versions monitoring.coreos.com/v1/PrometheusRule --set metrics.prometheusRule.enabled=false |
+  grep -q '^kind: PrometheusRule' && fail "metrics.prometheusRule.enabled=false still renders the PrometheusRule"
+pass "PodMonitor and PrometheusRule only with their API; the PrometheusRule on by default, optional"
+
+# The monitoring objects carry the chart's files as they are: alerts.yaml (the plain rules
+# file, checked by check-monitoring.sh) and dashboard.json.
+doc() { awk -v k="kind: $2" '/^---/{on=0} $0==k{on=1} on' "$1"; }
+doc "$out/all.yaml" PrometheusRule | sed -n '/^spec:$/,$p' | sed '1d; s/^  //' >"$out/rules.yaml"
+diff -q "$out/rules.yaml" $chart/files/alerts.yaml >/dev/null ||
+  { diff "$out/rules.yaml" $chart/files/alerts.yaml | head; fail "the PrometheusRule's spec is not files/alerts.yaml"; }
+pass "the PrometheusRule's spec is files/alerts.yaml ($(grep -c -- '- alert: ' "$out/rules.yaml") alerts)"
+doc "$out/all.yaml" ConfigMap >"$out/dashboard.yaml"
+sed -n '/^  iris-models.json: |-$/,$p' "$out/dashboard.yaml" | sed '1d; s/^    //' >"$out/dashboard.json"
+diff -q "$out/dashboard.json" $chart/files/dashboard.json >/dev/null ||
+  { diff "$out/dashboard.json" $chart/files/dashboard.json | head; fail "the dashboard ConfigMap does not hold files/dashboard.json"; }
+grep -q 'grafana_dashboard: "1"' "$out/dashboard.yaml" || fail "the dashboard ConfigMap lacks grafana_dashboard: \"1\""
+grep -q 'namespace: monitoring' "$out/dashboard.yaml" || fail "metrics.dashboard.namespace is not used"
+grep -q '^kind: ConfigMap' "$out/default.yaml" && fail "the dashboard is rendered by default"
+pass "the dashboard ConfigMap holds files/dashboard.json, labelled for Grafana's sidecar, off by default"
+doc "$out/all.yaml" PodMonitor | grep -q 'port: http$' || fail "the PodMonitor does not scrape the port named http"
+doc "$out/all.yaml" PodMonitor | grep -q 'app.kubernetes.io/name: model-server' || fail "the PodMonitor does not select model-server pods"
+doc "$out/all.yaml" PodMonitor | grep -q -- '- team-a' || fail "the PodMonitor does not keep to watchNamespaces"
+doc "$out/all.yaml" ServiceMonitor | grep -q 'honorLabels: true' || fail "the ServiceMonitor does not honor the model series' namespace label"
+pass "PodMonitor selects model-server pods on port http in the watched namespaces; ServiceMonitor honors labels"
+for f in "$out/default.yaml" "$out/all.yaml"; do
+  doc "$f" Deployment | grep -q 'prometheus.io/scrape: "true"' || fail "the operator's pods lack prometheus.io/scrape in $(basename "$f")"
+done
+doc "$out/all.yaml" Deployment | grep -q 'prometheus.io/port: "9090"' || fail "prometheus.io/port is not metrics.port"
+doc "$out/all.yaml" Deployment | grep -q 'example.com/team: ml' || fail "podAnnotations are lost next to the scrape annotations"
+helm template t $chart --set metrics.scrapeAnnotations=false | grep -q 'prometheus.io/' &&
+  fail "metrics.scrapeAnnotations=false still annotates the pods"
+pass "the operator's pods carry prometheus.io/scrape, port and path (optional), next to podAnnotations"
 
 grep -q 'helm.sh/resource-policy: keep' "$out/default.yaml" || fail "the CRD is not kept on helm uninstall"
 rules() { grep -c 'rule: ' "$1"; }

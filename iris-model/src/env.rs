@@ -31,6 +31,8 @@ pub const MAX_BATCH_ROWS: &str = "MODEL_SERVER_MAX_BATCH_ROWS";
 pub const SHUTDOWN_GRACE_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_GRACE_SECONDS";
 /// `--shutdown-delay-seconds`.
 pub const SHUTDOWN_DELAY_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_DELAY_SECONDS";
+/// `--log-requests-per-second`: at most this many request log lines a second (0: none).
+pub const LOG_REQUESTS_PER_SECOND: &str = "MODEL_SERVER_LOG_REQUESTS_PER_SECOND";
 /// `--worker-threads`.
 pub const WORKER_THREADS: &str = "MODEL_SERVER_WORKER_THREADS";
 /// `--tls-cert`: PEM certificate chain (leaf first) for HTTPS and gRPC over TLS; with

@@ -178,6 +178,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", env = env::RELOAD_SECONDS, default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reload_seconds: u64,
+    /// Log at most N finished HTTP requests a second (route template, status code,
+    /// latency_ms; never bodies, headers or query strings), sampled by a token bucket. 0: off.
+    #[arg(long, value_name = "N", env = env::LOG_REQUESTS_PER_SECOND, default_value_t = 0)]
+    pub log_requests_per_second: u32,
 }
 
 impl ServeArgs {

@@ -80,7 +80,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         model,
         args.source.to_string(),
         args.limits(),
-    );
+    )
+    .log_requests(args.log_requests_per_second);
     let timing = ShutdownTiming {
         delay: Duration::from_secs(args.shutdown_delay_seconds),
         grace: Duration::from_secs(args.shutdown_grace_seconds),

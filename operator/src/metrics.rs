@@ -1,5 +1,10 @@
 //! Prometheus metrics of the operator. Every label value comes from a fixed set (error
-//! categories, object kinds, operations), so the series count is bounded.
+//! categories, object kinds, operations), so the series count is bounded; the per-model
+//! series of [`models`] are bounded by the number of IrisModels.
+
+mod models;
+
+pub(crate) use models::ModelMetrics;
 
 use std::time::Instant;
 
@@ -91,6 +96,8 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     rollbacks: Family<RollbackLabels, Counter>,
     leader: Gauge,
+    /// Per-model health (`iris_operator_model_*`).
+    pub(crate) models: models::ModelMetrics,
 }
 
 impl Default for Metrics {
@@ -103,6 +110,7 @@ impl Default for Metrics {
             writes: Family::default(),
             rollbacks: Family::default(),
             leader: Gauge::default(),
+            models: models::ModelMetrics::default(),
         }
     }
 }
@@ -141,6 +149,7 @@ impl Metrics {
             "1 while this replica runs the controller",
             self.leader.clone(),
         );
+        self.models.register(sub);
         self
     }
 
@@ -249,6 +258,58 @@ mod tests {
         assert!(text
             .contains("iris_operator_api_writes_total{kind=\"Deployment\",operation=\"apply\"} 1"));
         assert_eq!(metrics.writes_total(), 1);
+    }
+
+    /// The sample names of a /metrics text (what PromQL sees: `_total`, `_bucket`, ...).
+    pub(crate) fn sample_names(text: &str) -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// charts/iris-operator/files/metrics.txt, which the alerts and the dashboard are checked
+    /// against, lists exactly what the operator exports (every metric touched once).
+    #[test]
+    fn metrics_list_of_the_chart_is_what_the_operator_exports() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default().register(&mut registry);
+        drop(metrics.reconcile_started());
+        metrics.reconcile_failed("Kube");
+        metrics.write(Written::Status, Operation::Apply);
+        metrics.rollback("CanaryRolledBack");
+        metrics.set_leader(true);
+        let status = crate::crd::IrisModelStatus {
+            rollout: Some(crate::crd::RolloutStatus::default()),
+            conditions: crate::reconcile::conditions::merge(
+                &[],
+                vec![crate::reconcile::conditions::Verdict::new(
+                    "Ready", true, "Ready", "",
+                )],
+                Some(1),
+                &crate::reconcile::conditions::at(1),
+            ),
+            ..Default::default()
+        };
+        metrics.models.set("ml", "iris", 1, &status);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let exported = sample_names(&text);
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/iris-operator/files/metrics.txt"
+        );
+        let listed: std::collections::BTreeSet<String> = std::fs::read_to_string(path)
+            .expect("metrics.txt")
+            .lines()
+            .filter(|l| l.starts_with("iris_operator_"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            exported, listed,
+            "update {path} with the operator's metric names"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{predicates, reflector, watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -20,6 +21,7 @@ use tracing::{debug, warn};
 use crate::cache::{ChildCache, Stores};
 use crate::context::Context;
 use crate::crd::IrisModel;
+use crate::metrics::ModelMetrics;
 use crate::names::{MANAGED_SELECTOR, MANAGER};
 use crate::reconcile::rollout::ACTION_ANNOTATION;
 use crate::reconcile::{error_policy, reconcile};
@@ -46,7 +48,7 @@ pub async fn run(client: Client, namespaces: &[String], ctx: Arc<Context>, stop:
     let controllers: Vec<_> = scopes
         .into_iter()
         .map(|namespace| {
-            controller(client.clone(), namespace, &mut cache)
+            controller(client.clone(), namespace, &mut cache, &ctx.metrics.models)
                 .graceful_shutdown_on(stopped(stop.clone()))
                 .run(reconcile, error_policy, ctx.clone())
                 .boxed()
@@ -61,6 +63,8 @@ pub async fn run(client: Client, namespaces: &[String], ctx: Arc<Context>, stop:
             }
         })
         .await;
+    // Another replica reports the models from now on (or none, at shutdown).
+    ctx.metrics.models.retain(|_, _| false);
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -113,16 +117,19 @@ fn controller(
     client: Client,
     namespace: Option<&str>,
     cache: &mut ChildCache,
+    model_metrics: &ModelMetrics,
 ) -> Controller<IrisModel> {
     // Reconcile on spec changes only: the operator's own status writes (and label edits) would
     // otherwise each trigger a reconcile that has nothing to do.
     let (reader, writer) = reflector::store();
+    let forget = forget_vanished(model_metrics.clone(), reader.clone(), namespace);
     let models = watcher(
         api::<IrisModel>(&client, namespace),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(writer)
+    .inspect_ok(forget)
     .applied_objects()
     .predicate_filter(spec_or_action, Default::default());
     let controller = Controller::for_stream(models, reader)
@@ -166,6 +173,28 @@ fn controller(
             cm.metadata.name.as_deref(),
         )
     })
+}
+
+/// Removes the metrics series of models that are gone: deleted ones (their reconcile stops
+/// before they vanish from the cache), and after a re-list of the scope, those not in the
+/// cache any more (deleted while the watch was down: no Delete event for them).
+fn forget_vanished(
+    metrics: ModelMetrics,
+    store: reflector::Store<IrisModel>,
+    scope: Option<&str>,
+) -> impl Fn(&watcher::Event<IrisModel>) {
+    let scope = scope.map(str::to_string);
+    move |event| match event {
+        watcher::Event::Delete(model) => {
+            let namespace = model.namespace().unwrap_or_default();
+            metrics.forget(&namespace, &model.name_any());
+        }
+        watcher::Event::InitDone => metrics.retain(|namespace, name| {
+            let ours = scope.as_deref().is_none_or(|s| s == namespace);
+            !ours || store.get(&ObjectRef::new(name).within(namespace)).is_some()
+        }),
+        _ => {}
+    }
 }
 
 /// Reconcile on a spec change (the generation) or a by-hand rollout action (an annotation

@@ -238,6 +238,8 @@ pub(crate) struct Metrics {
     reloads: [[AtomicU64; 2]; 2],
     info: ModelInfo,
     ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The opt-in sampled request log.
+    pub(crate) request_log: super::request_log::RequestLog,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -263,6 +265,7 @@ impl Metrics {
             reloads: Default::default(),
             info,
             ready,
+            request_log: Default::default(),
         }
     }
 
@@ -580,7 +583,71 @@ where
         if let Ok(response) = &result {
             this.metrics
                 .observe(*this.route, response.status(), *this.started);
+            if this.metrics.request_log.allow() {
+                tracing::info!(
+                    target: "model_server::request",
+                    route = this.route.label(),
+                    code = response.status().as_u16(),
+                    latency_ms = this.started.elapsed().as_secs_f64() * 1e3,
+                    "request"
+                );
+            }
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    /// charts/iris-operator/files/metrics.txt, which the alerts and the dashboard are checked
+    /// against, lists exactly the sample names /metrics has once every series was touched.
+    #[test]
+    fn metrics_list_of_the_chart_is_what_the_server_exports() {
+        let info = ModelInfo {
+            model: "iris".into(),
+            version: "v".into(),
+            digest: "d".into(),
+            task: "binary",
+            positive_class: String::new(),
+            source: "builtin".into(),
+            accuracy: 1.0,
+            class_labels: vec!["setosa".into()],
+        };
+        let metrics = Arc::new(Metrics::new(info, Arc::new(AtomicBool::new(true))));
+        metrics.observe(RouteId::PredictIris, StatusCode::OK, Instant::now());
+        metrics.observe_grpc(GrpcMethod::ALL[0], 0, Instant::now());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(metrics));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+            .expect("encodes");
+        let exported: BTreeSet<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(str::to_string)
+            .collect();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/iris-operator/files/metrics.txt"
+        );
+        let listed: BTreeSet<String> = std::fs::read_to_string(path)
+            .expect("metrics.txt")
+            .lines()
+            .filter(|l| l.starts_with("model_server_"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            exported, listed,
+            "update {path} with the server's metric names"
+        );
     }
 }

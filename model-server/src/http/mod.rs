@@ -22,6 +22,7 @@ pub(crate) mod metrics;
 #[cfg(test)]
 mod metrics_bench;
 mod oip_v2;
+mod request_log;
 #[cfg(test)]
 mod tests;
 mod tutorial;
@@ -171,6 +172,12 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Logs at most `per_second` finished HTTP requests a second (0: none, the default).
+    pub fn log_requests(self, per_second: u32) -> AppState {
+        self.inner.metrics.request_log.set_rate(per_second);
+        self
     }
 
     /// The metrics, for the gRPC server's layer.

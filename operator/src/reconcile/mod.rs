@@ -77,6 +77,7 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     if model.metadata.deletion_timestamp.is_some() {
         // Being deleted: garbage collection removes the children; applying them again would
         // fight it (foreground deletion keeps the IrisModel around until they are gone).
+        ctx.metrics.models.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     let cache = ctx.children();

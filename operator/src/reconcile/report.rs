@@ -148,10 +148,14 @@ pub(crate) async fn write_status(
     status: &IrisModelStatus,
     ctx: &Context,
 ) -> Result<(), Error> {
+    let (name, namespace) = name_and_namespace(model)?;
+    // Set even when the status is unchanged: a restarted operator has no series yet.
+    ctx.metrics
+        .models
+        .set(&namespace, &name, desired_replicas(model, status), status);
     if model.status.as_ref() == Some(status) {
         return Ok(());
     }
-    let (name, namespace) = name_and_namespace(model)?;
     let api: Api<IrisModel> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
         "apiVersion": IrisModel::api_version(&()),
@@ -174,6 +178,15 @@ pub(crate) async fn write_status(
         "status updated"
     );
     Ok(())
+}
+
+/// The pods a model should have: its spec, or the autoscaler's choice (the pods there are).
+fn desired_replicas(model: &IrisModel, status: &IrisModelStatus) -> i32 {
+    if model.spec.autoscaling.is_some() {
+        status.replicas
+    } else {
+        model.spec.replicas
+    }
 }
 
 /// Publishes an Event; a failure to do so is logged, never fatal.

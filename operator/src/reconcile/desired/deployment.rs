@@ -41,7 +41,9 @@ pub(crate) fn build(resolved: &Resolved) -> Deployment {
     template
         .metadata
         .get_or_insert_with(ObjectMeta::default)
-        .annotations = Some(BTreeMap::from([(MODEL_HASH_ANNOTATION.to_string(), hash)]));
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(MODEL_HASH_ANNOTATION.to_string(), hash);
 
     Deployment {
         metadata: child_meta(resolved),
@@ -115,6 +117,7 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(&resolved.name)),
+            annotations: Some(scrape_annotations(resolved)),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
@@ -174,6 +177,21 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
             ..PodSpec::default()
         }),
     }
+}
+
+/// The `prometheus.io/*` annotations of the pods, for a Prometheus that discovers pods by
+/// them (kubernetes_sd): /metrics on the HTTP port, over HTTPS with spec.tls. They are part of
+/// the template (and of its hash).
+pub(crate) fn scrape_annotations(resolved: &Resolved) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ("prometheus.io/port".to_string(), resolved.port.to_string()),
+        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+    ]);
+    if security::http_scheme(resolved) == "HTTPS" {
+        annotations.insert("prometheus.io/scheme".to_string(), "https".to_string());
+    }
+    annotations
 }
 
 fn container_port(name: &str, port: i32) -> ContainerPort {

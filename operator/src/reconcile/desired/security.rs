@@ -251,6 +251,17 @@ mod tests {
         let ports = svc.spec.and_then(|s| s.ports).expect("ports");
         assert_eq!(ports[0].app_protocol.as_deref(), Some("https"));
         assert_eq!(ports[1].app_protocol.as_deref(), Some("grpc"));
+        assert_eq!(scrape_scheme(&built), Some("https".to_string()));
+    }
+
+    /// The pods' `prometheus.io/scheme` annotation.
+    fn scrape_scheme(deployment: &Deployment) -> Option<String> {
+        let template = deployment.spec.as_ref()?.template.metadata.as_ref()?;
+        template
+            .annotations
+            .as_ref()?
+            .get("prometheus.io/scheme")
+            .cloned()
     }
 
     #[test]
@@ -269,6 +280,11 @@ mod tests {
             .as_ref()
             .and_then(|p| p.http_get.as_ref());
         assert_eq!(get.and_then(|g| g.scheme.as_deref()), Some("HTTP"));
+        assert_eq!(
+            scrape_scheme(&built),
+            None,
+            "plain HTTP: no scheme annotation"
+        );
     }
 
     #[test]

@@ -139,9 +139,15 @@ fn expected_deployment(
     mounts: Option<Vec<VolumeMount>>,
     scheduling: (Option<BTreeMap<String, String>>, Option<Vec<Toleration>>),
 ) -> Deployment {
+    let port = resolved.port.to_string();
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(all_labels()),
+            annotations: Some(string_map(&[
+                ("prometheus.io/path", "/metrics"),
+                ("prometheus.io/port", &port),
+                ("prometheus.io/scrape", "true"),
+            ])),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
@@ -202,8 +208,12 @@ fn expected_deployment(
         }),
     };
     let hash = model_hash(&template, resolved);
-    if let Some(meta) = template.metadata.as_mut() {
-        meta.annotations = Some(string_map(&[("serving.iris.dev/model-hash", &hash)]));
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
+        annotations.insert("serving.iris.dev/model-hash".into(), hash);
     }
     Deployment {
         metadata: meta(),
