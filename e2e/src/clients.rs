@@ -107,7 +107,9 @@ pub fn check_tls(
     std::fs::write(&expected, expected_json(params)).expect("write the expected answers");
     let out = Command::new(python())
         .arg(repo_root().join("e2e/clients/check_clients.py"))
-        .args(["--http", http, "--grpc", grpc, "--model", model, "--only", TLS_MODES])
+        .args([
+            "--http", http, "--grpc", grpc, "--model", model, "--only", TLS_MODES,
+        ])
         .arg("--ca")
         .arg(ca_pem)
         .arg("--expected")
