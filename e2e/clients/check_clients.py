@@ -66,11 +66,12 @@ OUTPUTS = ("predict", "label", "probabilities")
 TLS_CA = None
 
 
-def auth_headers(extra=None):
+def auth_headers(extra=None, key="Authorization"):
+    """HTTP headers (or, with key="authorization", gRPC metadata, whose keys are lowercase)."""
     headers = dict(extra or {})
     token = os.environ.get("IRIS_TOKEN")
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        headers[key] = f"Bearer {token}"
     return headers or None
 
 
@@ -241,7 +242,8 @@ def triton_grpc_raw(addr, model, rows, timeout):
         inp = grpcclient.InferInput("input-0", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)  # always raw_input_contents
         outs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
-        res = client.infer(model, [inp], outputs=outs, client_timeout=timeout, headers=auth_headers())
+        res = client.infer(model, [inp], outputs=outs, client_timeout=timeout,
+                           headers=auth_headers(key="authorization"))
         got = {}
         for name in OUTPUTS:
             a = res.as_numpy(name)
