@@ -10,10 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . e2e/tools/versions.env
 files=charts/iris-operator/files
-if [ ! -x "$PROMETHEUS_BIN/promtool" ]; then
+if [ ! -x "$PROMTOOL_BIN/promtool" ]; then
   bash e2e/tools/build-tools.sh promtool
 fi
-promtool=$PROMETHEUS_BIN/promtool
+promtool=$PROMTOOL_BIN/promtool
 fail() { echo "check-monitoring: FAIL: $*" >&2; exit 1; }
 pass() { echo "check-monitoring: ok: $*"; passed=$((passed + 1)); }
 passed=0
