@@ -29,6 +29,35 @@ fn kill_the_operator() {
     ]);
 }
 
+/// Waits until the operator's Deployment is available again and a pod not in `old_pods`
+/// holds the Lease.
+async fn a_new_operator_leads(client: &kube::Client, old_pods: Vec<String>) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    cluster::wait_until(
+        &deployments,
+        RELEASE,
+        LONG,
+        "available again",
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.available_replicas == Some(1) && s.updated_replicas == Some(1))
+        },
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    cluster::wait_until(
+        &leases,
+        "iris-operator-leader",
+        LONG,
+        "held by a new operator pod",
+        move |l: Option<&Lease>| {
+            l.and_then(|l| l.spec.as_ref()?.holder_identity.as_ref())
+                .is_some_and(|h| !old_pods.contains(h))
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_operator_during_a_rollout_converges() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -53,33 +82,7 @@ async fn killing_the_operator_during_a_rollout_converges() {
 
         // The Deployment replaces the pod, the new one takes the Lease over, and the model
         // converges on the new training.
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        cluster::wait_until(
-            &deployments,
-            RELEASE,
-            LONG,
-            "available again",
-            |d: Option<&Deployment>| {
-                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
-                    s.available_replicas == Some(1) && s.updated_replicas == Some(1)
-                })
-            },
-        )
-        .await;
-
-        // A new pod holds the Lease.
-        let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        cluster::wait_until(
-            &leases,
-            "iris-operator-leader",
-            LONG,
-            "held by a new operator pod",
-            move |l: Option<&Lease>| {
-                l.and_then(|l| l.spec.as_ref()?.holder_identity.as_ref())
-                    .is_some_and(|h| !old_pods.contains(h))
-            },
-        )
-        .await;
+        a_new_operator_leads(&client, old_pods).await;
 
         let expected = serving::Expected::train(&serving::params_multiclass(1234));
         let obj = iris::wait_for(
@@ -156,31 +159,7 @@ async fn an_operator_killed_mid_step_resumes_the_same_canary_step() {
 
         // The replacement picks the same rollout up: the same step, its clock where it was, the
         // same canary Deployment; then promotes it.
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        cluster::wait_until(
-            &deployments,
-            RELEASE,
-            LONG,
-            "available again",
-            |d: Option<&Deployment>| {
-                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
-                    s.available_replicas == Some(1) && s.updated_replicas == Some(1)
-                })
-            },
-        )
-        .await;
-        let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-        cluster::wait_until(
-            &leases,
-            "iris-operator-leader",
-            LONG,
-            "a new leader",
-            move |l: Option<&Lease>| {
-                l.and_then(|l| l.spec.as_ref()?.holder_identity.as_ref())
-                    .is_some_and(|h| !old_pods.contains(h))
-            },
-        )
-        .await;
+        a_new_operator_leads(&client, old_pods).await;
         // The new operator's own analysis (more requests counted), of the same step: its clock
         // is the one the killed operator started, and the canary Deployment is the same one.
         let resumed = iris::wait_for(&api, "iris", LONG, "analysed by the new operator", |o| {

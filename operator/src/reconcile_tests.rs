@@ -909,6 +909,29 @@ fn started(model: &IrisModel, canary: &Deployment, secs: i64) -> IrisModel {
     with_status(model.clone(), status)
 }
 
+/// A context scraping from `table`, whose caches hold the stable and canary Deployments and
+/// the Service.
+fn canary_context(
+    table: Arc<crate::scrape::testing::Table>,
+    stable: &Deployment,
+    canary: &Deployment,
+    service: &Service,
+) -> (Arc<crate::context::Context>, crate::mock::ApiServer) {
+    let (ctx, server) = context();
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    ctx.install_children(holding(
+        vec![stable.clone(), canary.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    (ctx, server)
+}
+
 fn pods_and_scraper(canary_metrics: &str) -> (Reply, Arc<crate::scrape::testing::Table>) {
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
         ready_pod("iris-stable", "192.0.2.1", false),
@@ -934,18 +957,7 @@ async fn a_canary_over_its_latency_threshold_is_rolled_back_and_counted() {
         model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"0.5\"} 40\n\
         model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"+Inf\"} 40\n";
     let (pods, table) = pods_and_scraper(slow);
-    let (ctx, server) = context();
-    let ctx = Arc::new(
-        Arc::into_inner(ctx)
-            .expect("one reference")
-            .with_scraper(table),
-    );
-    ctx.install_children(holding(
-        vec![stable.clone(), canary.clone()],
-        vec![service.clone()],
-        vec![],
-        vec![],
-    ));
+    let (ctx, server) = canary_context(table, &stable, &canary, &service);
     let server = server.run(vec![
         Expect::get(PODS, pods),
         Expect::delete(CANARY),
@@ -992,18 +1004,7 @@ async fn a_canary_that_passes_its_last_step_promotes_the_stable_deployment() {
         model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"0.001\"} 40\n\
         model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"+Inf\"} 40\n";
     let (pods, table) = pods_and_scraper(fast);
-    let (ctx, server) = context();
-    let ctx = Arc::new(
-        Arc::into_inner(ctx)
-            .expect("one reference")
-            .with_scraper(table),
-    );
-    ctx.install_children(holding(
-        vec![stable.clone(), canary.clone()],
-        vec![service.clone()],
-        vec![],
-        vec![],
-    ));
+    let (ctx, server) = canary_context(table, &stable, &canary, &service);
     let expected_hash = crate::reconcile::status::template_hash(&canary).map(str::to_string);
     let server = server.run(vec![
         Expect::get(PODS, pods),
@@ -1044,18 +1045,7 @@ async fn a_by_hand_action_is_acted_on_and_its_annotation_removed() {
         .into(),
     );
     let (pods, table) = pods_and_scraper("");
-    let (ctx, server) = context();
-    let ctx = Arc::new(
-        Arc::into_inner(ctx)
-            .expect("one reference")
-            .with_scraper(table),
-    );
-    ctx.install_children(holding(
-        vec![stable.clone(), canary.clone()],
-        vec![service.clone()],
-        vec![],
-        vec![],
-    ));
+    let (ctx, server) = canary_context(table, &stable, &canary, &service);
     let server = server.run(vec![
         Expect::get(PODS, pods),
         Expect::delete(CANARY),

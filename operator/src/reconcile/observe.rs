@@ -126,8 +126,18 @@ pub(crate) async fn pods(
     if status::rollout(deployment).complete {
         return Ok(Pods::default());
     }
+    let pods = list_pods(client, name, namespace).await?;
+    let events = match status::template_hash(deployment) {
+        Some(hash) => pod_events(client, namespace, &pods, hash).await?,
+        None => PodEvents::new(),
+    };
+    Ok(Pods { pods, events })
+}
+
+/// The pods of an IrisModel (stable and canary), from the API server's watch cache.
+async fn list_pods(client: &Client, name: &str, namespace: &str) -> Result<Vec<Pod>, Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api
+    Ok(api
         .list(
             &ListParams::default()
                 .labels(&selector_string(name))
@@ -135,12 +145,7 @@ pub(crate) async fn pods(
         )
         .await
         .map_err(Error::kube("list pods"))?
-        .items;
-    let events = match status::template_hash(deployment) {
-        Some(hash) => pod_events(client, namespace, &pods, hash).await?,
-        None => PodEvents::new(),
-    };
-    Ok(Pods { pods, events })
+        .items)
 }
 
 /// The Warning Events of the not-ready pods of the current version (a few of them): one list
@@ -181,16 +186,7 @@ pub(crate) async fn canary(
     let (name, namespace) = (resolved.name.as_str(), resolved.namespace.as_str());
     // Over HTTPS when the pods serve TLS.
     let (port, https) = (resolved.port, resolved.tls_secret.is_some());
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api
-        .list(
-            &ListParams::default()
-                .labels(&selector_string(name))
-                .match_any(),
-        )
-        .await
-        .map_err(Error::kube("list pods"))?
-        .items;
+    let pods = list_pods(client, name, namespace).await?;
     let is_canary = |pod: &Pod| {
         pod.metadata
             .labels
