@@ -233,13 +233,10 @@ PY
 OURS_GRPC=no
 MLS_VERSION=
 if [ -z "${SKIP_OURS:-}" ]; then
-  if [ -z "${SKIP_BUILD:-}" ]; then
-    log "building the static release binary (first build takes minutes: fat LTO)"
-    RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release -p model-server --target "$TARGET"
-  fi
-  [ -x "$BINARY" ] || { log "no binary at $BINARY"; exit 1; }
-  cp "$BINARY" "$WORK/model-server"  # a private copy: a concurrent build must not swap it
-  echo "binary:   $BINARY ($(stat -c %s "$BINARY") bytes)"
+  # shellcheck source=lib.sh
+  . bench/lib.sh
+  private_binary
+  echo "binary:   $BINARY_SHOWN ($(stat -c %s "$BINARY") bytes)"
   ours_args=(serve --host 127.0.0.1 --port "$PORT" --worker-threads "$WORKERS" --task multiclass)
   if "$WORK/model-server" serve --help 2>/dev/null | grep -q -- '--grpc-port'; then
     OURS_GRPC=yes

@@ -65,15 +65,9 @@ command -v python3 >/dev/null || { log "python3 is needed for the start-to-ready
 command -v curl >/dev/null || { log "curl is needed"; exit 1; }
 
 # --- build -------------------------------------------------------------------------------
-if [ -z "${SKIP_BUILD:-}" ]; then
-  log "building the static release binary (first build takes minutes: fat LTO)"
-  RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release -p model-server --target "$TARGET"
-fi
-[ -x "$BINARY" ] || { log "no binary at $BINARY"; exit 1; }
-# Run a private copy: a concurrent build into the same target directory must not swap it.
-cp "$BINARY" "$WORK/model-server"
-BINARY_SHOWN=$BINARY
-BINARY=$WORK/model-server
+# shellcheck source=lib.sh
+. bench/lib.sh
+private_binary
 
 # --- machine -----------------------------------------------------------------------------
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
