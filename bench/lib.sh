@@ -12,6 +12,7 @@ private_binary() {
   fi
   [ -x "$BINARY" ] || { log "no binary at $BINARY"; exit 1; }
   cp "$BINARY" "$WORK/model-server"
+  # shellcheck disable=SC2034 # read by the scripts that source this file
   BINARY_SHOWN=$BINARY
   BINARY=$WORK/model-server
 }
