@@ -219,7 +219,14 @@ async fn a_canary_whose_pods_never_become_ready_is_rolled_back_with_no_failed_re
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_too_slow_for_its_load_is_rolled_back_on_p99_latency() {
     with_temp_ns("canary-slow", &[], |client, ns| async move {
-        kubectl::apply(&ns, &canary_model("iris", json!({}))).expect("apply");
+        // Judged on its first 10 requests, and a ready deadline long enough that the starved
+        // pod's readiness probe (which may time out under the load) does not roll it back
+        // first, as "not ready", before its latency is measured.
+        let slow = json!({
+            "analysis": {"minRequests": 10, "maxP99LatencyMs": 250, "maxErrorRate": 0.01},
+            "readyDeadlineSeconds": 300
+        });
+        kubectl::apply(&ns, &canary_model("iris", slow)).expect("apply");
         let api = iris::api(&client, &ns);
         let before = iris::wait_ready(&api, "iris", READY_WITHIN).await;
         let stable = iris::digest(&before).expect("digest");
