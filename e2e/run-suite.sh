@@ -31,7 +31,15 @@ fi
 . "$CLUSTER_DIR/env.sh"
 kubectl get --raw /readyz >/dev/null 2>&1 ||
   { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
-bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+# The Prometheus of e2e/tests/monitoring.rs: the server from its Go module (Kubernetes service
+# discovery only; cached by version), in a FROM-scratch image of our own like the others.
+# shellcheck source=tools/versions.env
+. e2e/tools/versions.env
+bash e2e/tools/build-tools.sh prometheus
+export PROMETHEUS_IMAGE=iris-e2e/prometheus:$PROMETHEUS_VERSION
+bash e2e/tools/image-archive.sh --binary "$PROMETHEUS_BIN/prometheus" --name "$PROMETHEUS_IMAGE" \
+  --user 65534:65534 --port 9090 --out .build/images/prometheus.tar
+bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar .build/images/prometheus.tar
 # The OIP clients users run (tritonclient, the kserve SDK), pinned, in a cached venv.
 IRIS_PYCLIENTS=$(bash e2e/clients/setup.sh)
 export IRIS_PYCLIENTS

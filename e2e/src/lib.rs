@@ -8,11 +8,13 @@
 //! - [`serving`]: the model server's protocols, the same model trained here, a client loop.
 //! - [`clients`]: tritonclient and the kserve SDK, in every mode, against a served model.
 //! - [`portforward`]: `kubectl port-forward` to a Service, as the README tells users to query.
+//! - [`prometheus`]: a real Prometheus in the cluster (the README's scrape job, the chart's alerts).
 //! - [`tls`]: test CAs and server certificates, HTTPS clients trusting the CAs given.
 pub mod clients;
 pub mod cluster;
 pub mod iris;
 pub mod kubectl;
 pub mod portforward;
+pub mod prometheus;
 pub mod serving;
 pub mod tls;

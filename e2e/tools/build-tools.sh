@@ -152,9 +152,11 @@ build_promtool() {
   go_install promtool "$PROMETHEUS_VERSION" "$(dirname "$PROMTOOL_BIN")" \
     "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "$(prometheus_ld)" remove_all_sd
 }
+# The server, for the e2e monitoring test: with Kubernetes service discovery only (the tag
+# pair Prometheus' plugins/ provides), in a FROM-scratch image (e2e/monitoring).
 build_prometheus() {
-  go_install prometheus "$PROMETHEUS_VERSION" "$cache/prometheus-$PROMETHEUS_VERSION" \
-    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$(prometheus_ld)"
+  go_install prometheus "$PROMETHEUS_VERSION" "$(dirname "$PROMETHEUS_BIN")" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$(prometheus_ld)" "remove_all_sd,enable_kubernetes_sd"
 }
 
 [ $# -gt 0 ] || set -- helm etcd k8s crictl

@@ -9,6 +9,9 @@ pub const PORT: &str = "MODEL_SERVER_PORT";
 pub const GRPC_PORT: &str = "MODEL_SERVER_GRPC_PORT";
 /// `--model-name`: the name in KServe/OIP paths.
 pub const MODEL_NAME: &str = "MODEL_NAME";
+/// `--namespace`: the model's Kubernetes namespace, carried by the request log lines (the
+/// operator sets it from the pod's own, through the downward API).
+pub const NAMESPACE: &str = "MODEL_NAMESPACE";
 /// `--source`: `builtin` or `file:/path/model.json`.
 pub const SOURCE: &str = "MODEL_SOURCE";
 /// `--task`: `binary` or `multiclass`.

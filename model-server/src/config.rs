@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// Model name in KServe v1 and OIP v2 paths (no '/' or ':').
     #[arg(long, env = env::MODEL_NAME, default_value = "iris", value_parser = parse_model_name)]
     pub model_name: String,
+    /// The model's Kubernetes namespace, carried by the request log lines with the model
+    /// name (the operator sets it from the pod's namespace).
+    #[arg(long, env = env::NAMESPACE)]
+    pub namespace: Option<String>,
     /// Where the model comes from: `builtin` (train at start-up with the training flags)
     /// or `file:/path/model.json` (an artifact from `model-server train`).
     #[arg(long, env = env::SOURCE, default_value = "builtin")]

@@ -81,7 +81,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         args.source.to_string(),
         args.limits(),
     )
-    .log_requests(args.log_requests_per_second);
+    .log_requests(
+        args.log_requests_per_second,
+        args.namespace.as_deref().unwrap_or(""),
+    );
     let timing = ShutdownTiming {
         delay: Duration::from_secs(args.shutdown_delay_seconds),
         grace: Duration::from_secs(args.shutdown_grace_seconds),

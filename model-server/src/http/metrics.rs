@@ -584,8 +584,11 @@ where
             this.metrics
                 .observe(*this.route, response.status(), *this.started);
             if this.metrics.request_log.allow() {
+                let (namespace, name) = this.metrics.request_log.identity();
                 tracing::info!(
                     target: "model_server::request",
+                    namespace,
+                    name,
                     route = this.route.label(),
                     code = response.status().as_u16(),
                     latency_ms = this.started.elapsed().as_secs_f64() * 1e3,

@@ -174,9 +174,12 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// Logs at most `per_second` finished HTTP requests a second (0: none, the default).
-    pub fn log_requests(self, per_second: u32) -> AppState {
-        self.inner.metrics.request_log.set_rate(per_second);
+    /// Logs at most `per_second` finished HTTP requests a second (0: none, the default),
+    /// each line with `namespace` (may be empty) and the model's `name`.
+    pub fn log_requests(self, per_second: u32, namespace: &str) -> AppState {
+        let log = &self.inner.metrics.request_log;
+        log.set_identity(namespace, &self.inner.model_name);
+        log.set_rate(per_second);
         self
     }
 

@@ -3,7 +3,7 @@
 //! Never a body, a header or a query string: the route is the template, not the path.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// The sampler. With a rate of 0 (the default) it costs one atomic load per request.
@@ -12,9 +12,23 @@ pub(crate) struct RequestLog {
     per_second: AtomicU32,
     /// Tokens left and when they were counted.
     bucket: Mutex<Option<(f64, Instant)>>,
+    /// The model's namespace and name, on every line.
+    identity: OnceLock<(String, String)>,
 }
 
 impl RequestLog {
+    /// The namespace and name the lines carry (set once, at start-up).
+    pub(crate) fn set_identity(&self, namespace: &str, name: &str) {
+        let _ = self.identity.set((namespace.to_string(), name.to_string()));
+    }
+
+    /// The namespace and name the lines carry ("" before `set_identity`).
+    pub(crate) fn identity(&self) -> (&str, &str) {
+        self.identity
+            .get()
+            .map_or(("", ""), |(ns, name)| (ns.as_str(), name.as_str()))
+    }
+
     pub(crate) fn set_rate(&self, per_second: u32) {
         self.per_second.store(per_second, Relaxed);
     }

@@ -7,9 +7,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Sysctl, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecurityContext, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -246,6 +246,19 @@ pub(crate) fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
 pub(crate) fn env(resolved: &Resolved) -> Vec<EnvVar> {
     let mut env = vec![
         env_var(env::MODEL_NAME, resolved.name.clone()),
+        // The pod's own namespace (the downward API), for the request log lines.
+        EnvVar {
+            name: env::NAMESPACE.to_string(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    // As the API server defaults it, so the no-op comparison sees no change.
+                    api_version: Some("v1".to_string()),
+                    field_path: "metadata.namespace".to_string(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         env_var(env::PORT, resolved.port.to_string()),
         env_var(env::GRPC_PORT, resolved.grpc_port.to_string()),
         // Keep serving for a few seconds after SIGTERM (readiness already failing) so the pod

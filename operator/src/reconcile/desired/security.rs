@@ -229,11 +229,10 @@ mod tests {
             );
         }
         assert!(
-            container
-                .env
-                .iter()
-                .flatten()
-                .all(|e| e.value_from.is_none()),
+            container.env.iter().flatten().all(|e| e
+                .value_from
+                .as_ref()
+                .is_none_or(|v| v.secret_key_ref.is_none())),
             "no Secret value in the env"
         );
         assert_eq!(

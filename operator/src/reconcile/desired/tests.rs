@@ -10,10 +10,10 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec as CoreServiceSpec, Sysctl,
-    Toleration, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
+    ServiceSpec as CoreServiceSpec, Sysctl, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -104,15 +104,31 @@ fn meta() -> ObjectMeta {
     }
 }
 
+/// The env of `pairs`, with the pod's namespace from the downward API after MODEL_NAME (every
+/// model server gets it, for its request log).
 fn env(pairs: &[(&str, &str)]) -> Vec<EnvVar> {
-    pairs
-        .iter()
-        .map(|(k, v)| EnvVar {
+    let mut env = Vec::new();
+    for (k, v) in pairs {
+        env.push(EnvVar {
             name: k.to_string(),
             value: Some(v.to_string()),
             value_from: None,
-        })
-        .collect()
+        });
+        if *k == "MODEL_NAME" {
+            env.push(EnvVar {
+                name: "MODEL_NAMESPACE".into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: Some("v1".into()),
+                        field_path: "metadata.namespace".into(),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            });
+        }
+    }
+    env
 }
 
 fn probe(path: &str, period: i32, failures: i32) -> Probe {
