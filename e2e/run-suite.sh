@@ -2,6 +2,10 @@
 # Runs the end-to-end suite (cargo test -p e2e) on a cluster with our images loaded.
 #   run-suite.sh           on the running cluster (make cluster-up)
 #   run-suite.sh --fresh   on a new cluster, torn down afterwards (KEEP_CLUSTER=1 keeps it)
+# E2E_REGISTRY=1: through registries instead of `kind load` (e2e/registry-setup.sh): the chart
+# is installed from oci://<registry>/iris/charts/iris-operator and the cluster pulls every
+# image; tests/registry.rs runs against a private (htpasswd) one. The cluster needs containerd's
+# registry config_path: a fresh one gets it (KIND_REGISTRY=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fresh=0
@@ -9,6 +13,8 @@ fresh=0
 t0=$SECONDS
 summary=""
 log=$(mktemp)
+registry_env=$(mktemp)
+[ "${E2E_REGISTRY:-0}" != 1 ] || export KIND_REGISTRY=1
 # On exit: tear a fresh cluster down (unless KEEP_CLUSTER=1), then print the suite's count
 # as the last line, so the run ends on what it tested.
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -17,7 +23,8 @@ finish() {
     echo "run-suite: tearing the cluster down"
     bash "$CLUSTER_DIR/down.sh" >/dev/null 2>&1 || true
   fi
-  rm -f "$log"
+  [ "${E2E_REGISTRY:-0}" != 1 ] || bash e2e/registry-setup.sh --stop >/dev/null 2>&1 || true
+  rm -f "$log" "$registry_env"
   [ -z "$summary" ] || echo "$summary"
 }
 trap finish EXIT
@@ -31,7 +38,13 @@ fi
 . "$CLUSTER_DIR/env.sh"
 kubectl get --raw /readyz >/dev/null 2>&1 ||
   { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
-bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+if [ "${E2E_REGISTRY:-0}" = 1 ]; then
+  bash e2e/registry-setup.sh "$registry_env"
+  # shellcheck source=/dev/null
+  . "$registry_env"
+else
+  bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+fi
 # The OIP clients users run (tritonclient, the kserve SDK), pinned, in a cached venv.
 IRIS_PYCLIENTS=$(bash e2e/clients/setup.sh)
 export IRIS_PYCLIENTS
