@@ -18,7 +18,9 @@ MODEL_SERVER_IMAGE ?= iris-operator/model-server:$(VERSION)
 OPERATOR_IMAGE ?= iris-operator/operator:$(VERSION)
 # The cluster back end: kind on a Docker engine (e2e/kind; the engine is started when none runs).
 CLUSTER ?= kind
-export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER
+# The local registry of `make registry` (e2e/tools/registry.sh).
+REGISTRY_PORT ?= 5000
+export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER REGISTRY_PORT
 WITH_CLUSTER := . e2e/select-cluster.sh && bash "$$CLUSTER_DIR"
 
 .PHONY: help
@@ -39,10 +41,11 @@ test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, c
 
 ##@ Development
 .PHONY: check
-check: ## cargo fmt --check, clippy with warnings denied, shellcheck of every shell script, alerts and dashboard (promtool)
+check: ## cargo fmt --check, clippy with warnings denied, shellcheck of every shell script, actionlint of the workflows, alerts and dashboard (promtool)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash e2e/tools/lint-shell.sh
+	bash e2e/tools/lint-workflows.sh
 	bash e2e/tools/check-monitoring.sh
 
 .PHONY: unit
@@ -67,6 +70,19 @@ images: binaries ## Image archives of model-server and operator (docker build wh
 .PHONY: tools
 tools: ## Build helm, etcd and the Kubernetes components into the cache (promtool: build-tools.sh promtool)
 	bash e2e/tools/build-tools.sh
+
+.PHONY: registry
+registry: ## Start a local image registry on localhost:$(REGISTRY_PORT) (REGISTRY_AUTH=htpasswd for a private one); registry-stop stops it
+	bash e2e/tools/registry.sh start
+	@bash e2e/tools/registry.sh env | grep -v PASSWORD
+
+.PHONY: registry-stop
+registry-stop: ## Stop the local registry (its images stay on disk)
+	bash e2e/tools/registry.sh stop
+
+.PHONY: push
+push: ## Push both images (by tag, checked by digest) and the chart (OCI) to REGISTRY=host[:port][/prefix]; prints the digests
+	bash e2e/tools/push.sh
 
 .PHONY: chart-test
 chart-test: ## helm lint + helm template (default and all-options values), CRD copy check

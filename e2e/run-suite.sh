@@ -2,6 +2,10 @@
 # Runs the end-to-end suite (cargo test -p e2e) on a cluster with our images loaded.
 #   run-suite.sh           on the running cluster (make cluster-up)
 #   run-suite.sh --fresh   on a new cluster, torn down afterwards (KEEP_CLUSTER=1 keeps it)
+# E2E_REGISTRY=1: through registries instead of `kind load` (e2e/registry-setup.sh): the chart
+# is installed from oci://<registry>/iris/charts/iris-operator and the cluster pulls every
+# image; tests/registry.rs runs against a private (htpasswd) one. The cluster needs containerd's
+# registry config_path: a fresh one gets it (KIND_REGISTRY=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fresh=0
@@ -9,6 +13,8 @@ fresh=0
 t0=$SECONDS
 summary=""
 log=$(mktemp)
+registry_env=$(mktemp)
+[ "${E2E_REGISTRY:-0}" != 1 ] || export KIND_REGISTRY=1
 # On exit: tear a fresh cluster down (unless KEEP_CLUSTER=1), then print the suite's count
 # as the last line, so the run ends on what it tested.
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -17,7 +23,8 @@ finish() {
     echo "run-suite: tearing the cluster down"
     bash "$CLUSTER_DIR/down.sh" >/dev/null 2>&1 || true
   fi
-  rm -f "$log"
+  [ "${E2E_REGISTRY:-0}" != 1 ] || bash e2e/registry-setup.sh --stop >/dev/null 2>&1 || true
+  rm -f "$log" "$registry_env"
   [ -z "$summary" ] || echo "$summary"
 }
 trap finish EXIT
@@ -31,15 +38,23 @@ fi
 . "$CLUSTER_DIR/env.sh"
 kubectl get --raw /readyz >/dev/null 2>&1 ||
   { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
+if [ "${E2E_REGISTRY:-0}" = 1 ]; then
+  bash e2e/registry-setup.sh "$registry_env"
+  # shellcheck source=/dev/null
+  . "$registry_env"
+else
+  bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+fi
 # The Prometheus of e2e/tests/monitoring.rs: the server from its Go module (Kubernetes service
-# discovery only; cached by version), in a FROM-scratch image of our own like the others.
+# discovery only; cached by version), in a FROM-scratch image of our own, loaded as a test tool
+# (never pushed: it is not ours to ship).
 # shellcheck source=tools/versions.env
 . e2e/tools/versions.env
 bash e2e/tools/build-tools.sh prometheus
 export PROMETHEUS_IMAGE=iris-e2e/prometheus:$PROMETHEUS_VERSION
 bash e2e/tools/image-archive.sh --binary "$PROMETHEUS_BIN/prometheus" --name "$PROMETHEUS_IMAGE" \
   --user 65534:65534 --port 9090 --out .build/images/prometheus.tar
-bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar .build/images/prometheus.tar
+bash "$CLUSTER_DIR/load-images.sh" .build/images/prometheus.tar
 # The OIP clients users run (tritonclient, the kserve SDK), pinned, in a cached venv.
 IRIS_PYCLIENTS=$(bash e2e/clients/setup.sh)
 export IRIS_PYCLIENTS

@@ -6,6 +6,8 @@
 #   - for Kubernetes 1.35 and later: a kubeadm patch setting the kubelet's failCgroupV1: false
 #     (this VM has cgroup v1 hierarchies; 1.34 runs on them as is)
 #   - anything in $KIND_EXTRA_PATCHES (a file of extra kubeadmConfigPatches items)
+#   - with KIND_REGISTRY=1: containerd's registry config_path (/etc/containerd/certs.d), where
+#     e2e/kind/registry.sh puts the local registry's hosts.toml (kind's local-registry recipe)
 # Usage: test-config.sh [USER_CONFIG [OUT]]   (defaults: kind-config.yaml, $IRIS_KIND_DIR/test-config.yaml)
 # Dependency-free (awk): the keys it adds are merged into existing top-level `networking:` and
 # `kubeadmConfigPatches:` blocks, never duplicated (kind parses its config strictly).
@@ -29,6 +31,19 @@ if [ "$minor" -ge 35 ]; then
 P
 fi
 if [ -n "${KIND_EXTRA_PATCHES:-}" ]; then cat "$KIND_EXTRA_PATCHES" >>"$patches"; fi
+
+registry=$(mktemp)
+trap 'rm -f "$patches" "$registry"' EXIT
+if [ "${KIND_REGISTRY:-0}" = 1 ]; then
+  grep -q '^containerdConfigPatches:' "$in" &&
+    kind_die "$in has containerdConfigPatches: add config_path = \"/etc/containerd/certs.d\" to them yourself and unset KIND_REGISTRY"
+  cat >"$registry" <<'P'
+containerdConfigPatches:
+  - |-
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "/etc/containerd/certs.d"
+P
+fi
 
 mkdir -p "$(dirname "$out")"
 awk -v patches="$patches" -v src="$in" '
@@ -70,5 +85,6 @@ END {
   if (!saw_net && !has_dcni) { print "networking:"; print "  disableDefaultCNI: true" }
   if (!saw_patches && has_patch_items) { print "kubeadmConfigPatches:"; emit_patches(0) }
 }' "$in" >"$out.tmp"
+cat "$registry" >>"$out.tmp"
 mv "$out.tmp" "$out"
 printf '%s\n' "$out"

@@ -66,7 +66,22 @@ pub fn ensure_operator() {
 fn install_operator() -> Result<(), String> {
     let (op_repo, op_tag) = image_parts("OPERATOR_IMAGE", "iris-operator/operator:0.1.0");
     let (ms_repo, ms_tag) = image_parts("MODEL_SERVER_IMAGE", "iris-operator/model-server:0.1.0");
-    let chart = repo_root().join("charts/iris-operator");
+    // The chart from a registry (E2E_CHART=oci://..., set by e2e/registry-setup.sh), or the
+    // repository's.
+    let registry_chart = std::env::var("E2E_CHART").ok().filter(|c| !c.is_empty());
+    let chart = match &registry_chart {
+        Some(oci) => std::path::PathBuf::from(oci),
+        None => repo_root().join("charts/iris-operator"),
+    };
+    let from_registry: Vec<String> = match &registry_chart {
+        Some(_) => vec![
+            "--version".into(),
+            std::env::var("E2E_CHART_VERSION").unwrap_or_else(|_| op_tag.clone()),
+            // The local registry speaks plain HTTP.
+            "--plain-http".into(),
+        ],
+        None => Vec::new(),
+    };
     // An existing release keeps its pods when the image tag is unchanged: restart them below
     // so the suite always runs the images just loaded.
     let existed = Command::new(helm())
@@ -76,6 +91,7 @@ fn install_operator() -> Result<(), String> {
     let out = Command::new(helm())
         .args(["upgrade", "--install", RELEASE])
         .arg(chart)
+        .args(&from_registry)
         .args(["--namespace", OPERATOR_NAMESPACE, "--create-namespace"])
         .args(["--set", &format!("image.repository={op_repo}")])
         .args(["--set", &format!("image.tag={op_tag}")])

@@ -3,7 +3,8 @@
 # into a cache outside the repo: ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
 # A tool already in the cache is not rebuilt. Each binary is linked under a temporary name and
 # renamed when complete, so an interrupted build never leaves a half-written "cached" binary.
-# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus]   (default: helm etcd k8s crictl)
+# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus] [registry] [crane] [actionlint]
+#        (default: helm etcd k8s crictl)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -159,10 +160,91 @@ build_prometheus() {
     "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$(prometheus_ld)" "remove_all_sd,enable_kubernetes_sd"
 }
 
+# The distribution registry as our own main: the upstream cmd/registry links every storage
+# driver (Azure, GCS, S3 with their SDKs); a local test registry needs the filesystem and
+# in-memory drivers and htpasswd auth. The same module builds `htpasswd`, a bcrypt entry writer
+# (the only hash the registry's htpasswd accepts), so no apache2-utils is needed.
+build_registry() {
+  local out=$cache/registry-$DISTRIBUTION_VERSION
+  if [ -x "$out/bin/registry" ] && [ -x "$out/bin/htpasswd" ]; then step "registry $DISTRIBUTION_VERSION: cached in $out/bin"; return; fi
+  mkdir -p "$out/src/htpasswd" "$out/bin"
+  cat >"$out/src/go.mod" <<GOMOD
+module iris-operator.dev/registry-tools
+
+go 1.24
+
+require github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION
+GOMOD
+  cat >"$out/src/main.go" <<'GO'
+// The registry binary: upstream's cmd/registry with only the drivers a local registry uses.
+package main
+
+import (
+	"os"
+
+	"github.com/distribution/distribution/v3/registry"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+func main() {
+	if err := registry.RootCmd.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+GO
+  cat >"$out/src/htpasswd/main.go" <<'GO'
+// htpasswd USER: reads the password from stdin, prints "USER:<bcrypt hash>".
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func main() {
+	if len(os.Args) != 2 || os.Args[1] == "" || strings.Contains(os.Args[1], ":") {
+		fmt.Fprintln(os.Stderr, "usage: htpasswd USER < password (USER without ':')")
+		os.Exit(2)
+	}
+	pw, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && pw == "" {
+		fmt.Fprintln(os.Stderr, "htpasswd: no password on stdin")
+		os.Exit(2)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(strings.TrimRight(pw, "\r\n")), bcrypt.DefaultCost)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "htpasswd:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("%s:%s\n", os.Args[1], hash)
+}
+GO
+  step "registry $DISTRIBUTION_VERSION: building registry and htpasswd"
+  timed bash -c "cd '$out/src' && go mod tidy >/dev/null && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION' -o '$out/bin/.registry.tmp' . && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o '$out/bin/.htpasswd.tmp' ./htpasswd"
+  mv "$out/bin/.registry.tmp" "$out/bin/registry"
+  mv "$out/bin/.htpasswd.tmp" "$out/bin/htpasswd"
+}
+
+build_crane() {
+  go_install crane "$CRANE_VERSION" "$(dirname "$CRANE_BIN")" \
+    "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+}
+
+build_actionlint() {
+  go_install actionlint "$ACTIONLINT_VERSION" "$(dirname "$ACTIONLINT_BIN")" \
+    "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+}
+
 [ $# -gt 0 ] || set -- helm etcd k8s crictl
 t_all=$SECONDS
 for t in "$@"; do
-  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus)"; exit 2; }
+  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus registry crane actionlint)"; exit 2; }
   "build_$t"
 done
 step "tools ready ($*) in $((SECONDS - t_all)) s"

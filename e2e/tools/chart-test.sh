@@ -38,6 +38,12 @@ pass "default values render: $(kinds "$out/default.yaml")"
 [ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 ConfigMap=1 CustomResourceDefinition=1 Deployment=1 PodMonitor=1 PrometheusRule=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
   fail "all options render $(kinds "$out/all.yaml")"
 pass "all options render: $(kinds "$out/all.yaml")"
+# Pull Secrets: the operator's own on its pod, the model servers' default passed as names.
+grep -A1 'name: MODEL_SERVER_IMAGE_PULL_SECRETS' "$out/all.yaml" | grep -q 'value: "regcred,ghcr-token"' ||
+  fail "modelServer.imagePullSecrets does not reach the operator as MODEL_SERVER_IMAGE_PULL_SECRETS=regcred,ghcr-token"
+grep -q 'MODEL_SERVER_IMAGE_PULL_SECRETS' "$out/default.yaml" &&
+  fail "MODEL_SERVER_IMAGE_PULL_SECRETS is set without modelServer.imagePullSecrets"
+pass "imagePullSecrets: the operator's on its pod, modelServer.imagePullSecrets as MODEL_SERVER_IMAGE_PULL_SECRETS"
 helm template t $chart -f $all | grep -q '^kind: ServiceMonitor' &&
   fail "a ServiceMonitor is rendered although the cluster has no monitoring.coreos.com/v1 API"
 pass "no ServiceMonitor without the monitoring.coreos.com/v1 API"

@@ -19,6 +19,16 @@ pub struct Cli {
     )]
     pub model_server_image: String,
 
+    /// Image pull Secrets, comma-separated names, for the model-server pods of IrisModels that
+    /// do not set spec.imagePullSecrets (each in the IrisModel's namespace; never read).
+    #[arg(
+        long,
+        env = "MODEL_SERVER_IMAGE_PULL_SECRETS",
+        default_value = "",
+        value_delimiter = ','
+    )]
+    pub model_server_image_pull_secrets: Vec<String>,
+
     /// Namespaces to watch, comma-separated; empty watches all namespaces.
     #[arg(
         long,
@@ -78,6 +88,24 @@ impl Cli {
             .collect()
     }
 
+    /// The default image pull Secrets without blanks, or the first name that is not a Secret
+    /// name, as an error for the start-up.
+    pub fn image_pull_secrets(&self) -> Result<Vec<String>, String> {
+        let names: Vec<String> = self
+            .model_server_image_pull_secrets
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        match names.iter().find(|n| !is_dns_subdomain(n)) {
+            Some(bad) => Err(format!(
+                "--model-server-image-pull-secrets (MODEL_SERVER_IMAGE_PULL_SECRETS): {bad:?} is \
+                 not a Secret name (lowercase letters, digits, '-' and '.', at most 253)"
+            )),
+            None => Ok(names),
+        }
+    }
+
     /// This replica's identity: POD_NAME, else the host name.
     pub fn identity(&self) -> String {
         self.identity
@@ -107,6 +135,18 @@ impl Cli {
     }
 }
 
+/// A DNS-1123 subdomain: what Kubernetes accepts as a Secret name.
+fn is_dns_subdomain(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +160,32 @@ mod tests {
         assert!(!cli.leader_election);
         assert_eq!(cli.lease_name, "iris-operator-leader");
         assert_eq!(cli.log_format, LogFormat::Text);
+        assert_eq!(cli.image_pull_secrets(), Ok(vec![]));
+    }
+
+    #[test]
+    fn default_image_pull_secrets_are_checked_names() {
+        let cli = Cli::try_parse_from([
+            "iris-operator",
+            "--model-server-image-pull-secrets",
+            "regcred, ghcr.io-token,,",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.image_pull_secrets(),
+            Ok(vec!["regcred".to_string(), "ghcr.io-token".to_string()])
+        );
+        let bad = Cli::try_parse_from([
+            "iris-operator",
+            "--model-server-image-pull-secrets",
+            "regcred,Reg_Cred",
+        ])
+        .expect("parses");
+        let error = bad.image_pull_secrets().expect_err("an invalid name");
+        assert!(
+            error.contains("MODEL_SERVER_IMAGE_PULL_SECRETS") && error.contains("\"Reg_Cred\""),
+            "{error}"
+        );
     }
 
     #[test]

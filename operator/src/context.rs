@@ -112,6 +112,8 @@ pub struct Settings {
     pub default_image: String,
     /// DNS domain of the cluster, for `status.endpoint`.
     pub cluster_domain: String,
+    /// Image pull Secrets of the pods of IrisModels without `spec.imagePullSecrets`.
+    pub default_image_pull_secrets: Vec<String>,
 }
 
 impl Default for Settings {
@@ -119,6 +121,7 @@ impl Default for Settings {
         Self {
             default_image: "iris-operator/model-server:0.1.0".to_string(),
             cluster_domain: "cluster.local".to_string(),
+            default_image_pull_secrets: Vec::new(),
         }
     }
 }

@@ -82,9 +82,23 @@ pub struct IrisModelSpec {
     #[serde(default)]
     pub model: ModelSpec,
 
-    /// Model-server image. Empty means the image the operator was installed with.
+    /// Model-server image: `host/repo:tag`, or `host/repo@sha256:<64 hex digits>` (or
+    /// `repo:tag@sha256:...`) to pin the exact bits; `status.image.digest` then shows the digest
+    /// the pods run. Empty means the image the operator was installed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^[^\\\\s@]+(@sha256:[a-f0-9]{64})?$')").message("spec.image must be an image reference without spaces, like registry.example.com/iris/model-server:0.1.0, or pinned by digest: registry.example.com/iris/model-server@sha256:<64 lowercase hex digits>"))]
     pub image: Option<String>,
+
+    /// Secrets (type `kubernetes.io/dockerconfigjson`, as `kubectl create secret
+    /// docker-registry` makes) the kubelet uses to pull `image` from a private registry. Names
+    /// only: the operator never reads them. When unset, the default of the operator's
+    /// installation applies (chart value `modelServer.imagePullSecrets`); an empty list means
+    /// none. A pull refused for lack of credentials shows as Degraded, reason
+    /// ImagePullUnauthorized, naming the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Option<Vec<PullSecretRef>>,
 
     /// Port of the model server's HTTP API: the container port and the Service port, both
     /// named `http`. Ports below 1024 work: the pods then set the namespaced sysctl
@@ -145,6 +159,16 @@ pub struct IrisModelSpec {
     /// editing it takes effect within seconds, without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+}
+
+/// A Secret in the IrisModel's namespace holding registry credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("spec.imagePullSecrets[].name must be a Secret name: lowercase letters, digits, '-' and '.'"))]
+    pub name: String,
 }
 
 /// TLS on the model server's ports.
@@ -629,6 +653,10 @@ pub struct IrisModelStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelStatus>,
 
+    /// The model-server image of the current version's pods, and the digest they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageStatus>,
+
     /// The last canary rollout, while it runs and after it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
@@ -740,6 +768,26 @@ pub struct ModelStatus {
     /// Accuracy on the held-out data, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
+}
+
+/// Which bits serve: the image the pods of the current version ask for and what the kubelet
+/// reports running (`status.containerStatuses[].imageID`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    /// The image reference of the pod template (spec.image, or the operator's default).
+    pub reference: String,
+
+    /// `sha256:...` digest of the image the ready pods run, as pulled from a registry; absent
+    /// before a pod is ready, when the ready pods run different digests (a tag pushed again
+    /// during a rollout), and for an image loaded into the node without a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+
+    /// The kubelet's image ID of a ready pod (`host/repo@sha256:...` once pulled from a
+    /// registry; the image's config digest for an image loaded into the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 impl IrisModel {

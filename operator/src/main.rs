@@ -19,6 +19,8 @@ use operator::{run, startup, telemetry};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(&cli.log_level, cli.log_format)?;
+    // A bad default is refused at start-up, not found in a pod's events later.
+    let pull_secrets = cli.image_pull_secrets().map_err(anyhow::Error::msg)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         "starting iris-operator"
@@ -47,9 +49,11 @@ async fn main() -> anyhow::Result<()> {
         let settings = Settings {
             default_image: cli.model_server_image.clone(),
             cluster_domain: cli.cluster_domain.clone(),
+            default_image_pull_secrets: pull_secrets.clone(),
         };
         info!(
             image = %settings.default_image,
+            image_pull_secrets = %settings.default_image_pull_secrets.join(","),
             namespaces = %if namespaces.is_empty() { "all".to_string() } else { namespaces.join(",") },
             identity = %identity,
             leader_election = cli.leader_election,

@@ -50,6 +50,30 @@ fn pod_events(pod: &str, items: Value) -> Expect {
     }
 }
 
+/// The image ID the kubelet reports for the model-server pods of the tests.
+const IMAGE_ID: &str = "docker.io/iris-operator/model-server@sha256:\
+    aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// The pod list read once after a complete rollout, while status.image has no image ID yet:
+/// one ready pod of the Deployment's current template.
+fn running_pods(deployment: &Deployment) -> Expect {
+    let hash = crate::reconcile::status::template_hash(deployment).expect("a template hash");
+    Expect::get(
+        PODS,
+        Reply::Json(
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+                "metadata": {"name": "iris-1", "namespace": "testns",
+                    "annotations": {crate::names::MODEL_HASH_ANNOTATION: hash}},
+                "status": {"phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [{"name": "model-server", "ready": true, "restartCount": 0,
+                        "image": "iris-operator/model-server:0.1.0", "imageID": IMAGE_ID,
+                        "state": {"running": {}}}]}
+            }]}),
+        ),
+    )
+}
+
 fn empty_pod_list() -> Reply {
     Reply::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}))
 }
@@ -194,6 +218,7 @@ async fn unchanged_reconcile_writes_nothing() {
         vec![],
     ));
     let server = server.run(vec![
+        running_pods(&deployment),
         Expect::apply(STATUS, status_written()),
         Expect::post(EVENTS, Reply::Echo).checking(|body| {
             assert_eq!(body["type"], json!("Normal"));
@@ -205,7 +230,15 @@ async fn unchanged_reconcile_writes_nothing() {
         .expect("reconciles");
     let bodies = finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_READY));
-    let status = status_of(&bodies[0]);
+    let status = status_of(&bodies[1]);
+    // The pods were read once, for the digest they run.
+    let image = status.image.clone().expect("status.image");
+    assert_eq!(image.reference, "iris-operator/model-server:0.1.0");
+    assert_eq!(image.image_id.as_deref(), Some(IMAGE_ID));
+    assert_eq!(
+        image.digest.as_deref(),
+        IMAGE_ID.split_once('@').map(|(_, d)| d)
+    );
     assert_eq!(condition(&status, "Ready"), ("True", "Ready", Some(1)));
     assert_eq!(
         condition(&status, "Progressing"),
@@ -291,13 +324,14 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
             vec![],
         ));
         let server = server.run(vec![
+            running_pods(&deployment),
             Expect::apply(STATUS, status_written()),
             Expect::post(EVENTS, Reply::Echo),
         ]);
         reconcile(Arc::new(old.clone()), ctx)
             .await
             .expect("reconciles");
-        status_of(&finished(server).await[0])
+        status_of(&finished(server).await[1])
     };
 
     let mut changed = with_status(old, ready_since.clone());
@@ -647,6 +681,7 @@ async fn drift_is_corrected_and_stale_children_are_deleted() {
         Expect::delete(PDB).checking(|body| {
             assert_eq!(body["preconditions"]["uid"], json!("uid-iris"));
         }),
+        running_pods(&deployment),
         Expect::apply(STATUS, status_written()),
         Expect::post(EVENTS, Reply::Echo),
     ]);
@@ -859,6 +894,7 @@ async fn a_model_change_starts_a_canary_and_leaves_the_stable_pods_alone() {
             let env = &body["spec"]["template"]["spec"]["containers"][0]["env"];
             assert!(env.to_string().contains("\"7\""), "the new seed: {env}");
         }),
+        running_pods(&stable),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             let rollout = status.rollout.clone().expect("rollout status");
@@ -961,6 +997,7 @@ async fn a_canary_over_its_latency_threshold_is_rolled_back_and_counted() {
     let server = server.run(vec![
         Expect::get(PODS, pods),
         Expect::delete(CANARY),
+        running_pods(&stable),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             let rollout = status.rollout.clone().expect("rollout");
@@ -1049,6 +1086,7 @@ async fn a_by_hand_action_is_acted_on_and_its_annotation_removed() {
     let server = server.run(vec![
         Expect::get(PODS, pods),
         Expect::delete(CANARY),
+        running_pods(&stable),
         Expect::apply(STATUS, status_written()).checking(|body| {
             assert_eq!(status_of(body).rollout.expect("rollout").phase, "Aborted");
         }),

@@ -35,3 +35,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "iris-operator.modelServerImage" -}}
 {{- printf "%s:%s" .Values.modelServer.image.repository (default .Chart.AppVersion .Values.modelServer.image.tag) -}}
 {{- end -}}
+
+{{/*
+Comma-separated names of a list of image pull Secrets ([{name: a}, {name: b}] or [a, b]).
+*/}}
+{{- define "iris-operator.secretNames" -}}
+{{- $names := list -}}
+{{- range . -}}
+{{- if kindIs "map" . -}}
+{{- $names = append $names (required "modelServer.imagePullSecrets[] needs a name" .name) -}}
+{{- else -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}

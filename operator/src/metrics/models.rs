@@ -94,7 +94,15 @@ impl ModelMetrics {
             })
             .collect();
         let digest = status.model.as_ref().and_then(|m| m.digest.as_deref());
-        let info = with(base.clone(), &[("digest", digest.unwrap_or(""))]);
+        // The image digest the pods run (status.image), beside the model artifact's.
+        let image_digest = status.image.as_ref().and_then(|i| i.digest.as_deref());
+        let info = with(
+            base.clone(),
+            &[
+                ("digest", digest.unwrap_or("")),
+                ("image_digest", image_digest.unwrap_or("")),
+            ],
+        );
         let phase = status
             .rollout
             .as_ref()
@@ -194,6 +202,11 @@ mod tests {
                 digest: Some("sha256:ab".into()),
                 ..ModelStatus::default()
             }),
+            image: Some(crate::crd::ImageStatus {
+                reference: "example.com/iris:1".into(),
+                digest: Some("sha256:cd".into()),
+                image_id: None,
+            }),
             rollout: phase.map(|p| RolloutStatus {
                 phase: p.into(),
                 ..RolloutStatus::default()
@@ -238,7 +251,7 @@ mod tests {
             READY_SERIES,
             r#"iris_operator_model_replicas{namespace="ml",name="iris",kind="desired"} 2"#,
             r#"iris_operator_model_replicas{namespace="ml",name="iris",kind="ready"} 2"#,
-            r#"iris_operator_model_info{namespace="ml",name="iris",digest="sha256:ab"} 1"#,
+            r#"iris_operator_model_info{namespace="ml",name="iris",digest="sha256:ab",image_digest="sha256:cd"} 1"#,
         ] {
             assert!(t.contains(series), "{series} missing from\n{t}");
         }

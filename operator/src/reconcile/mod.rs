@@ -7,6 +7,7 @@ pub(crate) mod apply;
 pub(crate) mod artifact;
 pub(crate) mod conditions;
 pub(crate) mod desired;
+pub(crate) mod image;
 pub(crate) mod observe;
 pub(crate) mod report;
 pub(crate) mod resolve;
@@ -144,13 +145,19 @@ async fn converge(
         decision.plan,
     )
     .await?;
+    // The pods are also read once a rollout is complete until status.image knows their digest.
+    let previous_image = model.status.as_ref().and_then(|s| s.image.as_ref());
+    let image_unknown = image::needs_pods(previous_image, &resolved.image);
     let pods = match &deployment {
-        Some(deployment) => observe::pods(&ctx.client, deployment, name, namespace).await?,
+        Some(deployment) => {
+            observe::pods(&ctx.client, deployment, name, namespace, image_unknown).await?
+        }
         None => observe::Pods::default(),
     };
     let live = status::Observed {
         deployment: deployment.as_ref(),
         pods: &pods.pods,
+        pods_read: pods.read,
         events: &pods.events,
     };
     let status = status::served(model, &resolved, &live, &decision, now);

@@ -113,17 +113,22 @@ where
 pub(crate) struct Pods {
     pub(crate) pods: Vec<Pod>,
     pub(crate) events: PodEvents,
+    /// Whether the pods were listed (`pods` is empty otherwise, whatever runs).
+    pub(crate) read: bool,
 }
 
-/// Pods are only listed while the rollout of the applied Deployment is incomplete, to explain
-/// why, and then the Warning Events of the few that are not ready.
+/// Pods are listed while the rollout of the applied Deployment is incomplete, to explain why,
+/// and then the Warning Events of the few that are not ready; and once it is complete when
+/// `image_unknown` (status.image has no image ID of the current image yet) and pods should run.
 pub(crate) async fn pods(
     client: &Client,
     deployment: &Deployment,
     name: &str,
     namespace: &str,
+    image_unknown: bool,
 ) -> Result<Pods, Error> {
-    if status::rollout(deployment).complete {
+    let rollout = status::rollout(deployment);
+    if rollout.complete && !(image_unknown && rollout.desired > 0) {
         return Ok(Pods::default());
     }
     let pods = list_pods(client, name, namespace).await?;
@@ -131,7 +136,11 @@ pub(crate) async fn pods(
         Some(hash) => pod_events(client, namespace, &pods, hash).await?,
         None => PodEvents::new(),
     };
-    Ok(Pods { pods, events })
+    Ok(Pods {
+        pods,
+        events,
+        read: true,
+    })
 }
 
 /// The pods of an IrisModel (stable and canary), from the API server's watch cache.

@@ -42,6 +42,8 @@ pub(crate) struct Resolved {
     /// Reference to the IrisModel (made a controller reference on each child).
     pub(crate) owner: OwnerReference,
     pub(crate) image: String,
+    /// Names of the image pull Secrets of the pods: spec.imagePullSecrets, else the default.
+    pub(crate) image_pull_secrets: Vec<String>,
     pub(crate) port: i32,
     pub(crate) grpc_port: i32,
     pub(crate) task: Task,
@@ -194,6 +196,10 @@ pub(crate) fn resolve(
         Some(image) if !image.is_empty() => image.to_string(),
         _ => settings.default_image.clone(),
     };
+    let image_pull_secrets = match &spec.image_pull_secrets {
+        Some(secrets) => secrets.iter().map(|s| s.name.clone()).collect(),
+        None => settings.default_image_pull_secrets.clone(),
+    };
     let endpoint = endpoint(
         &name,
         &namespace,
@@ -210,6 +216,7 @@ pub(crate) fn resolve(
         generation: model.meta().generation,
         owner,
         image,
+        image_pull_secrets,
         port: spec.port,
         grpc_port: spec.grpc_port,
         task,
@@ -401,6 +408,27 @@ mod tests {
         let err = resolve(&multiclass, &settings(), None, &BuiltinCache::default())
             .expect_err("positive class with multiclass");
         assert_eq!(err.category(), "InvalidSpec");
+    }
+
+    #[test]
+    fn pull_secrets_are_the_specs_else_the_installations_default() {
+        let defaults = Settings {
+            default_image_pull_secrets: vec!["org-cred".into()],
+            ..Settings::default()
+        };
+        let cache = BuiltinCache::default();
+        let mut model = model("iris", 1);
+        let resolved = resolve(&model, &defaults, None, &cache).expect("resolves");
+        assert_eq!(resolved.image_pull_secrets, ["org-cred"]);
+        model.spec.image_pull_secrets = Some(vec![crate::crd::PullSecretRef {
+            name: "team-cred".into(),
+        }]);
+        let resolved = resolve(&model, &defaults, None, &cache).expect("resolves");
+        assert_eq!(resolved.image_pull_secrets, ["team-cred"]);
+        // An empty list opts out of the default.
+        model.spec.image_pull_secrets = Some(vec![]);
+        let resolved = resolve(&model, &defaults, None, &cache).expect("resolves");
+        assert!(resolved.image_pull_secrets.is_empty());
     }
 
     #[test]

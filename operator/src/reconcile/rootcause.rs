@@ -24,6 +24,8 @@ pub(crate) const REASON_CRASH_LOOP: &str = "CrashLoop";
 pub(crate) const REASON_OOM_KILLED: &str = "OOMKilled";
 /// The image cannot be pulled.
 pub(crate) const REASON_IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+/// The registry refuses the pull for lack of (valid) credentials: spec.imagePullSecrets.
+pub(crate) const REASON_IMAGE_PULL_UNAUTHORIZED: &str = "ImagePullUnauthorized";
 /// The container cannot be created from its configuration.
 pub(crate) const REASON_CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
 /// Probes fail on a running container: `Unhealthy` Events.
@@ -132,12 +134,13 @@ fn explain(pod: &Pod, name: &str, events: &[Event], now: &Time) -> Option<(&'sta
             ),
         ));
     }
+    let pull_secrets = pull_secret_names(pod);
     let init = status
         .init_container_statuses
         .iter()
         .flatten()
         .find_map(|cs| {
-            container_failure(cs, name, events)
+            container_failure(cs, name, events, &pull_secrets)
                 .or_else(|| {
                     let done = cs.state.as_ref()?.terminated.as_ref()?;
                     (done.exit_code != 0).then(|| (REASON_CRASH_LOOP, exited(name, &cs.name, done)))
@@ -151,7 +154,7 @@ fn explain(pod: &Pod, name: &str, events: &[Event], now: &Time) -> Option<(&'sta
         .container_statuses
         .iter()
         .flatten()
-        .find_map(|cs| container_failure(cs, name, events));
+        .find_map(|cs| container_failure(cs, name, events, &pull_secrets));
     if container.is_some() {
         return container;
     }
@@ -163,6 +166,7 @@ fn container_failure(
     cs: &ContainerStatus,
     pod: &str,
     events: &[Event],
+    pull_secrets: &[&str],
 ) -> Option<(&'static str, String)> {
     let state = cs.state.as_ref();
     let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
@@ -228,6 +232,10 @@ fn container_failure(
                     }
                     (None, _) => {}
                 }
+                if pull_error.is_some_and(is_unauthorized) {
+                    message.push_str(&credentials_hint(pull_secrets));
+                    return Some((REASON_IMAGE_PULL_UNAUTHORIZED, message));
+                }
                 return Some((REASON_IMAGE_PULL_FAILED, message));
             }
             "CreateContainerConfigError" | "CreateContainerError" => {
@@ -259,6 +267,51 @@ fn container_failure(
         }
     }
     None
+}
+
+/// The names of the pod's image pull Secrets.
+fn pull_secret_names(pod: &Pod) -> Vec<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.as_str())
+        .collect()
+}
+
+/// Whether a pull error is the registry refusing the credentials, or asking for some (the
+/// texts of containerd and of the registries: 401/403, `unauthorized`, `authorization
+/// failed`, `pull access denied`).
+fn is_unauthorized(error: &str) -> bool {
+    let error = error.to_ascii_lowercase();
+    [
+        "401 unauthorized",
+        "403 forbidden",
+        "unauthorized",
+        "authorization failed",
+        "authentication required",
+        "pull access denied",
+        "no basic auth credentials",
+        "denied: ",
+    ]
+    .iter()
+    .any(|text| error.contains(text))
+}
+
+/// What to do about refused credentials: which Secrets the pods pull with, if any.
+fn credentials_hint(pull_secrets: &[&str]) -> String {
+    if pull_secrets.is_empty() {
+        " (the pods have no image pull Secret: create a kubernetes.io/dockerconfigjson Secret \
+         for the registry and name it in spec.imagePullSecrets)"
+            .to_string()
+    } else {
+        format!(
+            " (the registry refuses the credentials of spec.imagePullSecrets {}: check that \
+             each Secret exists in the namespace and holds a login for this registry)",
+            pull_secrets.join(", ")
+        )
+    }
 }
 
 /// "pod P container C exited with code N (Reason): <its last log line>".

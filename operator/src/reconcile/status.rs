@@ -9,6 +9,7 @@ use crate::crd::{IrisModel, IrisModelStatus, RolloutStatus};
 use crate::error::Error;
 use crate::names::{selector_string, MODEL_HASH_ANNOTATION};
 use crate::reconcile::conditions::{find, merge, Verdict, DEGRADED, PROGRESSING, READY, ROLLOUT};
+use crate::reconcile::image;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::{
     Decision, PHASE_ABORTED, PHASE_CANARY, PHASE_PAUSED, PHASE_PROMOTED, PHASE_PROMOTING,
@@ -105,6 +106,8 @@ pub(crate) struct Observed<'a> {
     pub(crate) deployment: Option<&'a Deployment>,
     /// Pods selected by the IrisModel's selector (empty when they were not listed).
     pub(crate) pods: &'a [Pod],
+    /// Whether the pods were listed.
+    pub(crate) pods_read: bool,
     /// Warning Events of the pods that are not ready (empty when they were not read).
     pub(crate) events: &'a PodEvents,
 }
@@ -223,6 +226,15 @@ pub(crate) fn served(
         selector: Some(selector_string(&resolved.name)),
         endpoint: Some(resolved.endpoint.clone()),
         model: served_model,
+        image: observed.deployment.map(|deployment| {
+            image::served(
+                &resolved.image,
+                template_hash(deployment),
+                observed.pods,
+                observed.pods_read,
+                previous.image.as_ref(),
+            )
+        }),
         rollout: decision.status.clone(),
         conditions: merge(&previous.conditions, verdicts, resolved.generation, now),
     }
@@ -265,6 +277,7 @@ pub(crate) fn failed(
         selector: Some(selector_string(&name)),
         endpoint: previous.endpoint.clone(),
         model: previous.model.clone(),
+        image: previous.image.clone(),
         rollout: previous.rollout.clone(),
         conditions: merge(
             &previous.conditions,

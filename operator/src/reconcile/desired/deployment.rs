@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecurityContext, Sysctl, Volume, VolumeMount,
+    HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -174,6 +174,14 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
             tolerations: resolved.tolerations.clone(),
             affinity: resolved.affinity.clone(),
             volumes: (!volumes.is_empty()).then_some(volumes),
+            // Names only: the kubelet reads the Secrets, the operator never does.
+            image_pull_secrets: (!resolved.image_pull_secrets.is_empty()).then(|| {
+                resolved
+                    .image_pull_secrets
+                    .iter()
+                    .map(|name| LocalObjectReference { name: name.clone() })
+                    .collect()
+            }),
             ..PodSpec::default()
         }),
     }

@@ -11,9 +11,9 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec as CoreServiceSpec, Sysctl, Toleration, Volume, VolumeMount,
+    HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    Service, ServicePort, ServiceSpec as CoreServiceSpec, Sysctl, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -46,6 +46,7 @@ fn builtin() -> Resolved {
         generation: Some(1),
         owner: owner(),
         image: "iris-operator/model-server:0.1.0".into(),
+        image_pull_secrets: Vec::new(),
         port: 5001,
         grpc_port: 8081,
         task: Task::Binary,
@@ -369,6 +370,61 @@ fn deployment_of_a_file_model_in_a_custom_image() {
         (None, None),
     );
     assert_eq!(deployment::build(&resolved), expected);
+}
+
+#[test]
+fn a_private_image_is_pulled_with_the_named_secrets_in_order() {
+    let pinned = "registry.example.com/iris/model-server@sha256:\
+        0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let resolved = Resolved {
+        image: pinned.into(),
+        image_pull_secrets: vec!["regcred".into(), "backup-cred".into()],
+        ..builtin()
+    };
+    let without_secrets = Resolved {
+        image_pull_secrets: Vec::new(),
+        ..resolved.clone()
+    };
+    let built = deployment::build(&resolved);
+    let pod = built
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod spec");
+    assert_eq!(pod.containers[0].image.as_deref(), Some(pinned));
+    assert_eq!(
+        pod.image_pull_secrets,
+        Some(vec![
+            LocalObjectReference {
+                name: "regcred".into()
+            },
+            LocalObjectReference {
+                name: "backup-cred".into()
+            },
+        ])
+    );
+    // Naming a Secret changes the pods (a new rollout pulls with it), and nothing else.
+    assert_ne!(hash_of(&resolved), hash_of(&without_secrets));
+    let mut rest = built.clone();
+    let template = &mut rest.spec.as_mut().expect("spec").template;
+    template.spec.as_mut().expect("pod").image_pull_secrets = None;
+    template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+        .expect("annotations")
+        .insert(
+            "serving.iris.dev/model-hash".into(),
+            hash_of(&without_secrets),
+        );
+    assert_eq!(rest, deployment::build(&without_secrets));
+    // Without Secrets the pod spec has no imagePullSecrets at all.
+    let plain = deployment::build(&builtin());
+    let plain_pod = plain
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod spec");
+    assert_eq!(plain_pod.image_pull_secrets, None);
 }
 
 #[test]

@@ -544,3 +544,78 @@ fn a_secret_failure_comes_before_other_mount_failures_and_other_volumes_stay_mou
     );
     assert_eq!(reason, "SecretNotFound");
 }
+
+/// containerd's text for a pull the registry refuses without credentials.
+const UNAUTHORIZED: &str = "Failed to pull image \"localhost:5000/iris/model-server:0.1.0\": \
+    rpc error: code = Unknown desc = failed to pull and unpack image \
+    \"localhost:5000/iris/model-server:0.1.0\": failed to resolve reference \
+    \"localhost:5000/iris/model-server:0.1.0\": pulling from host localhost:5000 failed with \
+    status code [manifests 0.1.0]: 401 Unauthorized";
+
+fn private_image_pod(pull_secrets: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "iris-1", "annotations": {MODEL_HASH_ANNOTATION: HASH}},
+        "spec": {"containers": [{"name": "model-server"}], "imagePullSecrets": pull_secrets},
+        "status": {"phase": "Pending", "containerStatuses": [{
+            "name": "model-server", "ready": false, "restartCount": 0,
+            "image": "localhost:5000/iris/model-server:0.1.0", "imageID": "",
+            "state": {"waiting": {"reason": "ImagePullBackOff",
+                "message": "Back-off pulling image \"localhost:5000/iris/model-server:0.1.0\""}}}]}
+    }))
+    .expect("a Pod")
+}
+
+#[test]
+fn a_pull_refused_for_credentials_names_the_image_the_error_and_the_pull_secrets() {
+    let pull = events(vec![warning(
+        "Failed",
+        UNAUTHORIZED,
+        "1970-01-01T00:15:00Z",
+        3,
+    )]);
+    let (reason, message) = failure(private_image_pod(json!([])), &pull);
+    assert_eq!(reason, "ImagePullUnauthorized");
+    assert!(
+        message.starts_with(
+            "pod iris-1 container model-server cannot pull image \
+             \"localhost:5000/iris/model-server:0.1.0\": Failed to pull image"
+        ) && message.contains("401 Unauthorized"),
+        "{message}"
+    );
+    assert!(
+        message.contains("no image pull Secret") && message.contains("spec.imagePullSecrets"),
+        "{message}"
+    );
+    // With a Secret the registry still refuses: the Secret is named.
+    let (reason, message) = failure(private_image_pod(json!([{"name": "regcred"}])), &pull);
+    assert_eq!(reason, "ImagePullUnauthorized");
+    assert!(
+        message.contains("spec.imagePullSecrets regcred"),
+        "{message}"
+    );
+    // Other refusals read the same way; a missing image is not a credentials problem.
+    for text in [
+        "Failed to pull image \"ghcr.io/acme/x:1\": pull access denied, repository does not \
+         exist or may require authorization: server message: insufficient_scope: \
+         authorization failed",
+        "Failed to pull image \"x.dkr.ecr.eu-west-1.amazonaws.com/x:1\": no basic auth credentials",
+        "Failed to pull image \"gcr.io/p/x:1\": failed to authorize: 403 Forbidden",
+    ] {
+        let refused = events(vec![warning("Failed", text, "1970-01-01T00:15:00Z", 1)]);
+        assert_eq!(
+            failure(private_image_pod(json!([])), &refused).0,
+            "ImagePullUnauthorized",
+            "{text}"
+        );
+    }
+    let missing = events(vec![warning(
+        "Failed",
+        "Failed to pull image \"localhost:5000/iris/nope:1\": not found",
+        "1970-01-01T00:15:00Z",
+        1,
+    )]);
+    assert_eq!(
+        failure(private_image_pod(json!([])), &missing).0,
+        "ImagePullFailed"
+    );
+}
