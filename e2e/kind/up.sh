@@ -19,6 +19,16 @@ mkdir -p "$IRIS_KIND_DIR"
 
 kind_timed "tools (kind, kubernetes, helm)" bash "$REPO_DIR/e2e/tools/build-tools.sh" kind k8s etcd helm crictl
 kind_timed "docker engine" bash "$KIND_DIR/docker.sh" start
+# kind's known issue "Pod errors due to too many open files": every node's kubelet, kube-proxy
+# and containerd take inotify instances, and 128 (this VM's default) runs out with several nodes
+# or clusters (kube-proxy crash-loops). Raised to kind's documented values, never lowered.
+for kv in fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288; do
+  key=${kv%=*} want=${kv#*=}
+  have=$(sysctl -n "$key" 2>/dev/null || echo "$want")
+  if [ "$have" -lt "$want" ]; then
+    sysctl -qw "$key=$want" && kind_log "$key: $have -> $want (kind's known issue: too many open files)"
+  fi
+done
 kind_timed "node image $KIND_NODE_IMAGE" bash "$KIND_DIR/build-node-image.sh"
 bash "$KIND_DIR/test-config.sh" "$KIND_USER_CONFIG" "$KIND_TEST_CONFIG" >/dev/null
 kind_log "config: $KIND_TEST_CONFIG (from $KIND_USER_CONFIG)"
