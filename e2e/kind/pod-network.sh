@@ -24,7 +24,7 @@ declare -A ip cidr
 for n in "${nodes[@]}"; do
   ip[$n]=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$n")
   cidr[$n]=$(kubectl get node "$n" -o jsonpath='{.spec.podCIDR}')
-  [ -n "${ip[$n]}" ] && [ -n "${cidr[$n]}" ] || kind_die "node $n: no IP or podCIDR yet"
+  if [ -z "${ip[$n]}" ] || [ -z "${cidr[$n]}" ]; then kind_die "node $n: no IP or podCIDR yet"; fi
 done
 changed=0
 for n in "${nodes[@]}"; do
