@@ -273,7 +273,11 @@ async fn resync_writes(client: &Client, count: usize) -> Result<(f64, f64)> {
     let restarted = json!({"spec": {"template": {"metadata": {"annotations": {
         "iris-operator.dev/bench-restart": format!("{:?}", std::time::SystemTime::now())}}}}});
     deployments
-        .patch(cluster::RELEASE, &PatchParams::default(), &Patch::Merge(restarted))
+        .patch(
+            cluster::RELEASE,
+            &PatchParams::default(),
+            &Patch::Merge(restarted),
+        )
         .await?;
     let deadline = t0 + Duration::from_secs(600);
     loop {

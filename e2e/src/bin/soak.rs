@@ -48,8 +48,8 @@ async fn working_set_mib(client: &Client, pod: &Pod) -> Result<f64> {
         .and_then(|s| s.node_name.clone())
         .context("a scheduled pod")?;
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let req = http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary"))
-        .body(Vec::new())?;
+    let req =
+        http::Request::get(format!("/api/v1/nodes/{node}/proxy/stats/summary")).body(Vec::new())?;
     let summary: Value = client.request(req).await?;
     let bytes = summary["pods"]
         .as_array()
@@ -152,9 +152,13 @@ async fn main() -> Result<()> {
             )
             .await?;
         let generation = iris::generation(&patched);
-        iris::wait_for(&models, "changing", CHANGE_EVERY, "Ready for the change", |o| {
-            iris::is_ready_now(o) && iris::generation(o) == generation
-        })
+        iris::wait_for(
+            &models,
+            "changing",
+            CHANGE_EVERY,
+            "Ready for the change",
+            |o| iris::is_ready_now(o) && iris::generation(o) == generation,
+        )
         .await;
         converged.push(t0.elapsed().as_secs_f64());
         tokio::time::sleep_until(next.into()).await;
