@@ -549,6 +549,13 @@ async fn main() -> Result<()> {
     );
 
     let canary_ns = "iris-bench-canary";
+    if std::env::var_os("BENCH_SKIP_CANARIES").is_some() {
+        println!("canaries: skipped (BENCH_SKIP_CANARIES)");
+        Api::<Namespace>::all(client.clone())
+            .delete(ns, &DeleteParams::background())
+            .await?;
+        return Ok(());
+    }
     fresh_namespace(&client, canary_ns).await?;
     let took = canary_promotion(&client, canary_ns).await?;
     println!("canary with one 10 s step: model change -> Promoted in {took:.1} s");
