@@ -22,6 +22,15 @@ CLUSTER ?= kind
 REGISTRY_PORT ?= 5000
 export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER REGISTRY_PORT
 WITH_CLUSTER := . e2e/select-cluster.sh && bash "$$CLUSTER_DIR"
+# The kind cluster's nodes: 3 = kind-config.yaml (a control-plane and two workers; the e2e
+# suite's disruption tests need the workers), 1 = kind-config-single.yaml (small machines;
+# those tests then say they skip). KIND_USER_CONFIG=<file> names any other config.
+KIND_NODES ?= 3
+ifeq ($(KIND_NODES),1)
+export KIND_USER_CONFIG ?= $(CURDIR)/kind-config-single.yaml
+else ifneq ($(KIND_NODES),3)
+$(error KIND_NODES must be 1 or 3, not $(KIND_NODES))
+endif
 
 .PHONY: help
 help: ## List the targets
@@ -106,13 +115,14 @@ e2e-fresh: images ## Start a fresh cluster, run the suite, tear the cluster down
 	bash e2e/run-suite.sh --fresh
 
 .PHONY: bench
-bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh needs a running cluster
+bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 models) and bench/soak.sh (10 min) need a running cluster
 	bash bench/model-server.sh
 	SPLIT_CORES=1 SKIP_BUILD=1 bash bench/model-server.sh
 	SKIP_BUILD=1 bash bench/grpc.sh
 	SKIP_BUILD=1 bash bench/https.sh
 	cargo test -q --release -p model-server metrics_layer_against_from_fn -- --ignored --nocapture
 	bash bench/operator.sh
+	bash bench/soak.sh
 
 .PHONY: clean
 clean: ## Remove .build (the caches outside the repo stay)

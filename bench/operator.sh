@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Operator benchmarks on a running cluster with our images (make cluster-up; the script
 # installs the chart if needed): apply-to-Ready, zero writes on an unchanged reconcile,
-# 500 IrisModels at once, operator memory. Prints the figures for BENCHMARKS.md.
+# 5,000 IrisModels at once (BENCH_MODELS) with a full resync and one change among them,
+# operator memory. Prints the figures for BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../e2e/select-cluster.sh

@@ -42,6 +42,7 @@ healthy() {
 if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER_NAME"; then
   if healthy; then
     kind_log "kind cluster '$KIND_CLUSTER_NAME' already running: leaving it as it is"
+    bash "$KIND_DIR/pod-network.sh"
     kubectl get nodes -o wide
     exit 0
   fi
@@ -69,5 +70,6 @@ ready() {
     kubectl -n kube-system rollout status daemonset/kube-proxy --timeout=180s >/dev/null
 }
 kind_timed "node Ready, coredns and kube-proxy running" ready
+kind_timed "pod network across the nodes" bash "$KIND_DIR/pod-network.sh"
 kubectl get nodes -o wide
 kind_log "kind cluster '$KIND_CLUSTER_NAME' up in $((SECONDS - t_start)) s; KUBECONFIG=$KIND_KUBECONFIG (or: . e2e/kind/env.sh)"

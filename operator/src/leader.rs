@@ -5,6 +5,12 @@
 //! so clock skew between nodes does not matter); every write carries the resourceVersion read
 //! before it, so two candidates cannot both win. The leader renews every retry period and
 //! gives up when it could not renew within the renew deadline.
+//!
+//! No attempt can outlive its claim: each attempt to acquire or renew is bounded by the time
+//! left before the renew deadline (as client-go bounds it with a context), so a stalled API
+//! server cannot keep a leader waiting past its lease. When leadership is lost the controller
+//! is told to stop, and is cancelled if it has not stopped within [`LeaseConfig::stop_grace`],
+//! which ends before a standby may take the Lease over.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::Client;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::shutdown::{stopped, Stop};
 use tokio::time::Instant;
@@ -46,6 +52,22 @@ impl LeaseConfig {
             retry_period: Duration::from_secs(2),
         }
     }
+
+    /// How long a controller that lost leadership may take to stop by itself before it is
+    /// cancelled: half the margin between the renew deadline and the lease duration, so it has
+    /// stopped before a standby can see the Lease expire (2.5 s with the defaults).
+    pub(crate) fn stop_grace(&self) -> Duration {
+        self.lease_duration.saturating_sub(self.renew_deadline) / 2
+    }
+}
+
+/// Why an attempt on the Lease failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LeaseError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("the API server did not answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// One candidate for the Lease.
@@ -159,44 +181,71 @@ impl Elector {
         Ok(())
     }
 
-    /// Waits until this candidate holds the Lease (true) or `stop` fires (false).
-    pub(crate) async fn acquire(&mut self, stop: &Stop) -> bool {
+    /// One attempt, given up (and counted as failed) when it has not finished within `limit`.
+    pub(crate) async fn attempt(&mut self, limit: Duration) -> Result<bool, LeaseError> {
+        match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(LeaseError::TimedOut(limit)),
+        }
+    }
+
+    /// Waits until this candidate holds the Lease, and returns when the winning attempt
+    /// started, or None when `stop` fires. Each attempt is bounded by the renew deadline: a
+    /// write that lands late must not make a leader that believes its term started long ago.
+    pub(crate) async fn acquire(&mut self, stop: &Stop) -> Option<Instant> {
         loop {
             if *stop.borrow() {
-                return false;
+                return None;
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => return true,
+            let started = Instant::now();
+            let attempt = self.attempt(self.config.renew_deadline);
+            let result = tokio::select! {
+                result = attempt => result,
+                _ = stopped(stop.clone()) => return None,
+            };
+            match result {
+                Ok(true) => return Some(started),
                 Ok(false) => {}
                 Err(e) => warn!(lease = %self.config.name, "could not acquire lease: {e}"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.retry_period) => {}
-                _ = stopped(stop.clone()) => return false,
+                _ = stopped(stop.clone()) => return None,
             }
         }
     }
 
     /// Renews the Lease until `stop` fires (true) or renewal failed for longer than the renew
-    /// deadline (false: leadership is lost).
-    pub(crate) async fn hold(&mut self, stop: &Stop) -> bool {
-        let mut last_renewal = Instant::now();
+    /// deadline (false: leadership is lost). `acquired` is when the attempt that won the Lease
+    /// started. The deadline counts from the start of the last successful attempt (the record
+    /// it wrote is no older than that), and no attempt runs past it.
+    pub(crate) async fn hold(&mut self, stop: &Stop, acquired: Instant) -> bool {
+        let mut renewed = acquired;
         loop {
+            let deadline = renewed + self.config.renew_deadline;
+            let left = deadline.saturating_duration_since(Instant::now());
             tokio::select! {
-                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = tokio::time::sleep(self.config.retry_period.min(left)) => {}
                 _ = stopped(stop.clone()) => return true,
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
+            let started = Instant::now();
+            let left = deadline.saturating_duration_since(started);
+            if left.is_zero() {
+                warn!(lease = %self.config.name, "lease not renewed within the deadline");
+                return false;
+            }
+            let attempt = self.attempt(left);
+            let result = tokio::select! {
+                result = attempt => result,
+                _ = stopped(stop.clone()) => return true,
+            };
+            match result {
+                Ok(true) => renewed = started,
                 Ok(false) => {
                     warn!(lease = %self.config.name, "lease taken by another replica");
                     return false;
                 }
                 Err(e) => warn!(lease = %self.config.name, "could not renew lease: {e}"),
-            }
-            if last_renewal.elapsed() > self.config.renew_deadline {
-                warn!(lease = %self.config.name, "lease not renewed within the deadline");
-                return false;
             }
         }
     }
@@ -220,29 +269,52 @@ pub async fn run_elected<T, Fut>(
             identity = %elector.config().identity,
             "waiting to lead (standby)"
         );
-        if !elector.acquire(&shutdown).await {
+        // The term counts from the start of the winning attempt, not from the answer.
+        let Some(acquired) = elector.acquire(&shutdown).await else {
             break;
-        }
+        };
         info!(lease = %elector.config().name, "leading: starting the controller");
         on_change(true);
+        let grace = elector.config().stop_grace();
+        let lease_name = elector.config().name.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let lost = async {
-            let kept = elector.hold(&shutdown).await;
+        let (lost_tx, lost_rx) = oneshot::channel::<()>();
+        let holding = async {
+            let kept = elector.hold(&shutdown, acquired).await;
+            if !kept {
+                let _ = lost_tx.send(());
+            }
             // Stops the term whether leadership was lost or shutdown was asked for.
             let _ = stop_tx.send(true);
             kept
         };
-        let (kept, ()) = tokio::join!(lost, term(stop_rx));
+        let running = async {
+            let term = term(stop_rx);
+            tokio::pin!(term);
+            tokio::select! {
+                () = &mut term => {}
+                // Leadership lost: a controller stuck in a call may not go on writing once a
+                // standby can take over, so it is dropped when it has not stopped in time.
+                Ok(()) = lost_rx => {
+                    if tokio::time::timeout(grace, &mut term).await.is_err() {
+                        warn!(lease = %lease_name, "controller did not stop within {grace:?}: cancelled");
+                    }
+                }
+            }
+        };
+        let (kept, ()) = tokio::join!(holding, running);
         on_change(false);
         if *shutdown.borrow() || kept {
-            if let Err(e) = elector.release().await {
-                warn!(lease = %elector.config().name, "could not release lease: {e}");
-            } else {
-                info!(lease = %elector.config().name, "lease released");
+            // Bounded too: a silent API server must not hold the shutdown up.
+            let limit = elector.config().renew_deadline;
+            match tokio::time::timeout(limit, elector.release()).await {
+                Ok(Ok(())) => info!(lease = %lease_name, "lease released"),
+                Ok(Err(e)) => warn!(lease = %lease_name, "could not release lease: {e}"),
+                Err(_) => warn!(lease = %lease_name, "could not release lease within {limit:?}"),
             }
             break;
         }
-        warn!(lease = %elector.config().name, "leadership lost: controller stopped");
+        warn!(lease = %lease_name, "leadership lost: controller stopped");
     }
 }
 
@@ -352,5 +424,81 @@ mod tests {
         let mut e = elector(client, "pod-a");
         e.release().await.expect("released");
         finished(server).await;
+    }
+
+    /// The Lease held by pod-a, then an API server that takes every request and never answers.
+    fn held_then_silent(server: crate::mock::ApiServer) -> tokio::task::JoinHandle<Vec<Value>> {
+        let mine = lease(Some("pod-a"), "2030-01-01T00:00:00.000000Z", 1);
+        let mut scenario = vec![
+            Expect::get(LEASE, Reply::Json(mine)),
+            Expect::put(LEASE, Reply::Echo),
+        ];
+        // A renewal, then (in run_elected) attempts to take the Lease again: none answered.
+        scenario.extend((0..8).map(|_| Expect::get(LEASE, Reply::Never)));
+        server.run_within(scenario, Duration::from_secs(3600))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_whose_renewal_never_answers_steps_down_by_the_renew_deadline() {
+        let (client, server) = client();
+        let server = held_then_silent(server);
+        let mut e = elector(client, "pod-a");
+        let (_keep, stop) = watch::channel(false);
+        let acquired = e.acquire(&stop).await.expect("acquired");
+        let config = e.config().clone();
+        // Without a bound on the attempt, hold() would wait for the answer for ever.
+        let kept = tokio::time::timeout(config.lease_duration, e.hold(&stop, acquired))
+            .await
+            .expect("hold() gave up before the lease could expire");
+        let held_for = acquired.elapsed();
+        assert!(!kept, "leadership is lost");
+        assert!(
+            held_for <= config.renew_deadline,
+            "stepped down after {held_for:?}, the renew deadline is {:?}",
+            config.renew_deadline
+        );
+        assert!(
+            held_for >= config.renew_deadline - config.retry_period,
+            "stepped down after {held_for:?}: too early, it kept trying until the deadline"
+        );
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_controller_that_ignores_the_stop_is_cancelled_before_the_lease_expires() {
+        use std::sync::{Arc, Mutex};
+        let (client, server) = client();
+        let server = held_then_silent(server);
+        let changes: Arc<Mutex<Vec<(bool, Instant)>>> = Arc::default();
+        let seen = changes.clone();
+        let (_keep, shutdown) = watch::channel(false);
+        let started = Instant::now();
+        let elected = tokio::spawn(run_elected(
+            elector(client, "pod-a"),
+            shutdown,
+            move |leading| seen.lock().expect("lock").push((leading, Instant::now())),
+            // A controller stuck in a call that never returns, deaf to the stop signal.
+            |_stop| std::future::pending::<()>(),
+        ));
+        let config = LeaseConfig::new("leader".into(), "ops".into(), "pod-a".into());
+        let lost = loop {
+            if let Some((_, at)) = changes.lock().expect("lock").iter().find(|(l, _)| !l) {
+                break *at;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the controller was never stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let led_for = lost - started;
+        assert!(
+            led_for < config.lease_duration,
+            "the controller ran {led_for:?} while the lease lasts {:?}",
+            config.lease_duration
+        );
+        assert!(led_for <= config.renew_deadline + config.stop_grace());
+        elected.abort();
+        server.abort();
     }
 }

@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
         stopped(shutdown.clone()),
     ));
 
-    let client = startup::client().await?;
+    let config = startup::config().await?;
+    let client = startup::client(config.clone())?;
     if startup::wait_for_crd(client.clone(), &shutdown).await {
         let identity = cli.identity();
         let namespaces = cli.watched_namespaces();
@@ -69,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         health.set_ready(true);
         if cli.leader_election {
             let lease = LeaseConfig::new(cli.lease_name.clone(), cli.lease_namespace(), identity);
-            let elector = Elector::new(client.clone(), lease);
+            let elector = Elector::new(startup::client(config)?, lease);
             leader::run_elected(
                 elector,
                 shutdown.clone(),

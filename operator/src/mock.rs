@@ -41,6 +41,8 @@ pub enum Reply {
     Echo,
     /// 200 with the request body changed by a function.
     EchoWith(Box<dyn Fn(Value) -> Value + Send>),
+    /// No answer at all: the request stays open (a stalled API server).
+    Never,
 }
 
 /// One expected request.
@@ -152,6 +154,8 @@ impl ApiServer {
         let mut handle = self.0;
         tokio::spawn(async move {
             let mut bodies = Vec::new();
+            // The requests answered with Reply::Never, kept open until the scenario ends.
+            let mut unanswered = Vec::new();
             for (step, expect) in scenario.into_iter().enumerate() {
                 let what = format!("step {step}: {} {}", expect.method, expect.path);
                 let (request, send) = tokio::time::timeout(timeout, handle.next_request())
@@ -182,7 +186,13 @@ impl ApiServer {
                 if let Some(check) = &expect.check {
                     check(&body);
                 }
+                if matches!(expect.reply, Reply::Never) {
+                    bodies.push(body);
+                    unanswered.push(send);
+                    continue;
+                }
                 let (status, reply) = match expect.reply {
+                    Reply::Never => unreachable!("handled above"),
                     Reply::Json(v) => (StatusCode::OK, v),
                     Reply::NotFound => (StatusCode::NOT_FOUND, not_found(&path)),
                     Reply::Conflict => (StatusCode::CONFLICT, conflict(&path)),
@@ -213,6 +223,7 @@ impl ApiServer {
                     request.uri()
                 );
             }
+            drop(unanswered);
             bodies
         })
     }

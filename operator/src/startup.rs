@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
+use kube::client::ClientBuilder;
 use kube::{Client, Config};
+use tower::timeout::TimeoutLayer;
 use tracing::{info, warn};
 
 use crate::crd::CRD_NAME;
@@ -13,19 +15,36 @@ use crate::shutdown::{stopped, Stop};
 /// How often to look for the CRD while it is missing.
 const CRD_POLL: Duration = Duration::from_secs(5);
 
-/// A client for the cluster. Inside a pod, the API server is reached at the IP in
+/// The longest wait for the API server to accept a connection (kube's default is 30 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest wait for the head of a response. kube sets no read timeout (it would cut idle
+/// watch streams), so without this a request to a stalled API server waits for ever. A watch
+/// answers its head at once and is then guarded by kube's watcher idle timeout, so this bounds
+/// every call without cutting the long streams; a list of thousands of objects takes seconds.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to reach the cluster. Inside a pod, the API server is reached at the IP in
 /// KUBERNETES_SERVICE_HOST: the static binary cannot resolve host names (glibc's NSS is not in
 /// the image), so the in-cluster DNS name must not be used. Elsewhere, the kubeconfig.
-pub async fn client() -> anyhow::Result<Client> {
+pub async fn config() -> anyhow::Result<Config> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
         && std::env::var_os("KUBECONFIG").is_none();
-    let config = if in_cluster {
+    let mut config = if in_cluster {
         Config::incluster_env()?
     } else {
         Config::infer().await?
     };
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
     info!(api_server = %config.cluster_url, "connecting to the Kubernetes API");
-    Ok(Client::try_from(config)?)
+    Ok(config)
+}
+
+/// A client with its own connections: the controller and the leader election each get one, so
+/// lease renewals never queue behind the controller's requests.
+pub fn client(config: Config) -> anyhow::Result<Client> {
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&TimeoutLayer::new(RESPONSE_TIMEOUT))
+        .build())
 }
 
 /// Whether the CRD is established (its API is served).

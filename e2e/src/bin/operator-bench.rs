@@ -7,8 +7,10 @@
 //! 2. unchanged reconcile: an annotation on a child Service makes the operator reconcile; the
 //!    resourceVersions of the IrisModel and of its children (after the touch) must not move,
 //!    i.e. zero writes.
-//! 3. 500 IrisModels created at once (replicas 0): time until every one has a Deployment, a
-//!    Service and a status for its generation.
+//! 3. 5,000 IrisModels (BENCH_MODELS) created at once (replicas 0): time until every one has a
+//!    Deployment, a Service and a status for its generation; then a full resync with nothing
+//!    changed (a fresh operator process reconciles every model: its write counter must stay
+//!    at 0), and the time one change takes to converge while they all exist.
 //! 4. the operator's memory (working set and RSS from the kubelet's summary API) idle and
 //!    after 3.
 //! 5. a canary with the shortest steps allowed (one step, held 10 s): the time from a model
@@ -169,7 +171,7 @@ async fn operator_metric(client: &Client, needle: &str) -> Option<f64> {
         .ok()?
         .items
         .into_iter()
-        .next()?;
+        .find(|p| p.metadata.deletion_timestamp.is_none() && e2e::serving::pod_is_ready(p))?;
     let name = pod.metadata.name?;
     let req = http::Request::get(format!(
         "/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{name}:8080/proxy/metrics"
@@ -209,7 +211,8 @@ async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
         .await?;
     let created = secs(t0, Instant::now());
     eprintln!("  {count} IrisModels created in {created:.1} s");
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let limit = Duration::from_secs(300 + count as u64 / 5);
+    let deadline = Instant::now() + limit;
     loop {
         let with_status = models
             .list(&ListParams::default())
@@ -246,10 +249,84 @@ async fn many_at_once(client: &Client, ns: &str, count: usize) -> Result<f64> {
         }
         if Instant::now() > deadline {
             bail!(
-                "after 300 s: {with_status}/{count} with status, {complete}/{count} with children"
+                "after {limit:?}: {with_status}/{count} with status, {complete}/{count} with children"
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A full resync with nothing changed: the operator is restarted (a fresh process, its counters
+/// at zero, lists everything and reconciles every model). Returns the seconds from the restart
+/// until it has reconciled `count` models, and its writes to the API server by then.
+async fn resync_writes(client: &Client, count: usize) -> Result<(f64, f64)> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let old: HashSet<String> = pods
+        .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let t0 = Instant::now();
+    let restarted = json!({"spec": {"template": {"metadata": {"annotations": {
+        "iris-operator.dev/bench-restart": format!("{:?}", std::time::SystemTime::now())}}}}});
+    deployments
+        .patch(
+            cluster::RELEASE,
+            &PatchParams::default(),
+            &Patch::Merge(restarted),
+        )
+        .await?;
+    let deadline = t0 + Duration::from_secs(600);
+    loop {
+        let fresh = pods
+            .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .all(|p| !old.contains(p.metadata.name.as_deref().unwrap_or("")));
+        let reconciles = operator_metric(client, "operator_reconciles").await;
+        if fresh && reconciles.is_some_and(|r| r >= count as f64) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the restarted operator did not reconcile {count} models within 600 s ({reconciles:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = secs(t0, Instant::now());
+    // Let the last reconciles finish before reading the writes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let writes = operator_metric(client, "api_writes").await.unwrap_or(-1.0);
+    Ok((took, writes))
+}
+
+/// The seconds from a change of one model (its training seed) to its status for the new
+/// generation, while all the others exist.
+async fn one_change(client: &Client, ns: &str, name: &str) -> Result<f64> {
+    let models = iris::api(client, ns);
+    let t0 = Instant::now();
+    let changed = models
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"model": {"training": {"seed": 4242}}}})),
+        )
+        .await?;
+    let generation = iris::generation(&changed);
+    let deadline = t0 + Duration::from_secs(60);
+    loop {
+        let obj = models.get(name).await?;
+        if iris::status(&obj)["observedGeneration"] == generation {
+            return Ok(secs(t0, Instant::now()));
+        }
+        if Instant::now() > deadline {
+            bail!("{name}: generation {generation} not observed within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -430,7 +507,7 @@ async fn main() -> Result<()> {
     let count: usize = std::env::var("BENCH_MODELS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(5000);
     let ns = "iris-bench";
     fresh_namespace(&client, ns).await?;
 
@@ -459,8 +536,26 @@ async fn main() -> Result<()> {
         &format!("after {count} models"),
         operator_memory(&client).await?,
     );
+    let (resync, writes) = resync_writes(&client, count).await?;
+    println!(
+        "full resync of {count} unchanged models by a restarted operator: {count} reconciles \
+         {resync:.1} s after the restart, {writes} writes (target 0)"
+    );
+    let change = one_change(&client, ns, "many-0").await?;
+    println!("one change with {count} models: observed in {change:.3} s (target 2 s)");
+    print_memory(
+        &format!("after the resync of {count} models (target under 64 MiB)"),
+        operator_memory(&client).await?,
+    );
 
     let canary_ns = "iris-bench-canary";
+    if std::env::var_os("BENCH_SKIP_CANARIES").is_some() {
+        println!("canaries: skipped (BENCH_SKIP_CANARIES)");
+        Api::<Namespace>::all(client.clone())
+            .delete(ns, &DeleteParams::background())
+            .await?;
+        return Ok(());
+    }
     fresh_namespace(&client, canary_ns).await?;
     let took = canary_promotion(&client, canary_ns).await?;
     println!("canary with one 10 s step: model change -> Promoted in {took:.1} s");

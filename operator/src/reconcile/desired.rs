@@ -5,6 +5,7 @@ pub(crate) mod canary;
 pub(crate) mod deployment;
 pub(crate) mod hpa;
 pub(crate) mod pdb;
+pub(crate) mod placement;
 pub(crate) mod security;
 pub(crate) mod service;
 

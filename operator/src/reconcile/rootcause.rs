@@ -34,6 +34,8 @@ pub(crate) const REASON_PROBE_FAILED: &str = "ProbeFailed";
 pub(crate) const REASON_EVICTED: &str = "Evicted";
 /// No node can take the pod.
 pub(crate) const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+/// The pod's node stopped reporting: the node controller marked the pod not ready.
+pub(crate) const REASON_NODE_NOT_READY: &str = "NodeNotReady";
 
 /// Longest condition message; longer ones are cut on a character boundary with an ellipsis.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
@@ -119,6 +121,25 @@ fn explain(pod: &Pod, name: &str, events: &[Event], now: &Time) -> Option<(&'sta
     }
     if is_ready(pod) {
         return None;
+    }
+    // The kubelet of a lost node reports nothing more: its last container statuses still say
+    // running, so the node controller's Event is the cause.
+    if events
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("NodeNotReady"))
+    {
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("<node>");
+        return Some((
+            REASON_NODE_NOT_READY,
+            format!(
+                "pod {name} is on node {node}, which is not ready (lost or unreachable): the pod \
+                 is replaced on another node once its toleration of the node's taint ends"
+            ),
+        ));
     }
     let unschedulable = status.conditions.iter().flatten().find(|c| {
         c.type_ == "PodScheduled"

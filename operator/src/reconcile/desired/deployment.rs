@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::{child_meta, security};
+use super::{child_meta, placement, security};
 use crate::crd::Task;
 use crate::names::{labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME};
 use crate::reconcile::resolve::{Resolved, ResolvedSource};
@@ -171,8 +171,9 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                 ..PodSecurityContext::default()
             }),
             node_selector: resolved.node_selector.clone(),
-            tolerations: resolved.tolerations.clone(),
+            tolerations: Some(placement::tolerations(resolved.tolerations.as_deref())),
             affinity: resolved.affinity.clone(),
+            topology_spread_constraints: Some(placement::spread(&resolved.name)),
             volumes: (!volumes.is_empty()).then_some(volumes),
             // Names only: the kubelet reads the Secrets, the operator never does.
             image_pull_secrets: (!resolved.image_pull_secrets.is_empty()).then(|| {

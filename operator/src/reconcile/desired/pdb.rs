@@ -9,7 +9,9 @@ use crate::names::selector_labels;
 use crate::reconcile::resolve::Resolved;
 
 /// Builds a budget of one voluntary disruption at a time, or None below two replicas (a
-/// budget on a single pod would block node drains).
+/// budget on a single pod would block node drains). With two replicas or more, a drain keeps
+/// at least one ready pod. Pods that are not ready may always be evicted (`AlwaysAllow`): they
+/// serve nothing, and a broken model must not block a node's drain.
 pub(crate) fn build(resolved: &Resolved) -> Option<PodDisruptionBudget> {
     if resolved.min_replicas() < 2 {
         return None;
@@ -22,6 +24,7 @@ pub(crate) fn build(resolved: &Resolved) -> Option<PodDisruptionBudget> {
                 match_labels: Some(selector_labels(&resolved.name)),
                 match_expressions: None,
             }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_string()),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,

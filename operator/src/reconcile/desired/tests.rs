@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector, PodSecurityContext,
     PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    Service, ServicePort, ServiceSpec as CoreServiceSpec, Sysctl, Toleration, Volume, VolumeMount,
+    Service, ServicePort, ServiceSpec as CoreServiceSpec, Sysctl, Toleration,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -149,6 +150,41 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
 }
 
 /// The expected Deployment, with the given env, volumes and replicas, hashed as the builder must.
+/// The user's tolerations, then 30 s ones for an unreachable or not-ready node.
+fn with_node_failure_tolerations(user: Option<Vec<Toleration>>) -> Vec<Toleration> {
+    let mut all = user.unwrap_or_default();
+    for key in [
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/not-ready",
+    ] {
+        all.push(Toleration {
+            key: Some(key.into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: Some(30),
+            value: None,
+        });
+    }
+    all
+}
+
+fn spread_over_nodes_and_zones() -> Vec<TopologySpreadConstraint> {
+    ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        .into_iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector()),
+                match_expressions: None,
+            }),
+            match_label_keys: Some(vec!["pod-template-hash".into()]),
+            ..TopologySpreadConstraint::default()
+        })
+        .collect()
+}
+
 fn expected_deployment(
     resolved: &Resolved,
     env: Vec<EnvVar>,
@@ -219,7 +255,8 @@ fn expected_deployment(
                 ..PodSecurityContext::default()
             }),
             node_selector: scheduling.0,
-            tolerations: scheduling.1,
+            tolerations: Some(with_node_failure_tolerations(scheduling.1)),
+            topology_spread_constraints: Some(spread_over_nodes_and_zones()),
             volumes,
             ..PodSpec::default()
         }),
@@ -652,6 +689,7 @@ fn disruption_budget_from_two_replicas() {
                 match_labels: Some(selector()),
                 match_expressions: None,
             }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,
@@ -685,5 +723,38 @@ fn selector_string_is_the_scale_subresource_selector() {
     assert_eq!(
         crate::reconcile::resolve::endpoint("iris", "ml", 5001, "cluster.local", false),
         "http://iris.ml.svc.cluster.local:5001"
+    );
+}
+
+#[test]
+fn a_users_toleration_of_a_node_failure_taint_replaces_the_default() {
+    let forever = Toleration {
+        key: Some("node.kubernetes.io/unreachable".into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoExecute".into()),
+        ..Toleration::default()
+    };
+    let resolved = Resolved {
+        tolerations: Some(vec![forever.clone()]),
+        ..builtin()
+    };
+    let built = deployment::build(&resolved);
+    let tolerations = built
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.tolerations)
+        .expect("tolerations");
+    assert_eq!(
+        tolerations,
+        vec![
+            forever,
+            Toleration {
+                key: Some("node.kubernetes.io/not-ready".into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(30),
+                value: None,
+            }
+        ]
     );
 }

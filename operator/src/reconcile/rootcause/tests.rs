@@ -619,3 +619,34 @@ fn a_pull_refused_for_credentials_names_the_image_the_error_and_the_pull_secrets
         "ImagePullFailed"
     );
 }
+
+#[test]
+fn a_pod_on_a_lost_node() {
+    // The kubelet is gone: its last report says running; the node controller marked the pod
+    // not ready and said why in an Event.
+    let mut lost = container(
+        json!({"running": {"startedAt": "1970-01-01T00:10:00Z"}}),
+        json!({}),
+        0,
+    );
+    lost.spec = Some(
+        serde_json::from_value(json!({"nodeName": "worker-2", "containers": []}))
+            .expect("a PodSpec"),
+    );
+    let (reason, message) = failure(
+        lost.clone(),
+        &events(vec![warning(
+            "NodeNotReady",
+            "Node is not ready",
+            "1970-01-01T00:16:00Z",
+            1,
+        )]),
+    );
+    assert_eq!(reason, "NodeNotReady");
+    assert!(
+        message.contains("iris-1") && message.contains("worker-2"),
+        "{message}"
+    );
+    // Without the Event, nothing is known yet of the cause.
+    assert_eq!(pod_failure(&[lost], HASH, &events(vec![]), &at(1000)), None);
+}
