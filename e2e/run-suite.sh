@@ -32,6 +32,8 @@ fi
 kubectl get --raw /readyz >/dev/null 2>&1 ||
   { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
 bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+# The resource metrics API, which the autoscaling tests need (built once, cached).
+bash e2e/metrics-server/install.sh
 # The OIP clients users run (tritonclient, the kserve SDK), pinned, in a cached venv.
 IRIS_PYCLIENTS=$(bash e2e/clients/setup.sh)
 export IRIS_PYCLIENTS
