@@ -673,6 +673,7 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
         min_replicas: 1,
         max_replicas: 3,
         target_cpu_utilization_percentage: 70,
+        scale_down_stabilization_seconds: None,
     });
 
     let (ctx, server) = context();

@@ -5,6 +5,7 @@
 pub(crate) mod analysis;
 pub(crate) mod apply;
 pub(crate) mod artifact;
+pub(crate) mod autoscaling;
 pub(crate) mod conditions;
 pub(crate) mod desired;
 pub(crate) mod observe;
@@ -152,6 +153,7 @@ async fn converge(
         deployment: deployment.as_ref(),
         pods: &pods.pods,
         events: &pods.events,
+        hpa: observed.hpa.as_ref(),
     };
     let status = status::served(model, &resolved, &live, &decision, now);
     let mut decision = decision;
