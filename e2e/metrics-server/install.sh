@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=../tools/versions.env
 . "$repo/e2e/tools/versions.env"
-: "${CLUSTER_DIR:?source e2e/select-cluster.sh first}" "${KUBECONFIG:?source the cluster's env.sh first}"
+: "${CLUSTER_DIR:?source e2e/select-cluster.sh first}" "${KUBECONFIG:?source the env.sh of the cluster first}"
 step() { printf '[metrics-server] %s\n' "$*" >&2; }
 t0=$SECONDS
 
@@ -28,7 +28,7 @@ bash "$CLUSTER_DIR/load-images.sh" "$archive" >/dev/null
 sed "s|image: IMAGE|image: $image|" "$here/metrics-server.yaml" | kubectl apply -f - >/dev/null
 kubectl -n kube-system rollout status deployment/metrics-server --timeout=120s >/dev/null
 kubectl wait apiservice/v1beta1.metrics.k8s.io --for=condition=Available --timeout=120s >/dev/null
-# The first scrape of the kubelets comes one resolution (10 s) after the start.
+# The first scrape of the kubelets comes one resolution (15 s) after the start.
 for _ in $(seq 60); do
   kubectl get --raw /apis/metrics.k8s.io/v1beta1/nodes 2>/dev/null | grep -q '"usage"' && break
   sleep 1
