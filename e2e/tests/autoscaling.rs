@@ -31,7 +31,7 @@ const READY_WITHIN: Duration = Duration::from_secs(90);
 /// load shows in a replica count within about a minute.
 const SCALE_WITHIN: Duration = Duration::from_secs(180);
 /// The load's bounds: at most this long, at most this many requests.
-const LOAD_FOR_AT_MOST: Duration = Duration::from_secs(150);
+const LOAD_FOR_AT_MOST: Duration = Duration::from_secs(180);
 const LOAD_AT_MOST_REQUESTS: u64 = 200_000;
 const LOAD_WORKERS: usize = 4;
 /// Rows per request: a batch makes each request cost the server a millisecond or so of CPU.
@@ -163,17 +163,31 @@ async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
         let load = Load::start(ServiceProxy::new(client.clone(), &ns, "iris", "5001"), "iris");
         wait_replicas(&client, &ns, "iris", "at 2 ready replicas under load", |n| n >= 2).await;
         let up = t0.elapsed();
-        let at_two = iris::wait_for(&api, "iris", SCALE_WITHIN, "status.replicas 2", |o| {
+        iris::wait_for(&api, "iris", SCALE_WITHIN, "status.replicas 2", |o| {
             iris::status(o)["replicas"] == 2
         })
         .await;
+        // The load is far above the target: at maxReplicas (2) the model says it is pinned.
+        let pinned = iris::wait_for(
+            &api,
+            "iris",
+            SCALE_WITHIN,
+            "Autoscaling=False TooManyReplicas at maxReplicas under load",
+            |o| {
+                let (status, reason, _) = condition(o, "Autoscaling");
+                status == "False" && reason == "TooManyReplicas"
+            },
+        )
+        .await;
+        let pinned_after = t0.elapsed();
         let (sent, failed) = load.stop().await;
         println!(
-            "autoscaling: 1 -> 2 ready pods in {:.1} s under load ({sent} batch requests of {ROWS_PER_REQUEST} rows, {failed} failed); {}",
+            "autoscaling: 1 -> 2 ready pods in {:.1} s under load, pinned at the maximum reported after {:.1} s ({sent} batch requests of {ROWS_PER_REQUEST} rows, {failed} failed): {}",
             up.as_secs_f64(),
-            condition(&at_two, "Autoscaling").2
+            pinned_after.as_secs_f64(),
+            condition(&pinned, "Autoscaling").2
         );
-        assert!(sent > 0, "the load sent nothing");
+        assert!(condition(&pinned, "Autoscaling").2.contains("autoscaling.maxReplicas (2)"));
 
         let t1 = Instant::now();
         wait_replicas(&client, &ns, "iris", "back at 1 replica after the load", |n| n == 1).await;
@@ -186,6 +200,11 @@ async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
             "autoscaling: 2 -> 1 pod {:.1} s after the load stopped (scaleDownStabilizationSeconds 10)",
             down.as_secs_f64()
         );
+        // And it acts again within its bounds.
+        iris::wait_for(&api, "iris", SCALE_WITHIN, "Autoscaling=True again", |o| {
+            condition(o, "Autoscaling").0 == "True"
+        })
+        .await;
     })
     .await;
 }
