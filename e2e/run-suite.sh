@@ -55,6 +55,8 @@ export PROMETHEUS_IMAGE=iris-e2e/prometheus:$PROMETHEUS_VERSION
 bash e2e/tools/image-archive.sh --binary "$PROMETHEUS_BIN/prometheus" --name "$PROMETHEUS_IMAGE" \
   --user 65534:65534 --port 9090 --out .build/images/prometheus.tar
 bash "$CLUSTER_DIR/load-images.sh" .build/images/prometheus.tar
+# The resource metrics API, which the autoscaling tests need (built once, cached).
+bash e2e/metrics-server/install.sh
 # The OIP clients users run (tritonclient, the kserve SDK), pinned, in a cached venv.
 IRIS_PYCLIENTS=$(bash e2e/clients/setup.sh)
 export IRIS_PYCLIENTS

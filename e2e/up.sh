@@ -12,6 +12,8 @@ bash "$CLUSTER_DIR/up.sh"
 . "$CLUSTER_DIR/env.sh"
 step "Images into the cluster"
 bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
+step "metrics-server (the resource metrics API: kubectl top, CPU autoscaling)"
+bash e2e/metrics-server/install.sh
 step "helm install iris-operator"
 ms=${MODEL_SERVER_IMAGE:?}; op=${OPERATOR_IMAGE:?}
 helm upgrade --install iris-operator charts/iris-operator --namespace iris-system --create-namespace \

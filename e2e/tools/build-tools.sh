@@ -3,8 +3,8 @@
 # into a cache outside the repo: ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
 # A tool already in the cache is not rebuilt. Each binary is linked under a temporary name and
 # renamed when complete, so an interrupted build never leaves a half-written "cached" binary.
-# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus] [registry] [crane] [actionlint]
-#        (default: helm etcd k8s crictl)
+# Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus] [metrics_server]
+#        [registry] [crane] [actionlint]   (default: helm etcd k8s crictl)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -241,10 +241,18 @@ build_actionlint() {
     "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 }
 
+# metrics-server: the resource metrics API of our kind clusters, packed into a FROM scratch
+# image by build-images.sh (the version ldflags are those of its own Makefile).
+build_metrics_server() {
+  go_install metrics-server "$METRICS_SERVER_VERSION" "$(dirname "$METRICS_SERVER_BIN")" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" \
+    "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION"
+}
+
 [ $# -gt 0 ] || set -- helm etcd k8s crictl
 t_all=$SECONDS
 for t in "$@"; do
-  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus registry crane actionlint)"; exit 2; }
+  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus metrics_server registry crane actionlint)"; exit 2; }
   "build_$t"
 done
 step "tools ready ($*) in $((SECONDS - t_all)) s"

@@ -586,7 +586,8 @@ impl ServiceType {
     }
 }
 
-/// Horizontal autoscaling on CPU utilisation.
+/// Horizontal autoscaling on CPU utilisation, by a HorizontalPodAutoscaler on the Deployment
+/// (whose scale subresource holds the one replica count).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas"))]
@@ -607,7 +608,25 @@ pub struct AutoscalingSpec {
     )]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
+
+    /// How long the load must have stayed low before pods are removed: the autoscaler keeps
+    /// the highest replica count it recommended over this window (the HorizontalPodAutoscaler's
+    /// behavior.scaleDown.stabilizationWindowSeconds). Default 300; 0 scales down at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: Option<i32>,
 }
+
+impl AutoscalingSpec {
+    /// The scale-down stabilization window, in seconds.
+    pub fn scale_down_window(&self) -> i32 {
+        self.scale_down_stabilization_seconds
+            .unwrap_or(DEFAULT_SCALE_DOWN_STABILIZATION)
+    }
+}
+
+/// Scale-down stabilization window given none, in seconds: the HorizontalPodAutoscaler's.
+pub const DEFAULT_SCALE_DOWN_STABILIZATION: i32 = 300;
 
 fn default_min_replicas() -> i32 {
     1

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
@@ -18,7 +19,7 @@ use crate::mock::{context, context_at, finished, Expect, Reply, NOW};
 use crate::reconcile::apply::stamp;
 use crate::reconcile::artifact::BuiltinCache;
 use crate::reconcile::conditions::at;
-use crate::reconcile::desired::{deployment, pdb, service};
+use crate::reconcile::desired::{deployment, hpa, pdb, service};
 use crate::reconcile::resolve::resolve;
 use crate::reconcile::{error_policy, reconcile, REQUEUE_NOT_READY, REQUEUE_READY};
 
@@ -708,6 +709,7 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
         min_replicas: 1,
         max_replicas: 3,
         target_cpu_utilization_percentage: 70,
+        scale_down_stabilization_seconds: None,
     });
 
     let (ctx, server) = context();
@@ -737,6 +739,129 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
         Expect::apply(STATUS, status_written()),
     ]);
     reconcile(Arc::new(scaled), ctx).await.expect("reconciles");
+    finished(server).await;
+}
+
+/// An autoscaled model's children as the cluster holds them, the HPA with `hpa_status`.
+fn autoscaled_children(
+    model: &IrisModel,
+    hpa_status: Value,
+) -> (Deployment, Service, HorizontalPodAutoscaler) {
+    let (deployment, service) = children(model);
+    let resolved =
+        resolve(model, &Settings::default(), None, &BuiltinCache::default()).expect("resolves");
+    let mut hpa = stored(
+        &stamp(hpa::build(&resolved).expect("an HPA")).expect("stamps"),
+        1,
+    );
+    hpa.status = Some(serde_json::from_value(hpa_status).expect("an HPA status"));
+    (deployment, service, hpa)
+}
+
+#[tokio::test]
+async fn an_autoscaler_that_cannot_act_is_in_the_status_and_an_event_and_so_is_its_recovery() {
+    let mut model = model("iris", 1);
+    model.spec.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 1,
+        max_replicas: 3,
+        target_cpu_utilization_percentage: 70,
+        scale_down_stabilization_seconds: Some(30),
+    });
+    let no_metrics = json!({
+        "currentReplicas": 1, "desiredReplicas": 0,
+        "conditions": [
+            {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale"},
+            {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric",
+             "message": "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)"}
+        ]
+    });
+    let (deployment, service, hpa) = autoscaled_children(&model, no_metrics);
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![hpa],
+        vec![],
+    ));
+    // The children are as desired: only the status and the Events are written (after the one
+    // pod read that finds the running image's digest).
+    let server = server.run(vec![
+        running_pods(&deployment),
+        Expect::apply(STATUS, status_written()),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("FailedGetResourceMetric"));
+            let note = body["note"].as_str().unwrap_or_default();
+            assert!(note.contains("cannot act"), "{note}");
+            assert!(note.contains("pods.metrics.k8s.io"), "{note}");
+        }),
+    ]);
+    reconcile(Arc::new(model.clone()), ctx.clone())
+        .await
+        .expect("reconciles");
+    let bodies = finished(server).await;
+    let status = status_of(&bodies[1]);
+    // Ready is about the pods, which serve; Autoscaling says the count will not move.
+    assert_eq!(condition(&status, "Ready"), ("True", "Ready", Some(1)));
+    assert_eq!(
+        condition(&status, "Autoscaling"),
+        ("False", "FailedGetResourceMetric", Some(1))
+    );
+    assert_eq!(status.replicas, 1);
+
+    // The metrics API is back and the HPA scaled to 2: the status follows, and says so once.
+    let active = json!({
+        "currentReplicas": 2, "desiredReplicas": 2,
+        "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu",
+            "current": {"averageUtilization": 64}}}],
+        "conditions": [
+            {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale"},
+            {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound"},
+            {"type": "ScalingLimited", "status": "False", "reason": "DesiredWithinRange"}
+        ]
+    });
+    let (_, _, hpa) = autoscaled_children(&model, active);
+    let mut scaled = deployment.clone();
+    if let Some(s) = scaled.status.as_mut() {
+        s.replicas = Some(2);
+        s.ready_replicas = Some(2);
+        s.available_replicas = Some(2);
+        s.updated_replicas = Some(2);
+    }
+    if let Some(s) = scaled.spec.as_mut() {
+        s.replicas = Some(2);
+    }
+    let (ctx, server) = context();
+    ctx.install_children(holding(vec![scaled], vec![service], vec![hpa], vec![]));
+    let server = server.run(vec![
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(status.replicas, 2);
+            let autoscaling = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Autoscaling")
+                .expect("an Autoscaling condition");
+            assert_eq!(
+                (autoscaling.status.as_str(), autoscaling.reason.as_str()),
+                ("True", "ScalingActive")
+            );
+            assert_eq!(
+                autoscaling.message,
+                "cpu 64% of the 70% target, 2 replicas (desired 2, between 1 and 3)"
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Normal"));
+            assert_eq!(body["reason"], json!("AutoscalingActive"));
+        }),
+    ]);
+    reconcile(Arc::new(with_status(model, status)), ctx)
+        .await
+        .expect("reconciles");
     finished(server).await;
 }
 

@@ -213,6 +213,18 @@ fn ranges_enums_and_defaults() {
     assert_eq!(analysis["maxP99LatencyMs"]["default"], json!(500));
     assert_eq!(analysis["minRequests"]["minimum"], json!(1.0));
     assert_eq!(analysis["minRequests"]["default"], json!(20));
+    // Bad autoscaling settings are refused by the API server's schema check, which names the
+    // field (e.g. "spec.autoscaling.targetCPUUtilizationPercentage ... greater than or equal to 1").
+    let autoscaling = &spec["autoscaling"]["properties"];
+    for (field, min, max) in [
+        ("minReplicas", 1.0, 100.0),
+        ("maxReplicas", 1.0, 100.0),
+        ("targetCPUUtilizationPercentage", 1.0, 100.0),
+        ("scaleDownStabilizationSeconds", 0.0, 3600.0),
+    ] {
+        assert_eq!(autoscaling[field]["minimum"], json!(min), "{field}");
+        assert_eq!(autoscaling[field]["maximum"], json!(max), "{field}");
+    }
     let conditions = &s["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], json!("map"));
     assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
@@ -296,6 +308,8 @@ fn cel_rules_accept_good_specs() {
         json!({"model": {"source": {"file": "/models/iris.json"}}}),
         json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}),
         json!({"autoscaling": {"maxReplicas": 3}}),
+        json!({"autoscaling": {"maxReplicas": 3, "scaleDownStabilizationSeconds": 0}}),
+        json!({"autoscaling": {"maxReplicas": 3, "targetCPUUtilizationPercentage": 50, "scaleDownStabilizationSeconds": 3600}}),
         json!({"service": {"type": "NodePort", "nodePort": 30080}}),
         json!({"service": {"type": "ClusterIP"}}),
         json!({"port": 80, "grpcPort": 443}),

@@ -10,6 +10,9 @@ pub(crate) const PROGRESSING: &str = "Progressing";
 /// Something needs attention: pods of the current version fail, or the spec cannot be served.
 pub(crate) const DEGRADED: &str = "Degraded";
 
+/// With autoscaling on CPU: the autoscaler can act and is not pinned at its maximum.
+pub(crate) const AUTOSCALING: &str = "Autoscaling";
+
 /// With the Canary strategy: the last model change goes (or went) as planned.
 pub(crate) const ROLLOUT: &str = "Rollout";
 

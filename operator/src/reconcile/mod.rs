@@ -5,6 +5,7 @@
 pub(crate) mod analysis;
 pub(crate) mod apply;
 pub(crate) mod artifact;
+pub(crate) mod autoscaling;
 pub(crate) mod conditions;
 pub(crate) mod desired;
 pub(crate) mod image;
@@ -159,6 +160,7 @@ async fn converge(
         pods: &pods.pods,
         pods_read: pods.read,
         events: &pods.events,
+        hpa: observed.hpa.as_ref(),
     };
     let status = status::served(model, &resolved, &live, &decision, now);
     let mut decision = decision;

@@ -14,7 +14,8 @@ use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::Error;
 use crate::metrics::{Operation, Written};
 use crate::names::MANAGER;
-use crate::reconcile::conditions::{find, DEGRADED, READY};
+use crate::reconcile::autoscaling;
+use crate::reconcile::conditions::{find, AUTOSCALING, DEGRADED, READY};
 use crate::reconcile::resolve::name_and_namespace;
 use crate::reconcile::rollout::{Action, Decision, ACTION_ANNOTATION};
 use crate::reconcile::status;
@@ -31,8 +32,9 @@ pub(crate) async fn publish_status(
         .map(|s| s.conditions.as_slice())
         .unwrap_or(&[]);
     let event = transition_event(previous, &status.conditions);
+    let autoscaler = autoscaling_event(previous, &status.conditions);
     write_status(model, &status, ctx).await?;
-    if let Some((type_, reason, note)) = event {
+    for (type_, reason, note) in event.into_iter().chain(autoscaler) {
         publish_event(model, ctx, type_, &reason, note).await;
     }
     Ok(())
@@ -141,6 +143,34 @@ pub(crate) fn transition_event(
         degraded.reason.clone(),
         degraded.message.clone(),
     ))
+}
+
+/// The Event a change of the Autoscaling condition deserves: Warning when the autoscaler
+/// cannot act or is pinned at its maximum (with the HPA's reason), Normal when it acts again.
+/// Its start (the HPA has not reported yet) is no news.
+pub(crate) fn autoscaling_event(
+    previous: &[Condition],
+    current: &[Condition],
+) -> Option<(EventType, String, String)> {
+    let now = find(current, AUTOSCALING)?;
+    let before = find(previous, AUTOSCALING);
+    if now.reason == autoscaling::REASON_STARTING
+        || before.is_some_and(|b| b.status == now.status && b.reason == now.reason)
+    {
+        return None;
+    }
+    if now.status == "True" {
+        // Acting from the start is what was asked: only a recovery is news.
+        let recovered = before.is_some_and(|b| b.reason != autoscaling::REASON_STARTING);
+        return recovered.then(|| {
+            (
+                EventType::Normal,
+                "AutoscalingActive".to_string(),
+                now.message.clone(),
+            )
+        });
+    }
+    Some((EventType::Warning, now.reason.clone(), now.message.clone()))
 }
 
 pub(crate) async fn write_status(
@@ -257,5 +287,41 @@ mod tests {
             (EventType::Warning, "CrashLoop")
         );
         assert_eq!(transition_event(&crashing, &crashing), None);
+    }
+
+    #[test]
+    fn autoscaler_events_on_failure_and_recovery_not_on_start() {
+        let conditions = |status, reason| {
+            merge(
+                &[],
+                vec![Verdict::new(AUTOSCALING, status, reason, "m")],
+                Some(1),
+                &at(1),
+            )
+        };
+        let starting = conditions(false, autoscaling::REASON_STARTING);
+        let active = conditions(true, autoscaling::REASON_ACTIVE);
+        let no_metrics = conditions(false, "FailedGetResourceMetric");
+        let at_max = conditions(false, autoscaling::REASON_AT_MAXIMUM);
+        assert_eq!(autoscaling_event(&[], &starting), None);
+        assert_eq!(autoscaling_event(&starting, &active), None);
+        assert_eq!(autoscaling_event(&active, &active), None);
+        let failed = autoscaling_event(&active, &no_metrics).expect("an event");
+        assert_eq!(
+            (failed.0, failed.1.as_str()),
+            (EventType::Warning, "FailedGetResourceMetric")
+        );
+        assert_eq!(autoscaling_event(&no_metrics, &no_metrics), None);
+        // From the start without a metrics API: said at once.
+        assert!(autoscaling_event(&starting, &no_metrics).is_some());
+        let limited = autoscaling_event(&no_metrics, &at_max).expect("an event");
+        assert_eq!(limited.1, autoscaling::REASON_AT_MAXIMUM);
+        let recovered = autoscaling_event(&at_max, &active).expect("an event");
+        assert_eq!(
+            (recovered.0, recovered.1.as_str()),
+            (EventType::Normal, "AutoscalingActive")
+        );
+        // A model without autoscaling has no such condition, and no such Event.
+        assert_eq!(autoscaling_event(&active, &[]), None);
     }
 }

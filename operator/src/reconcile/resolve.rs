@@ -444,6 +444,7 @@ mod tests {
             min_replicas: 2,
             max_replicas: 4,
             target_cpu_utilization_percentage: 60,
+            scale_down_stabilization_seconds: None,
         });
         let resolved =
             resolve(&model, &settings(), None, &BuiltinCache::default()).expect("resolves");

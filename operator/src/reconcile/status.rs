@@ -2,13 +2,17 @@
 //! pods, never from what was merely applied.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{IrisModel, IrisModelStatus, RolloutStatus};
 use crate::error::Error;
 use crate::names::{selector_string, MODEL_HASH_ANNOTATION};
-use crate::reconcile::conditions::{find, merge, Verdict, DEGRADED, PROGRESSING, READY, ROLLOUT};
+use crate::reconcile::autoscaling;
+use crate::reconcile::conditions::{
+    find, merge, Verdict, AUTOSCALING, DEGRADED, PROGRESSING, READY, ROLLOUT,
+};
 use crate::reconcile::image;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::{
@@ -110,6 +114,8 @@ pub(crate) struct Observed<'a> {
     pub(crate) pods_read: bool,
     /// Warning Events of the pods that are not ready (empty when they were not read).
     pub(crate) events: &'a PodEvents,
+    /// The HorizontalPodAutoscaler as the watch cache has it (with its status).
+    pub(crate) hpa: Option<&'a HorizontalPodAutoscaler>,
 }
 
 /// The status of a served IrisModel, with the rollout's decision (its status, and a model the
@@ -212,6 +218,7 @@ pub(crate) fn served(
     };
     let mut verdicts = vec![ready, progressing, degraded];
     verdicts.extend(decision.status.as_ref().map(rollout_verdict));
+    verdicts.extend(autoscaling::verdict(resolved, observed.hpa));
     // A refused model is not the one served: status.model keeps describing the one that is.
     let served_model = match decision.refused {
         Some(_) => previous.model.clone(),
@@ -290,8 +297,10 @@ pub(crate) fn failed(
             now,
         )
         .into_iter()
-        // A rollout's condition stays as it was: the error says nothing about it.
+        // A rollout's and the autoscaler's conditions stay as they were: the error says
+        // nothing about them.
         .chain(find(&previous.conditions, ROLLOUT).cloned())
+        .chain(find(&previous.conditions, AUTOSCALING).cloned())
         .collect(),
     }
 }

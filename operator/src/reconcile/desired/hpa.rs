@@ -2,8 +2,9 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
-    MetricTarget, ResourceMetricSource,
+    CrossVersionObjectReference, HPAScalingRules, HorizontalPodAutoscaler,
+    HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
+    ResourceMetricSource,
 };
 use kube::Resource;
 
@@ -13,6 +14,7 @@ use crate::reconcile::resolve::Resolved;
 /// Builds the autoscaler of the Deployment, or None when autoscaling is not requested.
 pub(crate) fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
     let autoscaling = resolved.autoscaling.as_ref()?;
+    let target = autoscaling.target_cpu_utilization_percentage;
     Some(HorizontalPodAutoscaler {
         metadata: child_meta(resolved),
         spec: Some(HorizontalPodAutoscalerSpec {
@@ -29,13 +31,20 @@ pub(crate) fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
                     name: "cpu".to_string(),
                     target: MetricTarget {
                         type_: "Utilization".to_string(),
-                        average_utilization: Some(autoscaling.target_cpu_utilization_percentage),
+                        average_utilization: Some(target),
                         ..MetricTarget::default()
                     },
                 }),
                 ..MetricSpec::default()
             }]),
-            behavior: None,
+            // Only the scale-down window is the user's; the rest are the HPA's defaults.
+            behavior: Some(HorizontalPodAutoscalerBehavior {
+                scale_down: Some(HPAScalingRules {
+                    stabilization_window_seconds: Some(autoscaling.scale_down_window()),
+                    ..HPAScalingRules::default()
+                }),
+                scale_up: None,
+            }),
         }),
         status: None,
     })

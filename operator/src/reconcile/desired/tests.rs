@@ -6,8 +6,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
-    MetricTarget, ResourceMetricSource,
+    CrossVersionObjectReference, HPAScalingRules, HorizontalPodAutoscaler,
+    HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
+    ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
@@ -497,6 +498,7 @@ fn deployment_leaves_replicas_to_the_autoscaler() {
             min_replicas: 2,
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
         }),
         ..builtin()
     };
@@ -646,6 +648,7 @@ fn autoscaler_only_when_asked() {
             min_replicas: 1,
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
         }),
         ..builtin()
     };
@@ -671,11 +674,26 @@ fn autoscaler_only_when_asked() {
                 }),
                 ..MetricSpec::default()
             }]),
-            behavior: None,
+            behavior: Some(HorizontalPodAutoscalerBehavior {
+                scale_down: Some(HPAScalingRules {
+                    stabilization_window_seconds: Some(300),
+                    ..HPAScalingRules::default()
+                }),
+                scale_up: None,
+            }),
         }),
         status: None,
     };
     assert_eq!(hpa::build(&resolved), Some(expected));
+
+    // The user's scale-down window goes to the HPA's behavior.
+    let mut short = resolved.clone();
+    if let Some(a) = short.autoscaling.as_mut() {
+        a.scale_down_stabilization_seconds = Some(15);
+    }
+    let window =
+        hpa::build(&short).and_then(|h| h.spec?.behavior?.scale_down?.stabilization_window_seconds);
+    assert_eq!(window, Some(15));
 }
 
 #[test]
@@ -707,6 +725,7 @@ fn disruption_budget_from_two_replicas() {
             min_replicas,
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
         }),
         ..builtin()
     };

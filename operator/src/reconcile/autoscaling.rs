@@ -1,0 +1,198 @@
+//! What the autoscaler says, in the IrisModel's status: the `Autoscaling` condition, from the
+//! HorizontalPodAutoscaler's own conditions. A HorizontalPodAutoscaler that cannot read its
+//! metric (no metrics API, pods without a CPU request) keeps the replica count where it is
+//! and says so only in its own status; the IrisModel repeats it, with the HPA's reason and
+//! message, so `kubectl get irismodel` does not show a model that looks autoscaled but is not.
+
+use k8s_openapi::api::autoscaling::v2::{
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition,
+};
+
+use crate::reconcile::conditions::{Verdict, AUTOSCALING};
+use crate::reconcile::resolve::Resolved;
+use crate::reconcile::rootcause::bound;
+
+/// Reason while the HorizontalPodAutoscaler has not reported yet (just created).
+pub(crate) const REASON_STARTING: &str = "AutoscalerStarting";
+/// Reason of Autoscaling=True.
+pub(crate) const REASON_ACTIVE: &str = "ScalingActive";
+/// The HPA's reason for a replica count pinned at maxReplicas while the target is exceeded.
+pub(crate) const REASON_AT_MAXIMUM: &str = "TooManyReplicas";
+
+/// The Autoscaling condition of an autoscaled model, from its HorizontalPodAutoscaler; None
+/// when the model does not autoscale.
+pub(crate) fn verdict(
+    resolved: &Resolved,
+    hpa: Option<&HorizontalPodAutoscaler>,
+) -> Option<Verdict> {
+    let autoscaling = resolved.autoscaling.as_ref()?;
+    let target = autoscaling.target_cpu_utilization_percentage;
+    let status = hpa.and_then(|h| h.status.as_ref());
+    let conditions = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let condition = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    let hpa_says = |c: &HorizontalPodAutoscalerCondition| {
+        (
+            c.reason.clone().unwrap_or_else(|| c.type_.clone()),
+            c.message.clone().unwrap_or_default(),
+        )
+    };
+    let Some(active) = condition("ScalingActive") else {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_STARTING,
+            "the HorizontalPodAutoscaler has not reported yet",
+        ));
+    };
+    if active.status != "True" {
+        let (reason, message) = hpa_says(active);
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            reason,
+            bound(&format!(
+                "the HorizontalPodAutoscaler cannot act, the replica count stays as it is: {message}"
+            )),
+        ));
+    }
+    let current = status.map(|s| s.current_replicas.unwrap_or(0)).unwrap_or(0);
+    let desired = status.map(|s| s.desired_replicas).unwrap_or(0);
+    let cpu = status
+        .and_then(|s| s.current_metrics.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .find_map(|m| m.resource.as_ref()?.current.average_utilization);
+    let cpu = cpu.map_or_else(|| "unknown".to_string(), |c| format!("{c}%"));
+    let figures = format!(
+        "cpu {cpu} of the {target}% target, {current} replicas (desired {desired}, between {} and {})",
+        autoscaling.min_replicas, autoscaling.max_replicas
+    );
+    if let Some(limited) = condition("ScalingLimited")
+        .filter(|c| c.status == "True" && c.reason.as_deref() == Some(REASON_AT_MAXIMUM))
+    {
+        let (reason, message) = hpa_says(limited);
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            reason,
+            bound(&format!(
+                "at autoscaling.maxReplicas ({}) while the target is exceeded: {figures}; {message}",
+                autoscaling.max_replicas
+            )),
+        ));
+    }
+    Some(Verdict::new(AUTOSCALING, true, REASON_ACTIVE, figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Settings;
+    use crate::crd::AutoscalingSpec;
+    use crate::fixtures::model;
+    use crate::reconcile::artifact::BuiltinCache;
+    use crate::reconcile::resolve::resolve;
+    use serde_json::json;
+
+    fn resolved(autoscaling: Option<AutoscalingSpec>) -> Resolved {
+        let mut model = model("iris", 1);
+        model.spec.autoscaling = autoscaling;
+        resolve(&model, &Settings::default(), None, &BuiltinCache::default()).expect("resolves")
+    }
+
+    fn builtin() -> Resolved {
+        resolved(None)
+    }
+
+    fn cpu_model() -> Resolved {
+        resolved(Some(AutoscalingSpec {
+            min_replicas: 1,
+            max_replicas: 3,
+            target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
+        }))
+    }
+
+    fn hpa(status: serde_json::Value) -> HorizontalPodAutoscaler {
+        serde_json::from_value(json!({
+            "metadata": {"name": "iris"},
+            "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "iris"}},
+            "status": status
+        }))
+        .expect("an HPA")
+    }
+
+    #[test]
+    fn no_condition_without_autoscaling() {
+        assert_eq!(verdict(&builtin(), None), None);
+    }
+
+    #[test]
+    fn an_hpa_that_has_not_reported_is_starting() {
+        let v = verdict(&cpu_model(), None).expect("a verdict");
+        assert_eq!((v.status, v.reason.as_str()), (false, REASON_STARTING));
+        let v =
+            verdict(&cpu_model(), Some(&hpa(json!({"desiredReplicas": 0})))).expect("a verdict");
+        assert_eq!(v.reason, REASON_STARTING);
+    }
+
+    #[test]
+    fn a_missing_metrics_api_is_reported_with_the_hpa_reason_and_message() {
+        let message = "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)";
+        let no_metrics = hpa(json!({
+            "currentReplicas": 1, "desiredReplicas": 0,
+            "conditions": [
+                {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "the HPA controller was able to get the target's current scale"},
+                {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric", "message": message}
+            ]
+        }));
+        let v = verdict(&cpu_model(), Some(&no_metrics)).expect("a verdict");
+        assert!(!v.status);
+        assert_eq!(v.reason, "FailedGetResourceMetric");
+        assert!(v.message.contains("cannot act"), "{}", v.message);
+        assert!(v.message.contains("pods.metrics.k8s.io"), "{}", v.message);
+    }
+
+    #[test]
+    fn pinned_at_the_maximum_is_reported_and_within_bounds_is_active() {
+        let conditions = |limited: serde_json::Value| {
+            json!([
+                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale"},
+                {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound",
+                 "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)"},
+                limited
+            ])
+        };
+        let metrics = json!([{"type": "Resource", "resource": {"name": "cpu",
+            "current": {"averageUtilization": 240, "averageValue": "120m"}}}]);
+        let at_max = hpa(json!({
+            "currentReplicas": 3, "desiredReplicas": 3, "currentMetrics": metrics,
+            "conditions": conditions(json!({"type": "ScalingLimited", "status": "True",
+                "reason": "TooManyReplicas", "message": "the desired replica count is more than the maximum replica count"}))
+        }));
+        let v = verdict(&cpu_model(), Some(&at_max)).expect("a verdict");
+        assert!(!v.status);
+        assert_eq!(v.reason, REASON_AT_MAXIMUM);
+        assert!(v.message.starts_with("at autoscaling.maxReplicas (3) while the target is exceeded: cpu 240% of the 70% target, 3 replicas"), "{}", v.message);
+
+        // At the minimum with little load: that is normal, the autoscaler acts.
+        let idle = hpa(json!({
+            "currentReplicas": 1, "desiredReplicas": 1,
+            "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 2}}}],
+            "conditions": conditions(json!({"type": "ScalingLimited", "status": "True",
+                "reason": "TooFewReplicas", "message": "the desired replica count is less than the minimum replica count"}))
+        }));
+        let v = verdict(&cpu_model(), Some(&idle)).expect("a verdict");
+        assert_eq!(
+            v,
+            Verdict::new(
+                AUTOSCALING,
+                true,
+                REASON_ACTIVE,
+                "cpu 2% of the 70% target, 1 replicas (desired 1, between 1 and 3)"
+            )
+        );
+    }
+}
