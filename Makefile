@@ -22,6 +22,13 @@ CLUSTER ?= kind
 REGISTRY_PORT ?= 5000
 export MODEL_SERVER_IMAGE OPERATOR_IMAGE CLUSTER REGISTRY_PORT
 WITH_CLUSTER := . e2e/select-cluster.sh && bash "$$CLUSTER_DIR"
+# The e2e suite through registries (1, the default): two local registries (one htpasswd) are
+# started, the chart is installed from oci:// and the cluster pulls every image; 0: `kind load`,
+# and tests/registry.rs says it skips.
+E2E_REGISTRY ?= 1
+# Clusters made by make get containerd's registry config_path with it (harmless without one).
+KIND_REGISTRY ?= $(E2E_REGISTRY)
+export E2E_REGISTRY KIND_REGISTRY
 # The kind cluster's nodes: 3 = kind-config.yaml (a control-plane and two workers; the e2e
 # suite's disruption tests need the workers), 1 = kind-config-single.yaml (small machines;
 # those tests then say they skip). KIND_USER_CONFIG=<file> names any other config.

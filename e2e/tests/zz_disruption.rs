@@ -462,8 +462,9 @@ async fn an_api_server_stopped_for_30_s_stops_no_model_and_the_operator_resumes(
     }
     with_temp_ns("api-outage", &[], |client, ns| async move {
         two_spread_replicas(&client, &ns, "iris", Some(30501)).await;
+        // 5 s: a request that slow on the loopback is a failure, not a loaded machine's hiccup.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
             .build()
             .expect("an HTTP client");
         let predict = format!("{base}/predict_iris");
