@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::cluster::repo_root;
 use crate::kubectl;
 use crate::portforward::PortForward;
+use crate::serving::http;
 
 /// `PROMETHEUS_IMAGE`, or the name run-suite.sh gives the image of the pinned version.
 pub fn image() -> String {
@@ -188,13 +189,6 @@ impl Drop for Prometheus {
             None,
         );
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client")
 }
 
 /// The objects: ServiceAccount, ClusterRole (pods: get, list, watch) and its binding, the

@@ -96,7 +96,8 @@ impl Expected {
     }
 }
 
-fn http() -> reqwest::Client {
+/// An HTTP client with a 10 s timeout per request.
+pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -211,6 +212,18 @@ pub async fn wait_warning_event(
     name: &str,
     timeout: Duration,
 ) -> String {
+    wait_warning_event_about(client, ns, None, name, timeout).await
+}
+
+/// [`wait_warning_event`], about an object of `kind` only when given (children share the
+/// IrisModel's name).
+pub async fn wait_warning_event_about(
+    client: &Client,
+    ns: &str,
+    kind: Option<&str>,
+    name: &str,
+    timeout: Duration,
+) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let stream = watcher(events, watcher::Config::default()).applied_objects();
     let found = tokio::time::timeout(
@@ -218,8 +231,10 @@ pub async fn wait_warning_event(
         stream
             .filter_map(|e| async move { e.ok() })
             .filter(|e| {
+                let regarding = e.regarding.as_ref();
                 let hit = e.type_.as_deref() == Some("Warning")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
+                    && kind.is_none_or(|k| regarding.and_then(|r| r.kind.as_deref()) == Some(k))
+                    && regarding.and_then(|r| r.name.as_deref()) == Some(name);
                 async move { hit }
             })
             .boxed()
@@ -232,7 +247,10 @@ pub async fn wait_warning_event(
             e.reason.unwrap_or_default(),
             e.note.unwrap_or_default()
         ),
-        _ => panic!("no Warning event about {name} in {ns} within {timeout:?}"),
+        _ => panic!(
+            "no Warning event about {}{name} in {ns} within {timeout:?}",
+            kind.map(|k| format!("{k} ")).unwrap_or_default()
+        ),
     }
 }
 

@@ -13,11 +13,8 @@ use std::time::{Duration, Instant};
 use e2e::cluster::{self, with_temp_ns};
 use e2e::serving::ServiceProxy;
 use e2e::{iris, kubectl};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::DynamicObject;
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::{json, Value};
 
@@ -268,34 +265,7 @@ impl Drop for MetricsApiRemoved {
 /// The first Warning Event about the IrisModel `name` (not its HPA, which has the same name),
 /// as "reason: note".
 async fn model_warning(client: &kube::Client, ns: &str, name: &str) -> String {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let about_model = |e: &Event| {
-        let regarding = e.regarding.as_ref();
-        e.type_.as_deref() == Some("Warning")
-            && regarding.and_then(|r| r.kind.as_deref()) == Some("IrisModel")
-            && regarding.and_then(|r| r.name.as_deref()) == Some(name)
-    };
-    let stream = watcher(events, watcher::Config::default()).applied_objects();
-    let found = tokio::time::timeout(
-        SCALE_WITHIN,
-        stream
-            .filter_map(|e| async move { e.ok() })
-            .filter(move |e| {
-                let hit = about_model(e);
-                async move { hit }
-            })
-            .boxed()
-            .next(),
-    )
-    .await;
-    match found {
-        Ok(Some(e)) => format!(
-            "{}: {}",
-            e.reason.unwrap_or_default(),
-            e.note.unwrap_or_default()
-        ),
-        _ => panic!("no Warning Event about irismodel/{name} in {ns} within {SCALE_WITHIN:?}"),
-    }
+    e2e::serving::wait_warning_event_about(client, ns, Some("IrisModel"), name, SCALE_WITHIN).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

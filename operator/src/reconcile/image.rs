@@ -97,26 +97,12 @@ mod tests {
 
     #[test]
     fn the_digest_is_the_one_the_ready_pods_of_the_current_version_run() {
+        let id = |digest: &str| format!("localhost:5000/iris/model-server@{digest}");
         let pods = [
-            pod(
-                "a",
-                "h2",
-                true,
-                &format!("localhost:5000/iris/model-server@{D1}"),
-            ),
-            pod(
-                "b",
-                "h2",
-                true,
-                &format!("localhost:5000/iris/model-server@{D1}"),
-            ),
+            pod("a", "h2", true, &id(D1)),
+            pod("b", "h2", true, &id(D1)),
             // An old version's pod and a starting one say nothing about the current version.
-            pod(
-                "c",
-                "h1",
-                true,
-                &format!("localhost:5000/iris/model-server@{D2}"),
-            ),
+            pod("c", "h1", true, &id(D2)),
             pod("d", "h2", false, ""),
         ];
         let image = served(REF, Some("h2"), &pods, true, None);
@@ -125,24 +111,11 @@ mod tests {
             ImageStatus {
                 reference: REF.into(),
                 digest: Some(D1.into()),
-                image_id: Some(format!("localhost:5000/iris/model-server@{D1}")),
+                image_id: Some(id(D1)),
             }
         );
         // Ready pods that disagree (a tag pushed again mid-rollout): no single digest.
-        let mixed = [
-            pod(
-                "a",
-                "h2",
-                true,
-                &format!("localhost:5000/iris/model-server@{D1}"),
-            ),
-            pod(
-                "b",
-                "h2",
-                true,
-                &format!("localhost:5000/iris/model-server@{D2}"),
-            ),
-        ];
+        let mixed = [pod("a", "h2", true, &id(D1)), pod("b", "h2", true, &id(D2))];
         assert_eq!(served(REF, Some("h2"), &mixed, true, None).digest, None);
         // No ready pod yet: the reference only.
         let starting = served(REF, Some("h2"), &pods[3..], true, None);
