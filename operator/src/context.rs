@@ -14,6 +14,7 @@ use crate::crd::IrisModel;
 use crate::metrics::Metrics;
 use crate::names::MANAGER;
 use crate::reconcile::artifact::BuiltinCache;
+use crate::reconcile::scaler::Scalers;
 use crate::scrape::{HttpScraper, Scrape};
 
 /// What every reconcile shares.
@@ -28,6 +29,8 @@ pub struct Context {
     /// The watch caches of the children, installed by the Controllers when they start.
     children: RwLock<ChildCache>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The request-rate series of the models autoscaled on their request rate.
+    pub(crate) scalers: Scalers,
     /// The time of a reconcile: condition transitions and how long a model has not been Ready
     /// are measured on it. The system clock, fixed in tests.
     clock: Clock,
@@ -57,6 +60,7 @@ impl Context {
             scraper: Arc::new(HttpScraper::default()),
             children: RwLock::new(ChildCache::default()),
             failures: Mutex::new(HashMap::new()),
+            scalers: Scalers::default(),
             clock: Arc::new(|| Time(Timestamp::now())),
         }
     }

@@ -586,8 +586,9 @@ impl ServiceType {
     }
 }
 
-/// Horizontal autoscaling on CPU utilisation, by a HorizontalPodAutoscaler on the Deployment
-/// (whose scale subresource holds the one replica count).
+/// Horizontal autoscaling, on CPU utilisation by a HorizontalPodAutoscaler, or on the request
+/// rate by the operator itself (`targetRequestsPerSecond`); either way the Deployment's scale
+/// subresource holds the one replica count.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas"))]
@@ -601,13 +602,22 @@ pub struct AutoscalingSpec {
     #[schemars(range(min = 1, max = 100))]
     pub max_replicas: i32,
 
-    /// Average CPU use, in percent of the CPU request, that the autoscaler aims for.
+    /// Average CPU use, in percent of the CPU request, that the autoscaler aims for. Ignored
+    /// when `targetRequestsPerSecond` is set.
     #[serde(
         default = "default_target_cpu",
         rename = "targetCPUUtilizationPercentage"
     )]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
+
+    /// Prediction requests per second per pod that the autoscaler aims for, over HTTP and
+    /// gRPC together. When set, the operator scales on the request rate it reads from the
+    /// pods' own counters (every 5 s) instead of a HorizontalPodAutoscaler on CPU, which is a
+    /// poor signal for a server that spends microseconds of CPU per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub target_requests_per_second: Option<i32>,
 
     /// How long the load must have stayed low before pods are removed: the autoscaler keeps
     /// the highest replica count it recommended over this window (the HorizontalPodAutoscaler's

@@ -71,11 +71,18 @@ pub(crate) enum Operation {
     Apply,
     Delete,
     Create,
+    /// A replica count written to a scale subresource (request-rate autoscaling).
+    Scale,
 }
 
 impl Operation {
     #[cfg(test)]
-    const ALL: [Operation; 3] = [Operation::Apply, Operation::Delete, Operation::Create];
+    const ALL: [Operation; 4] = [
+        Operation::Apply,
+        Operation::Delete,
+        Operation::Create,
+        Operation::Scale,
+    ];
 
     /// The `operation` label.
     fn as_str(self) -> &'static str {
@@ -83,6 +90,7 @@ impl Operation {
             Operation::Apply => "apply",
             Operation::Delete => "delete",
             Operation::Create => "create",
+            Operation::Scale => "scale",
         }
     }
 }

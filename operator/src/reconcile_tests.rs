@@ -710,6 +710,7 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
         max_replicas: 3,
         target_cpu_utilization_percentage: 70,
         scale_down_stabilization_seconds: None,
+        target_requests_per_second: None,
     });
 
     let (ctx, server) = context();
@@ -766,6 +767,7 @@ async fn an_autoscaler_that_cannot_act_is_in_the_status_and_an_event_and_so_is_i
         max_replicas: 3,
         target_cpu_utilization_percentage: 70,
         scale_down_stabilization_seconds: Some(30),
+        target_requests_per_second: None,
     });
     let no_metrics = json!({
         "currentReplicas": 1, "desiredReplicas": 0,
@@ -1239,4 +1241,176 @@ async fn a_by_hand_action_is_acted_on_and_its_annotation_removed() {
         .expect("reconciles");
     finished(server).await;
     assert_eq!(ctx.metrics.rollbacks_of("CanaryAborted"), 1);
+}
+
+/// A model autoscaled on its request rate, target 10/s per pod, between 1 and 5 pods.
+fn rate_autoscaled() -> IrisModel {
+    let mut model = model("iris", 1);
+    model.spec.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 1,
+        max_replicas: 5,
+        target_cpu_utilization_percentage: 70,
+        scale_down_stabilization_seconds: Some(0),
+        target_requests_per_second: Some(10),
+    });
+    model
+}
+
+#[tokio::test]
+async fn a_request_rate_over_the_target_scales_the_deployment_through_its_scale_subresource() {
+    let model = rate_autoscaled();
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    let table = Arc::new(crate::scrape::testing::Table::default());
+    // 350 prediction requests counted now; probes and scrapes do not count.
+    table.set(
+        "192.0.2.1",
+        "model_server_http_requests_total{route=\"/v2/models/{name}/infer\",code=\"200\"} 300\n\
+         model_server_grpc_requests_total{method=\"ModelInfer\",code=\"OK\"} 50\n\
+         model_server_http_requests_total{route=\"/v2/health/ready\",code=\"200\"} 9000\n",
+    );
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    // The first sample, 10 s ago, counted 50 requests on the same pod: 30 requests/s.
+    let mut pod = ready_pod("iris-1", "192.0.2.1", false);
+    pod["metadata"]["uid"] = json!("pod-uid-1");
+    ctx.scalers.sample(
+        "testns/iris",
+        crate::reconcile::scaler::Sample {
+            now: (NOW - 10) as f64,
+            counts: vec![crate::reconcile::scaler::PodCount {
+                pod: "pod-uid-1".into(),
+                requests: 50,
+                started: None,
+            }],
+            unreadable: None,
+            current: 1,
+        },
+        model.spec.autoscaling.as_ref().expect("autoscaling"),
+        10.0,
+    );
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod]});
+    let server = server.run(vec![
+        // No HorizontalPodAutoscaler: the operator is this model's autoscaler.
+        running_pods(&deployment),
+        Expect::get(PODS, Reply::Json(pods)),
+        Expect {
+            method: http::Method::PATCH,
+            path: format!("{DEPLOYMENT}/scale"),
+            query: vec![],
+            check: None,
+            reply: Reply::Json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": "iris", "namespace": "testns"},
+                "spec": {"replicas": 3}})),
+        }
+        .checking(|body| assert_eq!(body, &json!({"spec": {"replicas": 3}}))),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Rescaled"));
+            let note = body["note"].as_str().unwrap_or_default();
+            assert!(
+                note.starts_with("1 -> 3 replicas: 30.0 requests/s"),
+                "{note}"
+            );
+        }),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Autoscaling"),
+                ("True", "ScalingActive", Some(1))
+            );
+            let message = &status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Autoscaling")
+                .expect("Autoscaling")
+                .message;
+            assert!(
+                message.contains("30.0 requests/s over 1 pod against a target of 10/s per pod"),
+                "{message}"
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+    ]);
+    let action = reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    assert_eq!(
+        action,
+        Action::requeue(crate::reconcile::scaler::SCALE_INTERVAL)
+    );
+}
+
+#[tokio::test]
+async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_says_why() {
+    let model = rate_autoscaled();
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let spec = model.spec.autoscaling.clone().expect("autoscaling");
+    ctx.scalers.sample(
+        "testns/iris",
+        crate::reconcile::scaler::Sample {
+            now: (NOW - 10) as f64,
+            counts: vec![],
+            unreadable: None,
+            current: 1,
+        },
+        &spec,
+        10.0,
+    );
+    // A scraper that knows no pod: the ready pod's /metrics does not answer.
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(Arc::new(crate::scrape::testing::Table::default())),
+    );
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+        "items": [ready_pod("iris-1", "192.0.2.9", false)]});
+    let server = server.run(vec![
+        running_pods(&deployment),
+        Expect::get(PODS, Reply::Json(pods)),
+        // No scale write.
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            let c = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Autoscaling")
+                .expect("Autoscaling");
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "RequestCountersUnavailable")
+            );
+            assert!(c.message.contains("stays at 1"), "{}", c.message);
+            assert!(c.message.contains("192.0.2.9"), "{}", c.message);
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("RequestCountersUnavailable"));
+        }),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
 }

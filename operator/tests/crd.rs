@@ -221,6 +221,7 @@ fn ranges_enums_and_defaults() {
         ("maxReplicas", 1.0, 100.0),
         ("targetCPUUtilizationPercentage", 1.0, 100.0),
         ("scaleDownStabilizationSeconds", 0.0, 3600.0),
+        ("targetRequestsPerSecond", 1.0, 1_000_000.0),
     ] {
         assert_eq!(autoscaling[field]["minimum"], json!(min), "{field}");
         assert_eq!(autoscaling[field]["maximum"], json!(max), "{field}");
@@ -310,6 +311,7 @@ fn cel_rules_accept_good_specs() {
         json!({"autoscaling": {"maxReplicas": 3}}),
         json!({"autoscaling": {"maxReplicas": 3, "scaleDownStabilizationSeconds": 0}}),
         json!({"autoscaling": {"maxReplicas": 3, "targetCPUUtilizationPercentage": 50, "scaleDownStabilizationSeconds": 3600}}),
+        json!({"autoscaling": {"maxReplicas": 3, "targetRequestsPerSecond": 50}}),
         json!({"service": {"type": "NodePort", "nodePort": 30080}}),
         json!({"service": {"type": "ClusterIP"}}),
         json!({"port": 80, "grpcPort": 443}),

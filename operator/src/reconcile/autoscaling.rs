@@ -11,6 +11,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use crate::reconcile::conditions::{Verdict, AUTOSCALING};
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rootcause::bound;
+use crate::reconcile::scaler::Facts;
 
 /// Reason while the HorizontalPodAutoscaler has not reported yet (just created).
 pub(crate) const REASON_STARTING: &str = "AutoscalerStarting";
@@ -86,6 +87,55 @@ pub(crate) fn verdict(
     Some(Verdict::new(AUTOSCALING, true, REASON_ACTIVE, figures))
 }
 
+/// Reason of Autoscaling=False when no ready pod's request counters could be read.
+pub(crate) const REASON_NO_COUNTERS: &str = "RequestCountersUnavailable";
+
+/// The Autoscaling condition of a model that scales on its request rate, from the operator's
+/// own autoscaler ([`crate::reconcile::scaler`]).
+pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Option<Verdict> {
+    let autoscaling = resolved.autoscaling.as_ref()?;
+    let target = autoscaling.target_requests_per_second?;
+    let Some(facts) = reading else {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_STARTING,
+            "the first sample of the pods' request counters is taken; the rate needs a second",
+        ));
+    };
+    if let Some(why) = &facts.unreadable {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_NO_COUNTERS,
+            bound(&format!(
+                "the request rate cannot be read, the replica count stays at {}: {why}",
+                facts.current
+            )),
+        ));
+    }
+    let pods = match facts.pods {
+        1 => "1 pod".to_string(),
+        n => format!("{n} pods"),
+    };
+    let figures = format!(
+        "{:.1} requests/s over {pods} against a target of {target}/s per pod: {} replicas (desired {}, between {} and {})",
+        facts.rate, facts.current, facts.desired, autoscaling.min_replicas, autoscaling.max_replicas
+    );
+    if facts.wanted > autoscaling.max_replicas {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_AT_MAXIMUM,
+            bound(&format!(
+                "at autoscaling.maxReplicas ({}) while the target is exceeded ({} wanted): {figures}",
+                autoscaling.max_replicas, facts.wanted
+            )),
+        ));
+    }
+    Some(Verdict::new(AUTOSCALING, true, REASON_ACTIVE, figures))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +162,7 @@ mod tests {
             max_replicas: 3,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            target_requests_per_second: None,
         }))
     }
 
@@ -194,5 +245,41 @@ mod tests {
                 "cpu 2% of the 70% target, 1 replicas (desired 1, between 1 and 3)"
             )
         );
+    }
+
+    #[test]
+    fn the_request_rate_autoscaler_says_when_it_starts_and_when_it_is_pinned() {
+        let model = resolved(Some(AutoscalingSpec {
+            min_replicas: 1,
+            max_replicas: 2,
+            target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
+            target_requests_per_second: Some(10),
+        }));
+        let v = rate_verdict(&model, None).expect("a verdict");
+        assert_eq!((v.status, v.reason.as_str()), (false, REASON_STARTING));
+        let facts = Facts {
+            rate: 45.0,
+            pods: 2,
+            current: 2,
+            desired: 2,
+            wanted: 5,
+            unreadable: None,
+        };
+        let v = rate_verdict(&model, Some(&facts)).expect("a verdict");
+        assert_eq!((v.status, v.reason.as_str()), (false, REASON_AT_MAXIMUM));
+        assert!(
+            v.message
+                .contains("at autoscaling.maxReplicas (2) while the target is exceeded (5 wanted)"),
+            "{}",
+            v.message
+        );
+        assert!(
+            v.message.contains("45.0 requests/s over 2 pods"),
+            "{}",
+            v.message
+        );
+        // A CPU-autoscaled model has no request-rate verdict.
+        assert_eq!(rate_verdict(&cpu_model(), Some(&facts)), None);
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod report;
 pub(crate) mod resolve;
 pub(crate) mod rollout;
 pub(crate) mod rootcause;
+pub(crate) mod scaler;
 pub(crate) mod status;
 
 use std::sync::Arc;
@@ -80,6 +81,7 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
         // Being deleted: garbage collection removes the children; applying them again would
         // fight it (foreground deletion keeps the IrisModel around until they are gone).
         ctx.metrics.models.forget(&namespace, &name);
+        ctx.scalers.forget(&object_key(model));
         return Ok(Action::await_change());
     }
     let cache = ctx.children();
@@ -100,6 +102,9 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
             if running {
                 // Steps are timed and the canary's metrics change without watch events.
                 action = Action::requeue(rollout::REQUEUE_CANARY);
+            } else if scaler::on_request_rate(model) {
+                // The request rate is sampled on a clock, not on watch events.
+                action = Action::requeue(scaler::SCALE_INTERVAL);
             }
             report::publish_status(model, status, ctx).await?;
             report::rollout(model, &decision, ctx).await?;
@@ -155,12 +160,17 @@ async fn converge(
         }
         None => observe::Pods::default(),
     };
+    let rate = match &deployment {
+        Some(deployment) => scaler::scale(ctx, model, &resolved, deployment, now).await?,
+        None => None,
+    };
     let live = status::Observed {
         deployment: deployment.as_ref(),
         pods: &pods.pods,
         pods_read: pods.read,
         events: &pods.events,
         hpa: observed.hpa.as_ref(),
+        rate: rate.as_ref(),
     };
     let status = status::served(model, &resolved, &live, &decision, now);
     let mut decision = decision;

@@ -144,7 +144,11 @@ pub(crate) async fn pods(
 }
 
 /// The pods of an IrisModel (stable and canary), from the API server's watch cache.
-async fn list_pods(client: &Client, name: &str, namespace: &str) -> Result<Vec<Pod>, Error> {
+pub(crate) async fn list_pods(
+    client: &Client,
+    name: &str,
+    namespace: &str,
+) -> Result<Vec<Pod>, Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     Ok(api
         .list(
@@ -182,6 +186,30 @@ async fn pod_events(
     Ok(events)
 }
 
+/// Each pod's `/metrics` page (over HTTPS when the model serves TLS), in the order of `pods`,
+/// all at once; a pod without an IP yet, or that does not answer, gives why not.
+pub(crate) async fn scrape(
+    scraper: &dyn Scrape,
+    pods: &[Pod],
+    resolved: &Resolved,
+) -> Vec<Result<String, String>> {
+    let (port, https) = (resolved.port, resolved.tls_secret.is_some());
+    let pages = pods.iter().map(|pod| {
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        async move {
+            let Some(ip) = ip else {
+                return Err("no pod IP yet".to_string());
+            };
+            let page = scraper.metrics(&ip, port, https).await;
+            if let Err(e) = &page {
+                debug!(pod_ip = %ip, "metrics scrape failed: {e}");
+            }
+            page
+        }
+    });
+    futures::future::join_all(pages).await
+}
+
 /// While a canary runs: the canary pods' and the stable pods' prediction traffic, read from
 /// each ready pod's own /metrics, and why a canary pod is not ready (pod status and Warning
 /// Events of a few of them). One pod list, one scrape per ready pod.
@@ -193,8 +221,6 @@ pub(crate) async fn canary(
     now: &Time,
 ) -> Result<CanaryFacts, Error> {
     let (name, namespace) = (resolved.name.as_str(), resolved.namespace.as_str());
-    // Over HTTPS when the pods serve TLS.
-    let (port, https) = (resolved.port, resolved.tls_secret.is_some());
     let pods = list_pods(client, name, namespace).await?;
     let is_canary = |pod: &Pod| {
         pod.metadata
@@ -214,21 +240,13 @@ pub(crate) async fn canary(
         None => None,
     };
     let scrape_all = |pods: Vec<Pod>| async move {
-        let ips: Vec<String> = pods
-            .iter()
-            .filter(|pod| rootcause::is_ready(pod))
-            .filter_map(|pod| pod.status.as_ref()?.pod_ip.clone())
-            .collect();
-        let pages =
-            futures::future::join_all(ips.iter().map(|ip| scraper.metrics(ip, port, https))).await;
-        let mut answered = Vec::new();
-        for (ip, page) in ips.iter().zip(pages) {
-            match page {
-                Ok(text) => answered.push(Traffic::parse(&text)),
-                Err(e) => debug!(pod_ip = %ip, "metrics scrape failed: {e}"),
-            }
-        }
-        answered
+        let ready: Vec<Pod> = pods.into_iter().filter(rootcause::is_ready).collect();
+        let pages = scrape(scraper, &ready, resolved).await;
+        pages
+            .into_iter()
+            .filter_map(|page| page.ok())
+            .map(|text| Traffic::parse(&text))
+            .collect::<Vec<_>>()
     };
     let canary_traffic = scrape_all(canary_pods).await;
     let stable_traffic = scrape_all(stable_pods).await;

@@ -445,6 +445,7 @@ mod tests {
             max_replicas: 4,
             target_cpu_utilization_percentage: 60,
             scale_down_stabilization_seconds: None,
+            target_requests_per_second: None,
         });
         let resolved =
             resolve(&model, &settings(), None, &BuiltinCache::default()).expect("resolves");

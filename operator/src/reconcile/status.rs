@@ -19,6 +19,7 @@ use crate::reconcile::rollout::{
     Decision, PHASE_ABORTED, PHASE_CANARY, PHASE_PAUSED, PHASE_PROMOTED, PHASE_PROMOTING,
 };
 use crate::reconcile::rootcause::{bound, pod_failure, PodEvents};
+use crate::reconcile::scaler;
 
 /// Reason of Ready=True.
 pub(crate) const REASON_READY: &str = "Ready";
@@ -116,6 +117,8 @@ pub(crate) struct Observed<'a> {
     pub(crate) events: &'a PodEvents,
     /// The HorizontalPodAutoscaler as the watch cache has it (with its status).
     pub(crate) hpa: Option<&'a HorizontalPodAutoscaler>,
+    /// The request-rate autoscaler's reading, when the model scales on its request rate.
+    pub(crate) rate: Option<&'a scaler::Reading>,
 }
 
 /// The status of a served IrisModel, with the rollout's decision (its status, and a model the
@@ -218,7 +221,10 @@ pub(crate) fn served(
     };
     let mut verdicts = vec![ready, progressing, degraded];
     verdicts.extend(decision.status.as_ref().map(rollout_verdict));
-    verdicts.extend(autoscaling::verdict(resolved, observed.hpa));
+    verdicts.extend(match observed.rate {
+        Some(reading) => autoscaling::rate_verdict(resolved, reading.as_ref()),
+        None => autoscaling::verdict(resolved, observed.hpa),
+    });
     // A refused model is not the one served: status.model keeps describing the one that is.
     let served_model = match decision.refused {
         Some(_) => previous.model.clone(),

@@ -11,9 +11,13 @@ use kube::Resource;
 use super::child_meta;
 use crate::reconcile::resolve::Resolved;
 
-/// Builds the autoscaler of the Deployment, or None when autoscaling is not requested.
+/// Builds the autoscaler of the Deployment, or None when autoscaling on CPU is not requested
+/// (on the request rate the operator is the autoscaler, see [`crate::reconcile::scaler`]).
 pub(crate) fn build(resolved: &Resolved) -> Option<HorizontalPodAutoscaler> {
-    let autoscaling = resolved.autoscaling.as_ref()?;
+    let autoscaling = resolved
+        .autoscaling
+        .as_ref()
+        .filter(|a| a.target_requests_per_second.is_none())?;
     let target = autoscaling.target_cpu_utilization_percentage;
     Some(HorizontalPodAutoscaler {
         metadata: child_meta(resolved),

@@ -499,6 +499,7 @@ fn deployment_leaves_replicas_to_the_autoscaler() {
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            target_requests_per_second: None,
         }),
         ..builtin()
     };
@@ -649,6 +650,7 @@ fn autoscaler_only_when_asked() {
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            target_requests_per_second: None,
         }),
         ..builtin()
     };
@@ -726,6 +728,7 @@ fn disruption_budget_from_two_replicas() {
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            target_requests_per_second: None,
         }),
         ..builtin()
     };

@@ -1,0 +1,471 @@
+//! Autoscaling on the request rate, by the operator itself: no metrics adapter, no KEDA, no
+//! HorizontalPodAutoscaler. Every [`SCALE_INTERVAL`] the reconcile of a model with
+//! `spec.autoscaling.targetRequestsPerSecond` reads each ready pod's own prediction counters
+//! (the `/metrics` the canary analysis reads, [`Traffic`]), takes the rate between two samples,
+//! and writes the replica count the rate asks for to the Deployment's scale subresource, which
+//! stays the one source of the count (as it is for the HPA, and for `kubectl scale`).
+//!
+//! The rule is the HorizontalPodAutoscaler's: desired = ceil(rate / target), kept at the
+//! current count within a 10% tolerance, bounded by min and max replicas; up at once, down
+//! only to the highest count recommended over the scale-down stabilization window. The state
+//! between samples lives in the operator's memory: after a restart (or a change of leader) the
+//! first sample only starts a new series, and the count stays where it is.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::ResourceExt;
+use serde_json::json;
+
+use crate::context::Context;
+use crate::crd::{AutoscalingSpec, IrisModel};
+use crate::error::Error;
+use crate::metrics::{Operation, Written};
+use crate::names::MANAGER;
+use crate::reconcile::analysis::Traffic;
+use crate::reconcile::desired::ChildKind;
+use crate::reconcile::resolve::Resolved;
+use crate::reconcile::{observe, report};
+
+/// How often a model autoscaled on its request rate is sampled (its requeue).
+pub(crate) const SCALE_INTERVAL: Duration = Duration::from_secs(5);
+/// Reason of the Event of a change of the replica count.
+pub(crate) const REASON_RESCALED: &str = "Rescaled";
+/// Samples closer than this are not taken (a watch event right after a tick): the rate over
+/// a fraction of a second is noise.
+const MIN_SAMPLE_GAP_S: f64 = 2.0;
+/// Within this ratio of the target the count stays (the HorizontalPodAutoscaler's tolerance).
+const TOLERANCE: f64 = 0.1;
+/// Series not sampled for this long belong to models that are gone or no longer autoscaled.
+const FORGET_AFTER_S: f64 = 600.0;
+
+/// One pod's prediction counter at a sample.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PodCount {
+    /// The pod's uid: a pod replaced under the same name starts a new counter.
+    pub(crate) pod: String,
+    pub(crate) requests: u64,
+    /// When the pod started (seconds): a pod that started after the previous sample counts
+    /// all its requests.
+    pub(crate) started: Option<f64>,
+}
+
+/// One look at a model's pods.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Sample {
+    /// When (seconds).
+    pub(crate) now: f64,
+    /// The ready pods' counters that could be read.
+    pub(crate) counts: Vec<PodCount>,
+    /// Why a ready pod's counters could not be read (the last such reason).
+    pub(crate) unreadable: Option<String>,
+    /// The Deployment's replica count.
+    pub(crate) current: i32,
+}
+
+/// What the autoscaler saw and decided at its last sample, for the status.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Facts {
+    /// Prediction requests per second over all the pods read.
+    pub(crate) rate: f64,
+    /// Pods whose counters went into the rate.
+    pub(crate) pods: usize,
+    /// The Deployment's replica count before this decision.
+    pub(crate) current: i32,
+    /// The count written (after the bounds and the stabilization window).
+    pub(crate) desired: i32,
+    /// The count the rate alone asks for (may exceed maxReplicas).
+    pub(crate) wanted: i32,
+    /// Why no pod's counters could be read (the count then stays).
+    pub(crate) unreadable: Option<String>,
+}
+
+/// The autoscaler's reading of a model: none yet (a first sample starts the series), or facts.
+pub(crate) type Reading = Option<Facts>;
+
+#[derive(Clone, Debug, Default)]
+struct Series {
+    at: f64,
+    counts: HashMap<String, u64>,
+    /// (time, bounded recommendation) over the scale-down window.
+    recommendations: VecDeque<(f64, i32)>,
+    last: Reading,
+}
+
+/// The request-rate series of every model autoscaled on it, by `namespace/name`.
+#[derive(Default)]
+pub(crate) struct Scalers(Mutex<HashMap<String, Series>>);
+
+impl Scalers {
+    /// Takes a sample of a model's pods at `now` (seconds) and decides its replica count.
+    pub(crate) fn sample(
+        &self,
+        key: &str,
+        sample: Sample,
+        spec: &AutoscalingSpec,
+        target: f64,
+    ) -> Reading {
+        let Sample {
+            now,
+            counts,
+            unreadable,
+            current,
+        } = sample;
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|k, s| k == key || now - s.at < FORGET_AFTER_S);
+        let Some(series) = all.get_mut(key) else {
+            all.insert(key.to_string(), Series::start(now, &counts));
+            return None;
+        };
+        if now - series.at < MIN_SAMPLE_GAP_S {
+            return series.last.clone();
+        }
+        let reading = series.next(now, &counts, unreadable, current, spec, target);
+        series.last = reading.clone();
+        reading
+    }
+
+    /// Drops a model's series (it was deleted, or no longer scales on its request rate).
+    pub(crate) fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+impl Series {
+    fn start(now: f64, counts: &[PodCount]) -> Series {
+        Series {
+            at: now,
+            counts: counts.iter().map(|c| (c.pod.clone(), c.requests)).collect(),
+            ..Series::default()
+        }
+    }
+
+    fn next(
+        &mut self,
+        now: f64,
+        counts: &[PodCount],
+        unreadable: Option<String>,
+        current: i32,
+        spec: &AutoscalingSpec,
+        target: f64,
+    ) -> Reading {
+        let (before, dt) = (std::mem::take(&mut self.counts), now - self.at);
+        self.at = now;
+        self.counts = counts.iter().map(|c| (c.pod.clone(), c.requests)).collect();
+        if counts.is_empty() && current > 0 {
+            // Nothing read: no rate is not a zero rate. The count stays.
+            return Some(Facts {
+                rate: 0.0,
+                pods: 0,
+                current,
+                desired: current,
+                wanted: current,
+                unreadable: Some(unreadable.unwrap_or_else(|| "no pod is ready".to_string())),
+            });
+        }
+        let mut requests = 0u64;
+        let mut pods = 0usize;
+        for c in counts {
+            let since = match before.get(&c.pod) {
+                // A counter below its last value is a restarted container's: all new.
+                Some(&b) => Some(c.requests.checked_sub(b).unwrap_or(c.requests)),
+                None if c.started.is_some_and(|s| s >= now - dt) => Some(c.requests),
+                None => None,
+            };
+            if let Some(n) = since {
+                requests += n;
+                pods += 1;
+            }
+        }
+        let rate = requests as f64 / dt.max(f64::EPSILON);
+        let wanted = recommend(rate, current, target);
+        let bounded = wanted.clamp(spec.min_replicas, spec.max_replicas);
+        let window = f64::from(spec.scale_down_window());
+        self.recommendations.push_back((now, bounded));
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(at, _)| *at < now - window)
+        {
+            self.recommendations.pop_front();
+        }
+        let desired = if bounded >= current {
+            bounded
+        } else {
+            let highest = self.recommendations.iter().map(|(_, r)| *r).max();
+            highest.unwrap_or(bounded).min(current)
+        };
+        Some(Facts {
+            rate,
+            pods,
+            current,
+            desired,
+            wanted,
+            unreadable: None,
+        })
+    }
+}
+
+/// The count a rate asks for: ceil(rate / target), or the current count while the rate per
+/// pod is within [`TOLERANCE`] of the target.
+fn recommend(rate: f64, current: i32, target: f64) -> i32 {
+    if current > 0 && (rate / (f64::from(current) * target) - 1.0).abs() <= TOLERANCE {
+        return current;
+    }
+    let wanted = (rate / target).ceil();
+    if wanted >= f64::from(i32::MAX) {
+        i32::MAX
+    } else {
+        wanted as i32
+    }
+}
+
+/// Whether the model scales on its request rate (the operator is its autoscaler).
+pub(crate) fn on_request_rate(model: &IrisModel) -> bool {
+    model
+        .spec
+        .autoscaling
+        .as_ref()
+        .is_some_and(|a| a.target_requests_per_second.is_some())
+}
+
+/// Seconds since the epoch, the scaler's clock.
+fn seconds(time: &Time) -> f64 {
+    time.0.as_millisecond() as f64 / 1000.0
+}
+
+/// One pod's counters, or why they could not be read.
+fn pod_count(pod: &Pod, page: Result<String, String>) -> Result<PodCount, String> {
+    let text = page?;
+    Ok(PodCount {
+        pod: pod.uid().unwrap_or_else(|| pod.name_any()),
+        requests: Traffic::parse(&text).requests,
+        started: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(seconds),
+    })
+}
+
+/// The request-rate step of a reconcile: samples the model's ready pods, and writes the
+/// replica count to the Deployment's scale subresource when it changes. None when the model
+/// does not scale on its request rate.
+pub(crate) async fn scale(
+    ctx: &Context,
+    model: &IrisModel,
+    resolved: &Resolved,
+    deployment: &Deployment,
+    now: &Time,
+) -> Result<Option<Reading>, Error> {
+    let key = format!("{}/{}", resolved.namespace, resolved.name);
+    let Some((spec, target)) = resolved
+        .autoscaling
+        .as_ref()
+        .and_then(|a| Some((a, a.target_requests_per_second?)))
+    else {
+        ctx.scalers.forget(&key);
+        return Ok(None);
+    };
+    let pods = observe::list_pods(&ctx.client, &resolved.name, &resolved.namespace).await?;
+    let ready: Vec<Pod> = pods
+        .into_iter()
+        .filter(crate::reconcile::rootcause::is_ready)
+        .collect();
+    let pages = observe::scrape(ctx.scraper.as_ref(), &ready, resolved).await;
+    let mut counts = Vec::new();
+    let mut failure = None;
+    for (pod, page) in ready.iter().zip(pages) {
+        match pod_count(pod, page) {
+            Ok(count) => counts.push(count),
+            Err(e) => failure = Some(format!("pod {}: {e}", pod.name_any())),
+        }
+    }
+    let current = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let sample = Sample {
+        now: seconds(now),
+        counts,
+        unreadable: failure,
+        current,
+    };
+    let reading = ctx.scalers.sample(&key, sample, spec, f64::from(target));
+    if let Some(facts) = reading.as_ref().filter(|f| f.desired != f.current) {
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
+        api.patch_scale(
+            &resolved.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": facts.desired}})),
+        )
+        .await
+        .map_err(Error::kube("scale the deployment"))?;
+        ctx.metrics
+            .write(Written::Child(ChildKind::Deployment), Operation::Scale);
+        let note = format!(
+            "{} -> {} replicas: {:.1} requests/s over {} pods against a target of {target}/s per pod",
+            facts.current, facts.desired, facts.rate, facts.pods
+        );
+        tracing::info!(irismodel = %key, manager = MANAGER, "scaled on the request rate: {note}");
+        report::publish_event(model, ctx, EventType::Normal, REASON_RESCALED, note).await;
+    }
+    Ok(Some(reading))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(min: i32, max: i32, window: i32) -> AutoscalingSpec {
+        AutoscalingSpec {
+            min_replicas: min,
+            max_replicas: max,
+            target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: Some(window),
+            target_requests_per_second: Some(10),
+        }
+    }
+
+    fn look(now: f64, counts: Vec<PodCount>, current: i32) -> Sample {
+        Sample {
+            now,
+            counts,
+            unreadable: None,
+            current,
+        }
+    }
+
+    fn counts(pods: &[(&str, u64)]) -> Vec<PodCount> {
+        pods.iter()
+            .map(|(pod, requests)| PodCount {
+                pod: pod.to_string(),
+                requests: *requests,
+                started: Some(0.0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_sample_starts_a_series_and_decides_nothing() {
+        let scalers = Scalers::default();
+        let s = spec(1, 5, 0);
+        assert_eq!(
+            scalers.sample("ns/a", look(100.0, counts(&[("p1", 50)]), 1), &s, 10.0),
+            None
+        );
+        // 300 requests in 10 s on one pod, target 10/s per pod: 3 pods, at once.
+        let facts = scalers
+            .sample("ns/a", look(110.0, counts(&[("p1", 350)]), 1), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((facts.rate, facts.wanted, facts.desired), (30.0, 3, 3));
+        assert_eq!((facts.current, facts.pods), (1, 1));
+    }
+
+    #[test]
+    fn the_count_is_bounded_and_the_wanted_count_is_kept_for_the_status() {
+        let scalers = Scalers::default();
+        let s = spec(2, 4, 0);
+        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 2), &s, 10.0);
+        let facts = scalers
+            .sample("ns/a", look(10.0, counts(&[("p1", 1000)]), 2), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((facts.wanted, facts.desired), (10, 4));
+        let idle = scalers
+            .sample("ns/a", look(20.0, counts(&[("p1", 1000)]), 4), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((idle.rate, idle.wanted, idle.desired), (0.0, 0, 2));
+    }
+
+    #[test]
+    fn within_the_tolerance_the_count_stays() {
+        assert_eq!(recommend(21.0, 2, 10.0), 2);
+        assert_eq!(recommend(19.0, 2, 10.0), 2);
+        assert_eq!(recommend(23.0, 2, 10.0), 3);
+        assert_eq!(recommend(0.0, 0, 10.0), 0);
+        assert_eq!(recommend(1e300, 1, 1.0), i32::MAX);
+    }
+
+    #[test]
+    fn down_only_to_the_highest_recommendation_of_the_window() {
+        let scalers = Scalers::default();
+        let s = spec(1, 5, 30);
+        let mut total = 0;
+        let mut at = |t: f64, per_s: u64, current: i32| {
+            total += per_s * 10;
+            scalers
+                .sample("ns/a", look(t, counts(&[("p1", total)]), current), &s, 10.0)
+                .map(|f| f.desired)
+        };
+        assert_eq!(at(0.0, 0, 1), None);
+        assert_eq!(at(10.0, 40, 1), Some(4));
+        // The load drops: the window still holds the 4 of 10 s ago.
+        assert_eq!(at(20.0, 10, 4), Some(4));
+        assert_eq!(at(30.0, 10, 4), Some(4));
+        assert_eq!(at(40.0, 10, 4), Some(4));
+        // 30 s after the peak it has left the window.
+        assert_eq!(at(50.0, 10, 4), Some(1));
+    }
+
+    #[test]
+    fn counters_of_new_restarted_and_replaced_pods() {
+        let scalers = Scalers::default();
+        let s = spec(1, 10, 0);
+        scalers.sample("ns/a", look(0.0, counts(&[("p1", 500)]), 1), &s, 10.0);
+        // p1 restarted (its counter went down: 100 are new); p2 started after the first
+        // sample (all 100 count); p3 was running before it, but never read (not counted).
+        let mut now = counts(&[("p1", 100), ("p2", 100), ("p3", 900)]);
+        now[1].started = Some(5.0);
+        now[2].started = Some(-100.0);
+        let facts = scalers
+            .sample("ns/a", look(10.0, now, 1), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((facts.rate, facts.pods), (20.0, 2));
+    }
+
+    #[test]
+    fn no_counters_read_keeps_the_count_and_says_why() {
+        let scalers = Scalers::default();
+        let s = spec(1, 5, 0);
+        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 3), &s, 10.0);
+        let facts = scalers
+            .sample(
+                "ns/a",
+                Sample {
+                    unreadable: Some("pod a: connection refused".into()),
+                    ..look(10.0, vec![], 3)
+                },
+                &s,
+                10.0,
+            )
+            .expect("a reading");
+        assert_eq!(facts.desired, 3);
+        assert_eq!(
+            facts.unreadable.as_deref(),
+            Some("pod a: connection refused")
+        );
+    }
+
+    #[test]
+    fn samples_too_close_repeat_the_last_reading_and_old_series_are_forgotten() {
+        let scalers = Scalers::default();
+        let s = spec(1, 5, 0);
+        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 1), &s, 10.0);
+        let first = scalers.sample("ns/a", look(10.0, counts(&[("p1", 300)]), 1), &s, 10.0);
+        let again = scalers.sample("ns/a", look(11.0, counts(&[("p1", 9999)]), 3), &s, 10.0);
+        assert_eq!(first, again);
+        // Another model's sample 10 minutes later drops the stale series.
+        scalers.sample("ns/b", look(700.0, counts(&[]), 1), &s, 10.0);
+        assert_eq!(
+            scalers.sample("ns/a", look(710.0, counts(&[("p1", 0)]), 1), &s, 10.0),
+            None
+        );
+    }
+}
