@@ -224,19 +224,53 @@ pub async fn wait_warning_event_about(
     name: &str,
     timeout: Duration,
 ) -> String {
+    let what = format!(
+        "a Warning event about {}{name}",
+        kind.map(|k| format!("{k} ")).unwrap_or_default()
+    );
+    wait_event(client, ns, &what, timeout, |e| {
+        let regarding = e.regarding.as_ref();
+        e.type_.as_deref() == Some("Warning")
+            && kind.is_none_or(|k| regarding.and_then(|r| r.kind.as_deref()) == Some(k))
+            && regarding.and_then(|r| r.name.as_deref()) == Some(name)
+    })
+    .await
+}
+
+/// The first Event with `reason` about the IrisModel `name`, as "reason: note".
+pub async fn wait_model_event(
+    client: &Client,
+    ns: &str,
+    reason: &str,
+    name: &str,
+    timeout: Duration,
+) -> String {
+    let what = format!("a {reason} event about IrisModel {name}");
+    wait_event(client, ns, &what, timeout, |e| {
+        let regarding = e.regarding.as_ref();
+        e.reason.as_deref() == Some(reason)
+            && regarding.and_then(|r| r.kind.as_deref()) == Some("IrisModel")
+            && regarding.and_then(|r| r.name.as_deref()) == Some(name)
+    })
+    .await
+}
+
+/// The first Event in `ns` that `hit` accepts (watched, so one already there counts), as
+/// "reason: note"; panics naming `what` after `timeout`.
+async fn wait_event(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    timeout: Duration,
+    hit: impl Fn(&Event) -> bool + Send + Sync,
+) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let stream = watcher(events, watcher::Config::default()).applied_objects();
     let found = tokio::time::timeout(
         timeout,
         stream
             .filter_map(|e| async move { e.ok() })
-            .filter(|e| {
-                let regarding = e.regarding.as_ref();
-                let hit = e.type_.as_deref() == Some("Warning")
-                    && kind.is_none_or(|k| regarding.and_then(|r| r.kind.as_deref()) == Some(k))
-                    && regarding.and_then(|r| r.name.as_deref()) == Some(name);
-                async move { hit }
-            })
+            .filter(|e| std::future::ready(hit(e)))
             .boxed()
             .next(),
     )
@@ -247,10 +281,7 @@ pub async fn wait_warning_event_about(
             e.reason.unwrap_or_default(),
             e.note.unwrap_or_default()
         ),
-        _ => panic!(
-            "no Warning event about {}{name} in {ns} within {timeout:?}",
-            kind.map(|k| format!("{k} ")).unwrap_or_default()
-        ),
+        _ => panic!("no {what} in {ns} within {timeout:?}"),
     }
 }
 

@@ -14,6 +14,7 @@ use e2e::cluster::{self, with_temp_ns};
 use e2e::serving::ServiceProxy;
 use e2e::{iris, kubectl};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::DynamicObject;
 use kube::Api;
 use serde_json::{json, Value};
@@ -69,11 +70,14 @@ struct Load {
 }
 
 impl Load {
-    fn start(proxy: ServiceProxy, model: &str) -> Load {
+    /// As fast as LOAD_WORKERS loops go, with batches of `rows` rows, or at most `per_second`
+    /// requests a second over all the loops.
+    fn start(proxy: ServiceProxy, model: &str, rows: usize, per_second: Option<u32>) -> Load {
+        let pause = per_second.map(|n| Duration::from_secs(LOAD_WORKERS as u64) / n.max(1));
         let rows: Vec<[f64; 4]> = e2e::serving::iris_rows()
             .into_iter()
             .cycle()
-            .take(ROWS_PER_REQUEST)
+            .take(rows)
             .collect();
         let body = Arc::new(json!({ "instances": rows }));
         let path = Arc::new(format!("/v1/models/{model}:predict"));
@@ -86,10 +90,14 @@ impl Load {
                 let (proxy, body, path) = (proxy.clone(), body.clone(), path.clone());
                 let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
                 tokio::spawn(async move {
+                    let mut pace = pause.map(tokio::time::interval);
                     while !stop.load(Ordering::Relaxed)
                         && Instant::now() < deadline
                         && sent.fetch_add(1, Ordering::Relaxed) < LOAD_AT_MOST_REQUESTS
                     {
+                        if let Some(pace) = pace.as_mut() {
+                            pace.tick().await;
+                        }
                         if proxy.post_json(&path, &body).await.is_err() {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
@@ -157,7 +165,8 @@ async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
         println!("autoscaling: {}", condition(&active, "Autoscaling").2);
 
         let t0 = Instant::now();
-        let load = Load::start(ServiceProxy::new(client.clone(), &ns, "iris", "5001"), "iris");
+        let proxy = ServiceProxy::new(client.clone(), &ns, "iris", "5001");
+        let load = Load::start(proxy, "iris", ROWS_PER_REQUEST, None);
         wait_replicas(&client, &ns, "iris", "at 2 ready replicas under load", |n| n >= 2).await;
         let up = t0.elapsed();
         iris::wait_for(&api, "iris", SCALE_WITHIN, "status.replicas 2", |o| {
@@ -200,6 +209,79 @@ async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
         // And it acts again within its bounds.
         iris::wait_for(&api, "iris", SCALE_WITHIN, "Autoscaling=True again", |o| {
             condition(o, "Autoscaling").0 == "True"
+        })
+        .await;
+    })
+    .await;
+}
+
+/// A model the operator autoscales on its request rate: 10 predictions a second per pod,
+/// between 1 and 3 pods, with a short scale-down window.
+fn rate_autoscaled(name: &str) -> String {
+    serde_json::to_string(&json!({
+        "apiVersion": "serving.iris.dev/v1alpha1",
+        "kind": "IrisModel",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"task": "multiclass", "source": {"builtin": {}}},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 3,
+                            "targetRequestsPerSecond": 10,
+                            "scaleDownStabilizationSeconds": 10}
+        }
+    }))
+    .expect("manifest")
+}
+
+/// A paced load of 25 single-row predictions a second asks for ceil(25 / 10) = 3 pods.
+const RATE_LOAD_PER_SECOND: u32 = 25;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_rate_scales_a_model_up_and_back_down_without_an_hpa() {
+    // No metrics API needed: the operator reads the pods' own counters.
+    with_temp_ns("autoscale-rate", &[], |client, ns| async move {
+        kubectl::apply(&ns, &rate_autoscaled("iris")).expect("apply");
+        let api = iris::api(&client, &ns);
+        iris::wait_ready(&api, "iris", READY_WITHIN).await;
+        let active = iris::wait_for(&api, "iris", SCALE_WITHIN, "Autoscaling=True", |o| {
+            condition(o, "Autoscaling").0 == "True"
+        })
+        .await;
+        println!("autoscaling on the request rate, idle: {}", condition(&active, "Autoscaling").2);
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+        assert!(
+            hpas.get_opt("iris").await.expect("get HPA").is_none(),
+            "the operator is this model's autoscaler: no HorizontalPodAutoscaler"
+        );
+
+        let t0 = Instant::now();
+        let proxy = ServiceProxy::new(client.clone(), &ns, "iris", "5001");
+        let load = Load::start(proxy, "iris", 1, Some(RATE_LOAD_PER_SECOND));
+        wait_replicas(&client, &ns, "iris", "at 3 ready replicas under load", |n| n >= 3).await;
+        let up = t0.elapsed();
+        let scaled = iris::wait_for(&api, "iris", SCALE_WITHIN, "status.replicas 3", |o| {
+            iris::status(o)["replicas"] == 3
+        })
+        .await;
+        let message = condition(&scaled, "Autoscaling").2;
+        let (sent, failed) = load.stop().await;
+        println!(
+            "autoscaling on the request rate: 1 -> 3 ready pods in {:.1} s under {RATE_LOAD_PER_SECOND} requests/s ({sent} sent, {failed} failed): {message}",
+            up.as_secs_f64()
+        );
+        assert_eq!(failed, 0, "no request fails while the model scales up");
+        assert!(message.contains("requests/s"), "{message}");
+        let event = e2e::serving::wait_model_event(&client, &ns, "Rescaled", "iris", SCALE_WITHIN).await;
+        assert!(event.contains("1 -> "), "{event}");
+        println!("autoscaling on the request rate: the IrisModel's Event: {event}");
+
+        let t1 = Instant::now();
+        wait_replicas(&client, &ns, "iris", "back at 1 replica after the load", |n| n == 1).await;
+        println!(
+            "autoscaling on the request rate: 3 -> 1 pod {:.1} s after the load stopped (scaleDownStabilizationSeconds 10)",
+            t1.elapsed().as_secs_f64()
+        );
+        iris::wait_for(&api, "iris", SCALE_WITHIN, "status.replicas 1", |o| {
+            iris::status(o)["replicas"] == 1
         })
         .await;
     })
