@@ -106,6 +106,11 @@ async fn example_autoscaled_becomes_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn example_rate_autoscaled_becomes_ready() {
+    example_becomes_ready("iris-rate-autoscaled.yaml", "iris-rate-autoscaled", |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn example_nodeport_becomes_ready() {
     example_becomes_ready("iris-nodeport.yaml", "iris-nodeport", |_| {}).await;
 }
