@@ -6,6 +6,8 @@
 # is installed from oci://<registry>/iris/charts/iris-operator and the cluster pulls every
 # image; tests/registry.rs runs against a private (htpasswd) one. The cluster needs containerd's
 # registry config_path: a fresh one gets it (KIND_REGISTRY=1).
+# E2E_LANES=1 runs the test binaries one after another (default: two lanes side by side, then
+# the disruptive tests/zz_*.rs alone); E2E_THREADS is the tests per binary at once (4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fresh=0
@@ -24,7 +26,7 @@ finish() {
     bash "$CLUSTER_DIR/down.sh" >/dev/null 2>&1 || true
   fi
   [ "${E2E_REGISTRY:-0}" != 1 ] || bash e2e/registry-setup.sh --stop >/dev/null 2>&1 || true
-  rm -f "$log" "$registry_env"
+  rm -f "$log" "$log.1" "$log.2" "$registry_env"
   [ -z "$summary" ] || echo "$summary"
 }
 trap finish EXIT
@@ -63,7 +65,47 @@ export IRIS_PYCLIENTS
 echo "run-suite: cluster ready and images loaded after $((SECONDS - t0)) s; running the suite"
 t1=$SECONDS
 status=0
-cargo test -p e2e -- --test-threads "${E2E_THREADS:-4}" --nocapture 2>&1 | tee "$log" || status=$?
+threads=${E2E_THREADS:-4}
+if [ "${E2E_LANES:-2}" = 1 ]; then
+  cargo test -p e2e -- --test-threads "$threads" --nocapture 2>&1 | tee "$log" || status=$?
+else
+  # Two lanes of test binaries side by side (each test works in its own namespace), then the
+  # disruptive ones (tests/zz_*.rs: they drain and stop nodes and the API server) alone.
+  # The first lane takes the binaries that mostly wait (certificate and token rotation,
+  # registries, Prometheus); the second every other one, so a new test file runs too.
+  cargo test -p e2e --no-run 2>&1 | tail -1
+  waiting=(security registry monitoring)
+  others=()
+  for f in e2e/tests/*.rs; do
+    t=$(basename "$f" .rs)
+    case " ${waiting[*]} " in *" $t "*) continue ;; esac
+    case $t in zz_*) continue ;; esac
+    others+=("$t")
+  done
+  lane() {
+    local out=$1 t rc=0
+    shift
+    for t in "$@"; do
+      if [ "$t" = --own ]; then
+        cargo test -p e2e --lib --bins -- --nocapture >>"$out" 2>&1 || rc=1
+      else
+        cargo test -p e2e --test "$t" -- --test-threads "$threads" --nocapture >>"$out" 2>&1 || rc=1
+      fi
+    done
+    return $rc
+  }
+  echo "run-suite: lanes: [${waiting[*]}] and [--own ${others[*]}], then the zz_ tests alone"
+  lane "$log.1" "${waiting[@]}" & lane1=$!
+  lane "$log.2" --own "${others[@]}" & lane2=$!
+  wait "$lane1" || status=1
+  wait "$lane2" || status=1
+  cat "$log.1" "$log.2" | tee "$log"
+  rm -f "$log.1" "$log.2"
+  for f in e2e/tests/zz_*.rs; do
+    t=$(basename "$f" .rs)
+    cargo test -p e2e --test "$t" -- --test-threads "$threads" --nocapture 2>&1 | tee -a "$log" || status=1
+  done
+fi
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'; }
 echo "run-suite: suite took $((SECONDS - t1)) s, total $((SECONDS - t0)) s"
 summary="e2e: $(count passed) passed, $(count failed) failed"

@@ -114,6 +114,18 @@ pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Opti
             )),
         ));
     }
+    if facts.read == 0 {
+        // No pod is ready yet (a start, a rollout): Ready says why; nothing to warn about here.
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_STARTING,
+            format!(
+                "no pod is ready to read the request rate from; the replica count stays at {}",
+                facts.current
+            ),
+        ));
+    }
     let pods = match facts.pods {
         1 => "1 pod".to_string(),
         n => format!("{n} pods"),
@@ -260,6 +272,7 @@ mod tests {
         assert_eq!((v.status, v.reason.as_str()), (false, REASON_STARTING));
         let facts = Facts {
             rate: 45.0,
+            read: 2,
             pods: 2,
             current: 2,
             desired: 2,
@@ -281,5 +294,35 @@ mod tests {
         );
         // A CPU-autoscaled model has no request-rate verdict.
         assert_eq!(rate_verdict(&cpu_model(), Some(&facts)), None);
+    }
+
+    #[test]
+    fn no_ready_pod_is_a_start_not_a_warning() {
+        let model = resolved(Some(AutoscalingSpec {
+            min_replicas: 1,
+            max_replicas: 2,
+            target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
+            target_requests_per_second: Some(10),
+        }));
+        let none_ready = Facts {
+            rate: 0.0,
+            read: 0,
+            pods: 0,
+            current: 1,
+            desired: 1,
+            wanted: 1,
+            unreadable: None,
+        };
+        let v = rate_verdict(&model, Some(&none_ready)).expect("a verdict");
+        assert_eq!((v.status, v.reason.as_str()), (false, REASON_STARTING));
+        assert!(v.message.contains("stays at 1"), "{}", v.message);
+        let refused = Facts {
+            unreadable: Some("pod iris-1: connection refused".into()),
+            ..none_ready
+        };
+        let v = rate_verdict(&model, Some(&refused)).expect("a verdict");
+        assert_eq!((v.status, v.reason.as_str()), (false, REASON_NO_COUNTERS));
+        assert!(v.message.contains("connection refused"), "{}", v.message);
     }
 }

@@ -74,7 +74,10 @@ pub(crate) struct Sample {
 pub(crate) struct Facts {
     /// Prediction requests per second over all the pods read.
     pub(crate) rate: f64,
-    /// Pods whose counters went into the rate.
+    /// Ready pods whose counters were read.
+    pub(crate) read: usize,
+    /// Pods whose counters went into the rate (read now and at the previous sample, or
+    /// started since).
     pub(crate) pods: usize,
     /// The Deployment's replica count before this decision.
     pub(crate) current: i32,
@@ -82,7 +85,8 @@ pub(crate) struct Facts {
     pub(crate) desired: i32,
     /// The count the rate alone asks for (may exceed maxReplicas).
     pub(crate) wanted: i32,
-    /// Why no pod's counters could be read (the count then stays).
+    /// Why no ready pod's counters could be read (the count then stays). With no pod read
+    /// and no reason, no pod was ready.
     pub(crate) unreadable: Option<String>,
 }
 
@@ -159,14 +163,16 @@ impl Series {
         self.at = now;
         self.counts = counts.iter().map(|c| (c.pod.clone(), c.requests)).collect();
         if counts.is_empty() && current > 0 {
-            // Nothing read: no rate is not a zero rate. The count stays.
+            // Nothing read (no pod ready yet, or none answered): no rate is not a zero rate.
+            // The count stays.
             return Some(Facts {
                 rate: 0.0,
+                read: 0,
                 pods: 0,
                 current,
                 desired: current,
                 wanted: current,
-                unreadable: Some(unreadable.unwrap_or_else(|| "no pod is ready".to_string())),
+                unreadable,
             });
         }
         let mut requests = 0u64;
@@ -203,6 +209,7 @@ impl Series {
         };
         Some(Facts {
             rate,
+            read: counts.len(),
             pods,
             current,
             desired,
