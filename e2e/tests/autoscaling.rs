@@ -125,6 +125,25 @@ impl Load {
     }
 }
 
+/// Applies the model `iris` and waits until it is Ready and its autoscaler acts
+/// (Autoscaling=True), printing the condition's message after `what`.
+async fn apply_until_active(
+    client: &kube::Client,
+    ns: &str,
+    manifest: &str,
+    what: &str,
+) -> Api<DynamicObject> {
+    kubectl::apply(ns, manifest).expect("apply");
+    let api = iris::api(client, ns);
+    iris::wait_ready(&api, "iris", READY_WITHIN).await;
+    let active = iris::wait_for(&api, "iris", SCALE_WITHIN, "Autoscaling=True", |o| {
+        condition(o, "Autoscaling").0 == "True"
+    })
+    .await;
+    println!("{what}: {}", condition(&active, "Autoscaling").2);
+    api
+}
+
 async fn wait_replicas(
     client: &kube::Client,
     ns: &str,
@@ -154,15 +173,8 @@ async fn wait_replicas(
 async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
     let _turn = METRICS_API.lock().await;
     with_temp_ns("autoscale-cpu", &[], |client, ns| async move {
-        kubectl::apply(&ns, &autoscaled("iris")).expect("apply");
-        let api = iris::api(&client, &ns);
-        iris::wait_ready(&api, "iris", READY_WITHIN).await;
         // The HPA reads its first metric: the model says the autoscaler acts.
-        let active = iris::wait_for(&api, "iris", SCALE_WITHIN, "Autoscaling=True", |o| {
-            condition(o, "Autoscaling").0 == "True"
-        })
-        .await;
-        println!("autoscaling: {}", condition(&active, "Autoscaling").2);
+        let api = apply_until_active(&client, &ns, &autoscaled("iris"), "autoscaling").await;
 
         let t0 = Instant::now();
         let proxy = ServiceProxy::new(client.clone(), &ns, "iris", "5001");
@@ -239,14 +251,8 @@ const RATE_LOAD_PER_SECOND: u32 = 25;
 async fn request_rate_scales_a_model_up_and_back_down_without_an_hpa() {
     // No metrics API needed: the operator reads the pods' own counters.
     with_temp_ns("autoscale-rate", &[], |client, ns| async move {
-        kubectl::apply(&ns, &rate_autoscaled("iris")).expect("apply");
-        let api = iris::api(&client, &ns);
-        iris::wait_ready(&api, "iris", READY_WITHIN).await;
-        let active = iris::wait_for(&api, "iris", SCALE_WITHIN, "Autoscaling=True", |o| {
-            condition(o, "Autoscaling").0 == "True"
-        })
-        .await;
-        println!("autoscaling on the request rate, idle: {}", condition(&active, "Autoscaling").2);
+        let manifest = rate_autoscaled("iris");
+        let api = apply_until_active(&client, &ns, &manifest, "autoscaling on the request rate").await;
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
         assert!(
             hpas.get_opt("iris").await.expect("get HPA").is_none(),

@@ -259,15 +259,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_request_rate_autoscaler_says_when_it_starts_and_when_it_is_pinned() {
-        let model = resolved(Some(AutoscalingSpec {
+    /// Autoscaled on the request rate, 10/s per pod, between 1 and 2 pods.
+    fn rate_model() -> Resolved {
+        resolved(Some(AutoscalingSpec {
             min_replicas: 1,
             max_replicas: 2,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
             target_requests_per_second: Some(10),
-        }));
+        }))
+    }
+
+    #[test]
+    fn the_request_rate_autoscaler_says_when_it_starts_and_when_it_is_pinned() {
+        let model = rate_model();
         let v = rate_verdict(&model, None).expect("a verdict");
         assert_eq!((v.status, v.reason.as_str()), (false, REASON_STARTING));
         let facts = Facts {
@@ -298,13 +303,7 @@ mod tests {
 
     #[test]
     fn no_ready_pod_is_a_start_not_a_warning() {
-        let model = resolved(Some(AutoscalingSpec {
-            min_replicas: 1,
-            max_replicas: 2,
-            target_cpu_utilization_percentage: 70,
-            scale_down_stabilization_seconds: None,
-            target_requests_per_second: Some(10),
-        }));
+        let model = rate_model();
         let none_ready = Facts {
             rate: 0.0,
             read: 0,
