@@ -126,13 +126,13 @@ pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Opti
             ),
         ));
     }
-    let pods = match facts.pods {
-        1 => "1 pod".to_string(),
-        n => format!("{n} pods"),
-    };
     let figures = format!(
-        "{:.1} requests/s over {pods} against a target of {target}/s per pod: {} replicas (desired {}, between {} and {})",
-        facts.rate, facts.current, facts.desired, autoscaling.min_replicas, autoscaling.max_replicas
+        "{}: {} replicas (desired {}, between {} and {})",
+        facts.rate_phrase(target),
+        facts.current,
+        facts.desired,
+        autoscaling.min_replicas,
+        autoscaling.max_replicas
     );
     if facts.wanted > autoscaling.max_replicas {
         return Some(Verdict::new(

@@ -90,6 +90,20 @@ pub(crate) struct Facts {
     pub(crate) unreadable: Option<String>,
 }
 
+impl Facts {
+    /// "24.5 requests/s over 2 pods against a target of 10/s per pod".
+    pub(crate) fn rate_phrase(&self, target: i32) -> String {
+        let pods = match self.pods {
+            1 => "1 pod".to_string(),
+            n => format!("{n} pods"),
+        };
+        format!(
+            "{:.1} requests/s over {pods} against a target of {target}/s per pod",
+            self.rate
+        )
+    }
+}
+
 /// The autoscaler's reading of a model: none yet (a first sample starts the series), or facts.
 pub(crate) type Reading = Option<Facts>;
 
@@ -318,8 +332,10 @@ pub(crate) async fn scale(
         ctx.metrics
             .write(Written::Child(ChildKind::Deployment), Operation::Scale);
         let note = format!(
-            "{} -> {} replicas: {:.1} requests/s over {} pods against a target of {target}/s per pod",
-            facts.current, facts.desired, facts.rate, facts.pods
+            "{} -> {} replicas: {}",
+            facts.current,
+            facts.desired,
+            facts.rate_phrase(target)
         );
         tracing::info!(irismodel = %key, manager = MANAGER, "scaled on the request rate: {note}");
         report::publish_event(model, ctx, EventType::Normal, REASON_RESCALED, note).await;
