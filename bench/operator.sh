@@ -22,5 +22,10 @@ if [ -z "${BENCH_EXISTING:-}" ]; then
   kubectl -n iris-system rollout restart deployment/iris-operator >/dev/null
   kubectl -n iris-system rollout status deployment/iris-operator --timeout=120s >/dev/null
 fi
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
-cargo run -q -p e2e --bin operator-bench
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u "+%F %H:%M") UTC"
+# The machine is shared (other builds): the load average goes with the figures.
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+rc=0
+cargo run -q -p e2e --bin operator-bench || rc=$?
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg) ($(date -u +%H:%M) UTC)"
+exit "$rc"
