@@ -15,5 +15,10 @@ if ! helm status iris-operator -n iris-system >/dev/null 2>&1; then
   bash "$CLUSTER_DIR/load-images.sh" .build/images/model-server.tar .build/images/operator.tar
   helm upgrade --install iris-operator charts/iris-operator -n iris-system --create-namespace --wait
 fi
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
-cargo run -q -p e2e --bin soak
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u "+%F %H:%M") UTC"
+# The machine is shared (other builds): the load average goes with the figures.
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+rc=0
+cargo run -q -p e2e --bin soak || rc=$?
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg) ($(date -u +%H:%M) UTC)"
+exit "$rc"

@@ -140,6 +140,7 @@ async fn main() -> Result<()> {
     let warm = sample(&client).await?;
     let mut changes = 0u64;
     let mut converged = Vec::new();
+    let mut series = Vec::new();
     while started.elapsed() + CHANGE_EVERY <= duration + WARM_UP / 2 {
         let next = Instant::now() + CHANGE_EVERY;
         changes += 1;
@@ -162,6 +163,8 @@ async fn main() -> Result<()> {
         .await;
         converged.push(t0.elapsed().as_secs_f64());
         tokio::time::sleep_until(next.into()).await;
+        // One sample per period, so a miss shows whether memory climbs or stepped once.
+        series.push(sample(&client).await?);
     }
     let remaining = duration.saturating_sub(started.elapsed());
     tokio::time::sleep(remaining).await;
@@ -189,6 +192,18 @@ async fn main() -> Result<()> {
         warm.operator_mib,
         end.operator_mib,
         100.0 * growth(warm.operator_mib, end.operator_mib)
+    );
+    let mib = |f: fn(&Sample) -> f64| -> Vec<String> {
+        std::iter::once(&warm)
+            .chain(&series)
+            .chain(std::iter::once(&end))
+            .map(|s| format!("{:.2}", f(s)))
+            .collect()
+    };
+    println!(
+        "working set every period (after warm-up, after each change, end), MiB: model server [{}], operator [{}]",
+        mib(|s| s.steady_mib).join(", "),
+        mib(|s| s.operator_mib).join(", ")
     );
     println!(
         "open fds after warm-up -> end: model server {:?} -> {:?}, operator {:?} -> {:?}",
