@@ -142,7 +142,7 @@ fn refuse_foreign(resolved: &Resolved, observed: &Observed) -> Result<(), Error>
 }
 
 /// Whether `manager` owns `spec.replicas` of the Deployment through an apply.
-fn owns_replicas(deployment: &Deployment, manager: &str) -> bool {
+pub(crate) fn owns_replicas(deployment: &Deployment, manager: &str) -> bool {
     deployment.managed_fields().iter().any(|entry| {
         entry.manager.as_deref() == Some(manager)
             && entry.operation.as_deref() == Some("Apply")
