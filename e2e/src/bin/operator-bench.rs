@@ -293,6 +293,24 @@ async fn many_at_once(client: &Client, ns: &str, count: usize, existing: bool) -
 /// at zero, lists everything and reconciles every model). Returns the seconds from the restart
 /// until it has reconciled `count` models, and its writes to the API server by then.
 async fn resync_writes(client: &Client, count: usize) -> Result<(f64, f64)> {
+    // "Reconciled" above is observedGeneration on every model; the second status write of the
+    // last ones (once their Deployment is observed) may still be on its way. A restart before
+    // it would count that write as the resync's: first wait until the operator writes nothing
+    // for 10 s (at most 120 s).
+    let settle = Instant::now();
+    let mut writes = operator_metric(client, "api_writes").await;
+    while settle.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let now = operator_metric(client, "api_writes").await;
+        if now == writes {
+            break;
+        }
+        writes = now;
+    }
+    eprintln!(
+        "  operator idle (no write for 10 s) {:.0} s after the models were reconciled",
+        settle.elapsed().as_secs_f64()
+    );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let old: HashSet<String> = pods
