@@ -1300,8 +1300,8 @@ async fn a_request_rate_over_the_target_scales_the_deployment_through_its_scale_
     );
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod]});
     let server = server.run(vec![
-        // No HorizontalPodAutoscaler: the operator is this model's autoscaler.
-        running_pods(&deployment),
+        // No HorizontalPodAutoscaler: the operator is this model's autoscaler. One pod list
+        // (status.image has no image ID yet) serves the autoscaler too.
         Expect::get(PODS, Reply::Json(pods)),
         Expect {
             method: http::Method::PATCH,
@@ -1384,7 +1384,6 @@ async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_s
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
         "items": [ready_pod("iris-1", "192.0.2.9", false)]});
     let server = server.run(vec![
-        running_pods(&deployment),
         Expect::get(PODS, Reply::Json(pods)),
         // No scale write.
         Expect::apply(STATUS, status_written()).checking(|body| {

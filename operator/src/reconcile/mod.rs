@@ -161,7 +161,12 @@ async fn converge(
         None => observe::Pods::default(),
     };
     let rate = match &deployment {
-        Some(deployment) => scaler::scale(ctx, model, &resolved, deployment, now).await?,
+        Some(deployment) => {
+            // The pods listed above (while a rollout runs or the image is unknown) serve the
+            // autoscaler too: one list a reconcile.
+            let listed = pods.read.then_some(pods.pods.as_slice());
+            scaler::scale(ctx, model, &resolved, deployment, listed, now).await?
+        }
         None => None,
     };
     let live = status::Observed {

@@ -275,14 +275,16 @@ fn pod_count(pod: &Pod, page: Result<String, String>) -> Result<PodCount, String
     })
 }
 
-/// The request-rate step of a reconcile: samples the model's ready pods, and writes the
-/// replica count to the Deployment's scale subresource when it changes. None when the model
-/// does not scale on its request rate.
+/// The request-rate step of a reconcile: samples the model's ready pods (`listed` when this
+/// reconcile has listed them already, else listed here), and writes the replica count to the
+/// Deployment's scale subresource when it changes. None when the model does not scale on its
+/// request rate.
 pub(crate) async fn scale(
     ctx: &Context,
     model: &IrisModel,
     resolved: &Resolved,
     deployment: &Deployment,
+    listed: Option<&[Pod]>,
     now: &Time,
 ) -> Result<Option<Reading>, Error> {
     let key = format!("{}/{}", resolved.namespace, resolved.name);
@@ -294,7 +296,10 @@ pub(crate) async fn scale(
         ctx.scalers.forget(&key);
         return Ok(None);
     };
-    let pods = observe::list_pods(&ctx.client, &resolved.name, &resolved.namespace).await?;
+    let pods = match listed {
+        Some(pods) => pods.to_vec(),
+        None => observe::list_pods(&ctx.client, &resolved.name, &resolved.namespace).await?,
+    };
     let ready: Vec<Pod> = pods
         .into_iter()
         .filter(crate::reconcile::rootcause::is_ready)
