@@ -56,3 +56,16 @@ pub fn apply_file(ns: &str, path: &std::path::Path) {
     let path = path.to_str().expect("utf-8 path");
     ok(&["apply", "-n", ns, "-f", path]);
 }
+
+/// `kubectl patch --type=merge` of the IrisModel `name` in `ns`; panics on failure.
+pub fn patch_model(ns: &str, name: &str, patch: &str) {
+    ok(&[
+        "patch",
+        "-n",
+        ns,
+        &format!("irismodel/{name}"),
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+}

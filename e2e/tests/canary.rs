@@ -41,18 +41,6 @@ fn canary_model(name: &str, extra_canary: Value) -> String {
     .expect("manifest")
 }
 
-fn patch(ns: &str, name: &str, patch: &str) {
-    kubectl::ok(&[
-        "patch",
-        "-n",
-        ns,
-        &format!("irismodel/{name}"),
-        "--type=merge",
-        "-p",
-        patch,
-    ]);
-}
-
 fn rollout(obj: &DynamicObject) -> &Value {
     &iris::status(obj)["rollout"]
 }
@@ -84,7 +72,7 @@ async fn a_good_canary_goes_through_its_steps_and_is_promoted_with_no_failed_req
         let proxy = serving::ServiceProxy::new(client.clone(), &ns, "iris", "http");
         let looper = serving::ClientLoop::start(proxy);
         let started = Instant::now();
-        patch(&ns, "iris", r#"{"spec":{"model":{"training":{"seed":7}}}}"#);
+        kubectl::patch_model(&ns, "iris", r#"{"spec":{"model":{"training":{"seed":7}}}}"#);
         let expected = serving::Expected::train(&serving::params_binary("setosa", 7));
         assert_ne!(expected.digest, old_digest);
 
@@ -167,7 +155,7 @@ async fn a_canary_whose_pods_never_become_ready_is_rolled_back_with_no_failed_re
         let proxy = serving::ServiceProxy::new(client.clone(), &ns, "iris", "http");
         let looper = serving::ClientLoop::start(proxy);
         // An image no node can pull: a registry on the node's own loopback, where none runs.
-        patch(
+        kubectl::patch_model(
             &ns,
             "iris",
             r#"{"spec":{"image":"127.0.0.1:9/iris-operator/no-such-image:0.0.0"}}"#,
@@ -232,7 +220,7 @@ async fn a_canary_too_slow_for_its_load_is_rolled_back_on_p99_latency() {
         let stable = iris::digest(&before).expect("digest");
 
         // The new version: a CPU limit far too small for batches of 5,000 rows.
-        patch(
+        kubectl::patch_model(
             &ns,
             "iris",
             r#"{"spec":{"resources":{"requests":{"cpu":"10m","memory":"32Mi"},"limits":{"cpu":"10m","memory":"128Mi"}}}}"#,
@@ -342,7 +330,7 @@ async fn a_model_below_min_accuracy_gets_no_pod_until_the_spec_is_fixed() {
             .is_empty());
 
         // Fixing the spec clears it.
-        patch(&ns, "iris", r#"{"spec":{"rollout":{"minAccuracy":0.75}}}"#);
+        kubectl::patch_model(&ns, "iris", r#"{"spec":{"rollout":{"minAccuracy":0.75}}}"#);
         let ready = iris::wait_ready(&api, "iris", READY_WITHIN).await;
         let degraded = iris::condition(&ready, "Degraded").expect("Degraded");
         assert_eq!(degraded["status"], "False");

@@ -225,15 +225,7 @@ async fn scale_to_three_then_roll_a_training_change_without_failed_requests() {
         let proxy = serving::ServiceProxy::new(client.clone(), &ns, "iris", "http");
         let looper = serving::ClientLoop::start(proxy.clone());
 
-        kubectl::ok(&[
-            "patch",
-            "-n",
-            &ns,
-            "irismodel/iris",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"model":{"training":{"seed":7}}}}"#,
-        ]);
+        kubectl::patch_model(&ns, "iris", r#"{"spec":{"model":{"training":{"seed":7}}}}"#);
         let expected = serving::Expected::train(&serving::params_binary("setosa", 7));
         assert_ne!(
             expected.digest, old_digest,

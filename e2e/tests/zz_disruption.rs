@@ -540,15 +540,11 @@ async fn an_api_server_stopped_for_30_s_stops_no_model_and_the_operator_resumes(
 
         // A change right after: the operator resumes and converges it.
         let changed = Instant::now();
-        kubectl::ok(&[
-            "patch",
-            "-n",
+        kubectl::patch_model(
             &ns,
-            "irismodel/iris",
-            "--type=merge",
-            "-p",
+            "iris",
             r#"{"spec":{"model":{"training":{"seed":4242}}}}"#,
-        ]);
+        );
         let expected = serving::Expected::train(&serving::params_binary("setosa", 4242));
         let api = iris::api(&client, &ns);
         let obj = iris::wait_for(&api, "iris", LONG, "Ready with the new digest", |o| {

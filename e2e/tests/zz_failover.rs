@@ -69,15 +69,11 @@ async fn killing_the_operator_during_a_rollout_converges() {
         let old_pods = cluster::operator_pods(&client).await;
 
         // Start a rollout, and kill the operator pod in the middle of it.
-        kubectl::ok(&[
-            "patch",
-            "-n",
+        kubectl::patch_model(
             &ns,
-            "irismodel/iris-multiclass",
-            "--type=merge",
-            "-p",
+            "iris-multiclass",
             r#"{"spec":{"model":{"training":{"seed":1234}}}}"#,
-        ]);
+        );
         kill_the_operator();
 
         // The Deployment replaces the pod, the new one takes the Lease over, and the model
@@ -122,15 +118,7 @@ async fn an_operator_killed_mid_step_resumes_the_same_canary_step() {
         iris::wait_ready(&api, "iris", Duration::from_secs(60)).await;
         let proxy = serving::ServiceProxy::new(client.clone(), &ns, "iris", "http");
         let looper = serving::ClientLoop::start(proxy);
-        kubectl::ok(&[
-            "patch",
-            "-n",
-            &ns,
-            "irismodel/iris",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"model":{"training":{"seed":7}}}}"#,
-        ]);
+        kubectl::patch_model(&ns, "iris", r#"{"spec":{"model":{"training":{"seed":7}}}}"#);
         let phase = |o: &kube::api::DynamicObject| {
             iris::status(o)["rollout"]["phase"]
                 .as_str()
