@@ -35,23 +35,30 @@ const LOAD_WORKERS: usize = 4;
 /// Rows per request: a batch makes each request cost the server a millisecond or so of CPU.
 const ROWS_PER_REQUEST: usize = 2_000;
 
-/// An autoscaled model whose pods request little CPU, so that a modest load is far above
-/// the target, and whose scale-down window is short.
-fn autoscaled(name: &str) -> String {
-    serde_json::to_string(&json!({
+/// The IrisModel `iris` (builtin, multiclass) with these further spec fields.
+fn model_with(spec: Value) -> String {
+    let mut manifest = json!({
         "apiVersion": "serving.iris.dev/v1alpha1",
         "kind": "IrisModel",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"task": "multiclass", "source": {"builtin": {}}},
-            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
-                          "limits": {"cpu": "500m", "memory": "64Mi"}},
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 2,
-                            "targetCPUUtilizationPercentage": 30,
-                            "scaleDownStabilizationSeconds": 10}
-        }
+        "metadata": {"name": "iris"},
+        "spec": {"model": {"task": "multiclass", "source": {"builtin": {}}}}
+    });
+    if let (Some(into), Value::Object(fields)) = (manifest["spec"].as_object_mut(), spec) {
+        into.extend(fields);
+    }
+    manifest.to_string()
+}
+
+/// An autoscaled model whose pods request little CPU, so that a modest load is far above
+/// the target, and whose scale-down window is short.
+fn autoscaled() -> String {
+    model_with(json!({
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"cpu": "500m", "memory": "64Mi"}},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 2,
+                        "targetCPUUtilizationPercentage": 30,
+                        "scaleDownStabilizationSeconds": 10}
     }))
-    .expect("manifest")
 }
 
 fn condition(obj: &DynamicObject, type_: &str) -> (String, String, String) {
@@ -174,7 +181,7 @@ async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
     let _turn = METRICS_API.lock().await;
     with_temp_ns("autoscale-cpu", &[], |client, ns| async move {
         // The HPA reads its first metric: the model says the autoscaler acts.
-        let api = apply_until_active(&client, &ns, &autoscaled("iris"), "autoscaling").await;
+        let api = apply_until_active(&client, &ns, &autoscaled(), "autoscaling").await;
 
         let t0 = Instant::now();
         let proxy = ServiceProxy::new(client.clone(), &ns, "iris", "5001");
@@ -229,19 +236,12 @@ async fn cpu_load_scales_a_model_up_and_back_down_and_the_status_follows() {
 
 /// A model the operator autoscales on its request rate: 10 predictions a second per pod,
 /// between 1 and 3 pods, with a short scale-down window.
-fn rate_autoscaled(name: &str) -> String {
-    serde_json::to_string(&json!({
-        "apiVersion": "serving.iris.dev/v1alpha1",
-        "kind": "IrisModel",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"task": "multiclass", "source": {"builtin": {}}},
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 3,
-                            "targetRequestsPerSecond": 10,
-                            "scaleDownStabilizationSeconds": 10}
-        }
+fn rate_autoscaled() -> String {
+    model_with(json!({
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 3,
+                        "targetRequestsPerSecond": 10,
+                        "scaleDownStabilizationSeconds": 10}
     }))
-    .expect("manifest")
 }
 
 /// A paced load of 25 single-row predictions a second asks for ceil(25 / 10) = 3 pods.
@@ -251,7 +251,7 @@ const RATE_LOAD_PER_SECOND: u32 = 25;
 async fn request_rate_scales_a_model_up_and_back_down_without_an_hpa() {
     // No metrics API needed: the operator reads the pods' own counters.
     with_temp_ns("autoscale-rate", &[], |client, ns| async move {
-        let manifest = rate_autoscaled("iris");
+        let manifest = rate_autoscaled();
         let api = apply_until_active(&client, &ns, &manifest, "autoscaling on the request rate").await;
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
         assert!(
@@ -361,7 +361,7 @@ async fn without_a_metrics_api_the_model_says_its_autoscaler_cannot_act() {
     let _turn = METRICS_API.lock().await;
     let removed = MetricsApiRemoved::now();
     with_temp_ns("autoscale-nometrics", &[], |client, ns| async move {
-        kubectl::apply(&ns, &autoscaled("iris")).expect("apply");
+        kubectl::apply(&ns, &autoscaled()).expect("apply");
         let api = iris::api(&client, &ns);
         let t0 = Instant::now();
         let stuck = iris::wait_for(
