@@ -73,6 +73,24 @@ pub struct Cli {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// Image of the activator of scale-to-zero models: the operator's own image.
+    #[arg(
+        long,
+        env = "ACTIVATOR_IMAGE",
+        default_value = "iris-operator/operator:0.1.0"
+    )]
+    pub activator_image: String,
+
+    /// Connections an activator holds at once while its model has no pod (more get a 503).
+    #[arg(long, env = "ACTIVATOR_MAX_HELD", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub activator_max_held: u32,
+
+    /// Seconds an activator holds one connection before answering 503.
+    #[arg(long, env = "ACTIVATOR_HOLD_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub activator_hold_timeout_seconds: u32,
+
     /// DNS domain of the cluster, used in status.endpoint.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,

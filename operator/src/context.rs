@@ -118,6 +118,29 @@ pub struct Settings {
     pub cluster_domain: String,
     /// Image pull Secrets of the pods of IrisModels without `spec.imagePullSecrets`.
     pub default_image_pull_secrets: Vec<String>,
+    /// The activator of the models that scale to zero.
+    pub activator: ActivatorSettings,
+}
+
+/// How the activator of a scale-to-zero model runs (the chart's `activator` values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivatorSettings {
+    /// Its image: the operator's own (the binary runs as `iris-operator activator`).
+    pub image: String,
+    /// Connections it holds at once while the model has no pod; more get a 503.
+    pub max_held: u32,
+    /// How long it holds one, in seconds, before a 503.
+    pub hold_timeout_seconds: u32,
+}
+
+impl Default for ActivatorSettings {
+    fn default() -> Self {
+        Self {
+            image: "iris-operator/operator:0.1.0".to_string(),
+            max_held: 1000,
+            hold_timeout_seconds: 30,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -126,6 +149,7 @@ impl Default for Settings {
             default_image: "iris-operator/model-server:0.1.0".to_string(),
             cluster_domain: "cluster.local".to_string(),
             default_image_pull_secrets: Vec::new(),
+            activator: ActivatorSettings::default(),
         }
     }
 }

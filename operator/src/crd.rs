@@ -592,10 +592,14 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas"))]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas > 0 || has(self.targetRequestsPerSecond)").message("autoscaling.minReplicas 0 (scale to zero) needs autoscaling.targetRequestsPerSecond: the operator sees idleness in the pods' request counters"))]
+#[x_kube(validation = Rule::new("!has(self.idleSeconds) || (has(self.minReplicas) && self.minReplicas == 0)").message("autoscaling.idleSeconds applies only with autoscaling.minReplicas 0"))]
 pub struct AutoscalingSpec {
-    /// Fewest pods.
+    /// Fewest pods. 0 scales the model to zero after `idleSeconds` without a prediction
+    /// request (needs `targetRequestsPerSecond`): an activator pod then holds the requests
+    /// that arrive, starts a pod and forwards them to it.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 0, max = 100))]
     pub min_replicas: i32,
 
     /// Most pods.
@@ -625,9 +629,25 @@ pub struct AutoscalingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_down_stabilization_seconds: Option<i32>,
+
+    /// With `minReplicas: 0`: seconds without a prediction request after which the model
+    /// goes to zero pods. Default 300 (5 minutes), at least 10, at most 86400 (a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub idle_seconds: Option<i32>,
 }
 
 impl AutoscalingSpec {
+    /// Whether the model goes to zero pods when idle.
+    pub fn scales_to_zero(&self) -> bool {
+        self.min_replicas == 0 && self.target_requests_per_second.is_some()
+    }
+
+    /// The idle time before going to zero pods, in seconds.
+    pub fn idle_window(&self) -> i32 {
+        self.idle_seconds.unwrap_or(DEFAULT_IDLE_SECONDS)
+    }
+
     /// The scale-down stabilization window, in seconds.
     pub fn scale_down_window(&self) -> i32 {
         self.scale_down_stabilization_seconds
@@ -637,6 +657,9 @@ impl AutoscalingSpec {
 
 /// Scale-down stabilization window given none, in seconds: the HorizontalPodAutoscaler's.
 pub const DEFAULT_SCALE_DOWN_STABILIZATION: i32 = 300;
+
+/// Idle time before a `minReplicas: 0` model goes to zero pods, given none, in seconds.
+pub const DEFAULT_IDLE_SECONDS: i32 = 300;
 
 fn default_min_replicas() -> i32 {
     1

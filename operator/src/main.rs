@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use tracing::{error, info};
 
 use operator::config::Cli;
-use operator::context::{Context, Settings};
+use operator::context::{ActivatorSettings, Context, Settings};
 use operator::leader::{self, Elector, LeaseConfig};
 use operator::metrics::Metrics;
 use operator::server::{self, Health};
@@ -51,6 +51,11 @@ async fn main() -> anyhow::Result<()> {
             default_image: cli.model_server_image.clone(),
             cluster_domain: cli.cluster_domain.clone(),
             default_image_pull_secrets: pull_secrets.clone(),
+            activator: ActivatorSettings {
+                image: cli.activator_image.clone(),
+                max_held: cli.activator_max_held,
+                hold_timeout_seconds: cli.activator_hold_timeout_seconds,
+            },
         };
         info!(
             image = %settings.default_image,

@@ -21,6 +21,40 @@ pub(crate) fn canary_name(name: &str) -> String {
     format!("{name}-canary")
 }
 
+/// `app.kubernetes.io/name` of the activator of a scale-to-zero IrisModel.
+pub(crate) const ACTIVATOR_APP_NAME: &str = "iris-activator";
+
+/// Name of the activator's Deployment, ServiceAccount, Role and RoleBinding.
+pub(crate) fn activator_name(name: &str) -> String {
+    format!("{name}-activator")
+}
+
+/// The labels that select the activator's pods (its Deployment's selector, and the model's
+/// Service selector while the model has no ready pod).
+pub(crate) fn activator_selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/instance".to_string(), name.to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            ACTIVATOR_APP_NAME.to_string(),
+        ),
+    ])
+}
+
+/// All labels of the activator's objects and pods.
+pub(crate) fn activator_labels(name: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(name);
+    labels.extend(activator_selector_labels(name));
+    labels.insert(
+        "app.kubernetes.io/component".to_string(),
+        "activator".to_string(),
+    );
+    labels
+}
+
+/// Name of the container port of the activator's health and metrics endpoints.
+pub(crate) const ADMIN_PORT_NAME: &str = "admin";
+
 /// Name of the HTTP container port and Service port (also their application protocol).
 pub(crate) const PORT_NAME: &str = "http";
 /// Name of the gRPC container port and Service port (also their application protocol).

@@ -710,6 +710,7 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
         max_replicas: 3,
         target_cpu_utilization_percentage: 70,
         scale_down_stabilization_seconds: None,
+        idle_seconds: None,
         target_requests_per_second: None,
     });
 
@@ -767,6 +768,7 @@ async fn an_autoscaler_that_cannot_act_is_in_the_status_and_an_event_and_so_is_i
         max_replicas: 3,
         target_cpu_utilization_percentage: 70,
         scale_down_stabilization_seconds: Some(30),
+        idle_seconds: None,
         target_requests_per_second: None,
     });
     let no_metrics = json!({
@@ -1251,6 +1253,7 @@ fn rate_autoscaled() -> IrisModel {
         max_replicas: 5,
         target_cpu_utilization_percentage: 70,
         scale_down_stabilization_seconds: Some(0),
+        idle_seconds: None,
         target_requests_per_second: Some(10),
     });
     model

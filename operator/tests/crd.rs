@@ -126,7 +126,7 @@ fn validations_at(path: &[&str]) -> Vec<String> {
 
 #[test]
 fn each_cross_field_rule_is_in_the_schema() {
-    let expected: [(&[&str], &str); 12] = [
+    let expected: [(&[&str], &str); 14] = [
         (&[], "self.metadata.name.matches("),
         (&[], "size(self.metadata.name) <= 63"),
         (&["spec"], "!= (has(self.grpcPort)"),
@@ -140,6 +140,11 @@ fn each_cross_field_rule_is_in_the_schema() {
             &["spec", "autoscaling"],
             "self.minReplicas <= self.maxReplicas",
         ),
+        (
+            &["spec", "autoscaling"],
+            "self.minReplicas > 0 || has(self.targetRequestsPerSecond)",
+        ),
+        (&["spec", "autoscaling"], "!has(self.idleSeconds)"),
         (&["spec", "service"], "self.type == 'NodePort'"),
         (&["spec"], "self.auth.protectMetrics"),
         (&["spec", "tls", "secretName"], "self.matches("),
@@ -217,11 +222,12 @@ fn ranges_enums_and_defaults() {
     // field (e.g. "spec.autoscaling.targetCPUUtilizationPercentage ... greater than or equal to 1").
     let autoscaling = &spec["autoscaling"]["properties"];
     for (field, min, max) in [
-        ("minReplicas", 1.0, 100.0),
+        ("minReplicas", 0.0, 100.0),
         ("maxReplicas", 1.0, 100.0),
         ("targetCPUUtilizationPercentage", 1.0, 100.0),
         ("scaleDownStabilizationSeconds", 0.0, 3600.0),
         ("targetRequestsPerSecond", 1.0, 1_000_000.0),
+        ("idleSeconds", 10.0, 86_400.0),
     ] {
         assert_eq!(autoscaling[field]["minimum"], json!(min), "{field}");
         assert_eq!(autoscaling[field]["maximum"], json!(max), "{field}");
@@ -312,6 +318,8 @@ fn cel_rules_accept_good_specs() {
         json!({"autoscaling": {"maxReplicas": 3, "scaleDownStabilizationSeconds": 0}}),
         json!({"autoscaling": {"maxReplicas": 3, "targetCPUUtilizationPercentage": 50, "scaleDownStabilizationSeconds": 3600}}),
         json!({"autoscaling": {"maxReplicas": 3, "targetRequestsPerSecond": 50}}),
+        json!({"autoscaling": {"minReplicas": 0, "maxReplicas": 3, "targetRequestsPerSecond": 5}}),
+        json!({"autoscaling": {"minReplicas": 0, "maxReplicas": 1, "targetRequestsPerSecond": 5, "idleSeconds": 60}}),
         json!({"service": {"type": "NodePort", "nodePort": 30080}}),
         json!({"service": {"type": "ClusterIP"}}),
         json!({"port": 80, "grpcPort": 443}),
@@ -345,6 +353,14 @@ fn cel_rules_reject_bad_specs_with_a_message_naming_the_field() {
         (
             json!({"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}),
             "minReplicas",
+        ),
+        (
+            json!({"autoscaling": {"minReplicas": 0, "maxReplicas": 2}}),
+            "autoscaling.minReplicas 0 (scale to zero) needs autoscaling.targetRequestsPerSecond",
+        ),
+        (
+            json!({"autoscaling": {"maxReplicas": 2, "targetRequestsPerSecond": 5, "idleSeconds": 60}}),
+            "autoscaling.idleSeconds applies only with autoscaling.minReplicas 0",
         ),
         (
             json!({"service": {"type": "ClusterIP", "nodePort": 30080}}),

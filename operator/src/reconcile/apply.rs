@@ -9,6 +9,8 @@ mod compare;
 use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -21,7 +23,8 @@ pub(crate) use compare::stamp;
 
 use crate::error::Error;
 use crate::metrics::{Metrics, Operation, Written};
-use crate::names::{canary_name, MANAGER};
+use crate::names::{activator_name, canary_name, MANAGER};
+use crate::reconcile::desired::activator::Activator;
 use crate::reconcile::desired::{canary, ChildKind, Desired};
 use crate::reconcile::observe::{self, Observed};
 use crate::reconcile::resolve::Resolved;
@@ -110,7 +113,103 @@ pub(crate) async fn children(
         None => delete_stale(&pdbs, observed.pdb.as_ref()).await?,
     };
     count_write(metrics, ChildKind::PodDisruptionBudget, outcome);
+    match desired.activator {
+        Some(activator) => {
+            apply_activator(
+                client,
+                namespace,
+                activator,
+                observed.activator.as_ref(),
+                metrics,
+            )
+            .await?
+        }
+        None => {
+            delete_activator(
+                client,
+                namespace,
+                &resolved.name,
+                observed.activator.as_ref(),
+                metrics,
+            )
+            .await?
+        }
+    }
     Ok(deployment)
+}
+
+/// Applies the activator: its RBAC first (its pod needs the ServiceAccount to start), and only
+/// when its Deployment is not already as desired, so an unchanged reconcile writes nothing. A
+/// ServiceAccount, Role or RoleBinding deleted by hand comes back with the next change of the
+/// activator (or of the operator's image).
+async fn apply_activator(
+    client: &Client,
+    namespace: &str,
+    activator: Activator,
+    observed: Option<&Deployment>,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    if let Some(observed) = observed {
+        if contains(
+            Some(&serde_json::to_value(observed)?),
+            &serde_json::to_value(stamp(activator.deployment.clone())?)?,
+        ) {
+            return Ok(());
+        }
+    }
+    let accounts = Api::namespaced(client.clone(), namespace);
+    apply(&accounts, activator.service_account, None, true).await?;
+    count_write(metrics, ChildKind::ServiceAccount, Outcome::Applied);
+    let roles = Api::namespaced(client.clone(), namespace);
+    apply(&roles, activator.role, None, true).await?;
+    count_write(metrics, ChildKind::Role, Outcome::Applied);
+    let bindings = Api::namespaced(client.clone(), namespace);
+    apply(&bindings, activator.role_binding, None, true).await?;
+    count_write(metrics, ChildKind::RoleBinding, Outcome::Applied);
+    let deployments = Api::namespaced(client.clone(), namespace);
+    let (_, outcome) = apply(&deployments, activator.deployment, observed, false).await?;
+    count_write(metrics, ChildKind::Deployment, outcome);
+    Ok(())
+}
+
+/// Deletes the activator of a model that no longer scales to zero (and its RBAC), if it runs.
+async fn delete_activator(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    observed: Option<&Deployment>,
+    metrics: &Metrics,
+) -> Result<(), Error> {
+    if observed.is_none() {
+        return Ok(());
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let outcome = delete_stale(&deployments, observed).await?;
+    count_write(metrics, ChildKind::Deployment, outcome);
+    let name = activator_name(name);
+    let outcome = delete_named::<RoleBinding>(client, namespace, &name).await?;
+    count_write(metrics, ChildKind::RoleBinding, outcome);
+    let outcome = delete_named::<Role>(client, namespace, &name).await?;
+    count_write(metrics, ChildKind::Role, outcome);
+    let outcome = delete_named::<ServiceAccount>(client, namespace, &name).await?;
+    count_write(metrics, ChildKind::ServiceAccount, outcome);
+    Ok(())
+}
+
+/// Deletes an object by name; one already gone is no error.
+async fn delete_named<K>(client: &Client, namespace: &str, name: &str) -> Result<Outcome, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(Outcome::Deleted),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Outcome::Absent),
+        Err(e) => Err(Error::kube("delete")(e)),
+    }
 }
 
 /// A user error when a child's name is taken by an object this IrisModel does not control:
@@ -127,18 +226,31 @@ fn refuse_foreign(resolved: &Resolved, observed: &Observed) -> Result<(), Error>
             observed.hpa.as_ref().map(|o| controlled_by(o, owner))
         }
         ChildKind::PodDisruptionBudget => observed.pdb.as_ref().map(|o| controlled_by(o, owner)),
+        // The activator's RBAC is named after it, and only applied with it.
+        ChildKind::ServiceAccount | ChildKind::Role | ChildKind::RoleBinding => None,
     };
-    match ChildKind::ALL
+    if let Some(kind) = ChildKind::ALL
         .into_iter()
         .find(|kind| controlled(*kind) == Some(false))
     {
-        Some(kind) => Err(Error::ChildConflict {
+        return Err(Error::ChildConflict {
             kind: kind.as_str(),
             namespace: resolved.namespace.clone(),
             name: resolved.name.clone(),
-        }),
-        None => Ok(()),
+        });
     }
+    if observed
+        .activator
+        .as_ref()
+        .is_some_and(|a| !controlled_by(a, owner))
+    {
+        return Err(Error::ChildConflict {
+            kind: ChildKind::Deployment.as_str(),
+            namespace: resolved.namespace.clone(),
+            name: activator_name(&resolved.name),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `manager` owns `spec.replicas` of the Deployment through an apply.

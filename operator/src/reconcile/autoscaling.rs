@@ -12,6 +12,7 @@ use crate::reconcile::conditions::{Verdict, AUTOSCALING};
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rootcause::bound;
 use crate::reconcile::scaler::Facts;
+use crate::reconcile::status::{REASON_ACTIVATOR_NOT_READY, REASON_SCALED_TO_ZERO};
 
 /// Reason while the HorizontalPodAutoscaler has not reported yet (just created).
 pub(crate) const REASON_STARTING: &str = "AutoscalerStarting";
@@ -103,6 +104,38 @@ pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Opti
             "the first sample of the pods' request counters is taken; the rate needs a second",
         ));
     };
+    let idle = format!(
+        "no prediction request for {:.0} s (idleSeconds {})",
+        facts.idle,
+        autoscaling.idle_window()
+    );
+    if facts.current == 0 {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            true,
+            REASON_SCALED_TO_ZERO,
+            format!("scaled to zero pods: {idle}; the activator starts a pod on the next request"),
+        ));
+    }
+    if facts.waiting_for_activator {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_ACTIVATOR_NOT_READY,
+            format!(
+                "{idle}, but the activator has no ready pod: the model keeps {} replicas",
+                facts.current
+            ),
+        ));
+    }
+    if facts.desired == 0 {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            true,
+            REASON_SCALED_TO_ZERO,
+            format!("scaling to zero pods: {idle}"),
+        ));
+    }
     if let Some(why) = &facts.unreadable {
         return Some(Verdict::new(
             AUTOSCALING,
@@ -174,6 +207,7 @@ mod tests {
             max_replicas: 3,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            idle_seconds: None,
             target_requests_per_second: None,
         }))
     }
@@ -266,6 +300,7 @@ mod tests {
             max_replicas: 2,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            idle_seconds: None,
             target_requests_per_second: Some(10),
         }))
     }
@@ -283,6 +318,9 @@ mod tests {
             desired: 2,
             wanted: 5,
             unreadable: None,
+            idle: 0.0,
+            woke: false,
+            waiting_for_activator: false,
         };
         let v = rate_verdict(&model, Some(&facts)).expect("a verdict");
         assert_eq!((v.status, v.reason.as_str()), (false, REASON_AT_MAXIMUM));
@@ -312,6 +350,9 @@ mod tests {
             desired: 1,
             wanted: 1,
             unreadable: None,
+            idle: 0.0,
+            woke: false,
+            waiting_for_activator: false,
         };
         let v = rate_verdict(&model, Some(&none_ready)).expect("a verdict");
         assert_eq!((v.status, v.reason.as_str()), (false, REASON_STARTING));

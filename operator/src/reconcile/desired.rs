@@ -1,6 +1,7 @@
 //! The build step: every object an IrisModel owns, from the resolved inputs. Pure (no
 //! client), one builder per child kind, so tests compare whole objects.
 
+pub(crate) mod activator;
 pub(crate) mod canary;
 pub(crate) mod deployment;
 pub(crate) mod hpa;
@@ -11,8 +12,9 @@ pub(crate) mod service;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::names::labels;
@@ -24,6 +26,8 @@ pub(crate) struct Desired {
     pub(crate) service: Service,
     pub(crate) hpa: Option<HorizontalPodAutoscaler>,
     pub(crate) pdb: Option<PodDisruptionBudget>,
+    /// The activator of a model that scales to zero.
+    pub(crate) activator: Option<activator::Activator>,
 }
 
 /// The kinds of object an IrisModel owns: the one list the apply step and the write metrics
@@ -34,14 +38,21 @@ pub(crate) enum ChildKind {
     Service,
     HorizontalPodAutoscaler,
     PodDisruptionBudget,
+    /// The activator's ServiceAccount, Role and RoleBinding.
+    ServiceAccount,
+    Role,
+    RoleBinding,
 }
 
 impl ChildKind {
-    pub(crate) const ALL: [ChildKind; 4] = [
+    pub(crate) const ALL: [ChildKind; 7] = [
         ChildKind::Deployment,
         ChildKind::Service,
         ChildKind::HorizontalPodAutoscaler,
         ChildKind::PodDisruptionBudget,
+        ChildKind::ServiceAccount,
+        ChildKind::Role,
+        ChildKind::RoleBinding,
     ];
 
     /// The API kind, e.g. `Deployment`.
@@ -53,6 +64,9 @@ impl ChildKind {
                 <HorizontalPodAutoscaler as k8s_openapi::Resource>::KIND
             }
             ChildKind::PodDisruptionBudget => <PodDisruptionBudget as k8s_openapi::Resource>::KIND,
+            ChildKind::ServiceAccount => <ServiceAccount as k8s_openapi::Resource>::KIND,
+            ChildKind::Role => <Role as k8s_openapi::Resource>::KIND,
+            ChildKind::RoleBinding => <RoleBinding as k8s_openapi::Resource>::KIND,
         }
     }
 }
@@ -64,6 +78,7 @@ pub(crate) fn build(resolved: &Resolved) -> Desired {
         service: service::build(resolved),
         hpa: hpa::build(resolved),
         pdb: pdb::build(resolved),
+        activator: activator::build(resolved),
     }
 }
 

@@ -131,7 +131,7 @@ async fn converge(
         observed.config_map.as_ref(),
         &ctx.builtin,
     )?;
-    let desired = desired::build(&resolved);
+    let mut desired = desired::build(&resolved);
     observe::unseen(
         &ctx.client,
         observed,
@@ -141,6 +141,23 @@ async fn converge(
     )
     .await?;
     let (name, namespace) = (&resolved.name, &resolved.namespace);
+    // A model that scales to zero: its Service selects the activator while it has no pod, and
+    // the scaler takes it to zero pods with the Service pointed there first.
+    let through_activator = scaler::through_activator(
+        &resolved,
+        observed.deployment.as_ref(),
+        observed.service.as_ref(),
+    );
+    let zero_service = resolved.activator.is_some().then(|| {
+        let mut service = desired.service.clone();
+        desired::service::select_activator(&mut service, name);
+        service
+    });
+    if through_activator {
+        desired::service::select_activator(&mut desired.service, name);
+    }
+    let observed_service = observed.service.clone();
+    let activator = observed.activator.clone();
     let decision = decide(model, &resolved, &desired, observed, ctx, now).await?;
     let deployment = apply::children(
         &ctx.client,
@@ -165,7 +182,12 @@ async fn converge(
             // The pods listed above (while a rollout runs or the image is unknown) serve the
             // autoscaler too: one list a reconcile.
             let listed = pods.read.then_some(pods.pods.as_slice());
-            scaler::scale(ctx, model, &resolved, deployment, listed, now).await?
+            let zero = zero_service.map(|service| scaler::Zero {
+                service,
+                observed: observed_service.as_ref(),
+                activator_ready: scaler::activator_ready(activator.as_ref()),
+            });
+            scaler::scale(ctx, model, &resolved, deployment, listed, zero, now).await?
         }
         None => None,
     };
@@ -176,6 +198,10 @@ async fn converge(
         events: &pods.events,
         hpa: observed.hpa.as_ref(),
         rate: rate.as_ref(),
+        activator: resolved.activator.is_some().then(|| status::ActivatorView {
+            ready: scaler::activator_ready(activator.as_ref()),
+            serving: through_activator,
+        }),
     };
     let status = status::served(model, &resolved, &live, &decision, now);
     let mut decision = decision;

@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::cache::ChildCache;
 use crate::crd::IrisModel;
 use crate::error::Error;
-use crate::names::{canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
+use crate::names::{activator_name, canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
 use crate::reconcile::analysis::Traffic;
 use crate::reconcile::desired::Desired;
 use crate::reconcile::resolve::Resolved;
@@ -38,6 +38,8 @@ pub(crate) struct Observed {
     pub(crate) deployment: Option<Deployment>,
     /// The canary Deployment (`<name>-canary`), while a canary runs.
     pub(crate) canary: Option<Deployment>,
+    /// The activator Deployment (`<name>-activator`) of a model that scales to zero.
+    pub(crate) activator: Option<Deployment>,
     pub(crate) service: Option<Service>,
     pub(crate) hpa: Option<HorizontalPodAutoscaler>,
     pub(crate) pdb: Option<PodDisruptionBudget>,
@@ -59,6 +61,7 @@ pub(crate) async fn children(
         config_map,
         deployment: cache.deployments.get(namespace, name),
         canary: cache.deployments.get(namespace, &canary_name(name)),
+        activator: cache.deployments.get(namespace, &activator_name(name)),
         service: cache.services.get(namespace, name),
         hpa: cache.hpas.get(namespace, name),
         pdb: cache.pdbs.get(namespace, name),
@@ -86,6 +89,9 @@ pub(crate) async fn unseen(
     }
     if desired.pdb.is_some() && observed.pdb.is_none() {
         observed.pdb = get(client, namespace, name).await?;
+    }
+    if desired.activator.is_some() && observed.activator.is_none() {
+        observed.activator = get(client, namespace, &activator_name(name)).await?;
     }
     Ok(())
 }

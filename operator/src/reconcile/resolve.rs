@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::context::Settings;
+use crate::context::{ActivatorSettings, Settings};
 use crate::crd::{
     AuthSpec, AutoscalingSpec, IrisClass, IrisModel, ModelStatus, RolloutStrategy, ServiceSpec,
     Task, TrainingSpec,
@@ -65,6 +65,8 @@ pub(crate) struct Resolved {
     pub(crate) tls_secret: Option<String>,
     /// The bearer-token Secret mounted for authentication (spec.auth), if any.
     pub(crate) auth: Option<AuthSpec>,
+    /// How the activator runs, for a model that scales to zero (`minReplicas: 0`).
+    pub(crate) activator: Option<ActivatorSettings>,
 }
 
 impl Resolved {
@@ -227,6 +229,11 @@ pub(crate) fn resolve(
             None => Some(spec.replicas),
         },
         autoscaling: spec.autoscaling.clone(),
+        activator: spec
+            .autoscaling
+            .as_ref()
+            .filter(|a| a.scales_to_zero())
+            .map(|_| settings.activator.clone()),
         service: spec.service.clone(),
         resources: resources_or_default(spec.resources.as_ref()),
         node_selector: spec.node_selector.clone().filter(|m| !m.is_empty()),
@@ -445,6 +452,7 @@ mod tests {
             max_replicas: 4,
             target_cpu_utilization_percentage: 60,
             scale_down_stabilization_seconds: None,
+            idle_seconds: None,
             target_requests_per_second: None,
         });
         let resolved =

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -29,14 +29,19 @@ use crate::error::Error;
 use crate::metrics::{Operation, Written};
 use crate::names::MANAGER;
 use crate::reconcile::analysis::Traffic;
+use crate::reconcile::desired::service;
 use crate::reconcile::desired::ChildKind;
 use crate::reconcile::resolve::Resolved;
-use crate::reconcile::{observe, report};
+use crate::reconcile::{apply, observe, report};
 
 /// How often a model autoscaled on its request rate is sampled (its requeue).
 pub(crate) const SCALE_INTERVAL: Duration = Duration::from_secs(5);
 /// Reason of the Event of a change of the replica count.
 pub(crate) const REASON_RESCALED: &str = "Rescaled";
+/// Reason of the Event of a model going to zero pods.
+pub(crate) const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
+/// Reason of the Event of a model woken from zero pods by its activator.
+pub(crate) const REASON_WOKEN: &str = "Woken";
 /// Samples closer than this are not taken (a watch event right after a tick): the rate over
 /// a fraction of a second is noise.
 const MIN_SAMPLE_GAP_S: f64 = 2.0;
@@ -88,6 +93,13 @@ pub(crate) struct Facts {
     /// Why no ready pod's counters could be read (the count then stays). With no pod read
     /// and no reason, no pod was ready.
     pub(crate) unreadable: Option<String>,
+    /// Seconds since the last prediction request was seen (or the series started, or the
+    /// model woke from zero pods).
+    pub(crate) idle: f64,
+    /// The model went from zero pods to some since the last sample (its activator woke it).
+    pub(crate) woke: bool,
+    /// Idle long enough for zero pods, but the activator is not ready: the count stays.
+    pub(crate) waiting_for_activator: bool,
 }
 
 impl Facts {
@@ -114,6 +126,10 @@ struct Series {
     /// (time, bounded recommendation) over the scale-down window.
     recommendations: VecDeque<(f64, i32)>,
     last: Reading,
+    /// When a request was last seen (or the series started, or the model woke).
+    active_at: f64,
+    /// The replica count at the last sample.
+    current: i32,
 }
 
 /// The request-rate series of every model autoscaled on it, by `namespace/name`.
@@ -138,14 +154,15 @@ impl Scalers {
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|k, s| k == key || now - s.at < FORGET_AFTER_S);
         let Some(series) = all.get_mut(key) else {
-            all.insert(key.to_string(), Series::start(now, &counts));
+            all.insert(key.to_string(), Series::start(now, &counts, current));
             return None;
         };
         if now - series.at < MIN_SAMPLE_GAP_S {
             return series.last.clone();
         }
         let reading = series.next(now, &counts, unreadable, current, spec, target);
-        series.last = reading.clone();
+        // A wake is told once: a reading repeated for a sample too close does not retell it.
+        series.last = reading.clone().map(|f| Facts { woke: false, ..f });
         reading
     }
 
@@ -156,10 +173,12 @@ impl Scalers {
 }
 
 impl Series {
-    fn start(now: f64, counts: &[PodCount]) -> Series {
+    fn start(now: f64, counts: &[PodCount], current: i32) -> Series {
         Series {
             at: now,
             counts: counts.iter().map(|c| (c.pod.clone(), c.requests)).collect(),
+            active_at: now,
+            current,
             ..Series::default()
         }
     }
@@ -176,17 +195,34 @@ impl Series {
         let (before, dt) = (std::mem::take(&mut self.counts), now - self.at);
         self.at = now;
         self.counts = counts.iter().map(|c| (c.pod.clone(), c.requests)).collect();
-        if counts.is_empty() && current > 0 {
+        let woke = self.current == 0 && current > 0;
+        self.current = current;
+        if woke {
+            // A request woke the model: its idle time starts again.
+            self.active_at = now;
+        }
+        let stay = |idle| Facts {
+            rate: 0.0,
+            read: 0,
+            pods: 0,
+            current,
+            desired: current,
+            wanted: current,
+            unreadable: None,
+            idle,
+            woke,
+            waiting_for_activator: false,
+        };
+        if current == 0 {
+            // At zero pods the activator wakes the model on a request, not the rate.
+            return Some(stay(now - self.active_at));
+        }
+        if counts.is_empty() {
             // Nothing read (no pod ready yet, or none answered): no rate is not a zero rate.
             // The count stays.
             return Some(Facts {
-                rate: 0.0,
-                read: 0,
-                pods: 0,
-                current,
-                desired: current,
-                wanted: current,
                 unreadable,
+                ..stay(now - self.active_at)
             });
         }
         let mut requests = 0u64;
@@ -203,9 +239,15 @@ impl Series {
                 pods += 1;
             }
         }
+        if requests > 0 {
+            self.active_at = now;
+        }
+        let idle = now - self.active_at;
         let rate = requests as f64 / dt.max(f64::EPSILON);
         let wanted = recommend(rate, current, target);
-        let bounded = wanted.clamp(spec.min_replicas, spec.max_replicas);
+        // A model that scales to zero keeps one pod until it has been idle long enough.
+        let floor = spec.min_replicas.max(i32::from(spec.scales_to_zero()));
+        let bounded = wanted.clamp(floor, spec.max_replicas);
         let window = f64::from(spec.scale_down_window());
         self.recommendations.push_back((now, bounded));
         while self
@@ -215,7 +257,9 @@ impl Series {
         {
             self.recommendations.pop_front();
         }
-        let desired = if bounded >= current {
+        let desired = if spec.scales_to_zero() && idle >= f64::from(spec.idle_window()) {
+            0
+        } else if bounded >= current {
             bounded
         } else {
             let highest = self.recommendations.iter().map(|(_, r)| *r).max();
@@ -229,6 +273,9 @@ impl Series {
             desired,
             wanted,
             unreadable: None,
+            idle,
+            woke,
+            waiting_for_activator: false,
         })
     }
 }
@@ -275,6 +322,49 @@ fn pod_count(pod: &Pod, page: Result<String, String>) -> Result<PodCount, String
     })
 }
 
+/// What the scaler of a model that scales to zero needs to take it there: the Service pointed
+/// at the activator (applied before the count goes to zero, so no connection finds no pod),
+/// the Service as observed, and whether the activator is ready to take the connections.
+pub(crate) struct Zero<'a> {
+    pub(crate) service: Service,
+    pub(crate) observed: Option<&'a Service>,
+    pub(crate) activator_ready: bool,
+}
+
+/// Whether a scale-to-zero model's Service should select its activator: while the Deployment
+/// asks for no pod, and (once it selects the activator) until a pod the activator asked for
+/// is ready. A model whose pods all fail while serving keeps its own selector.
+pub(crate) fn through_activator(
+    resolved: &Resolved,
+    deployment: Option<&Deployment>,
+    service: Option<&Service>,
+) -> bool {
+    let Some(deployment) = deployment.filter(|_| resolved.activator.is_some()) else {
+        return false;
+    };
+    let replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let ready = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    replicas == 0
+        || (ready == 0 && service.is_some_and(|s| service::selects_activator(s, &resolved.name)))
+}
+
+/// Whether the activator has a ready pod.
+pub(crate) fn activator_ready(activator: Option<&Deployment>) -> bool {
+    activator
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        > 0
+}
+
 /// The request-rate step of a reconcile: samples the model's ready pods (`listed` when this
 /// reconcile has listed them already, else listed here), and writes the replica count to the
 /// Deployment's scale subresource when it changes. None when the model does not scale on its
@@ -285,6 +375,7 @@ pub(crate) async fn scale(
     resolved: &Resolved,
     deployment: &Deployment,
     listed: Option<&[Pod]>,
+    zero: Option<Zero<'_>>,
     now: &Time,
 ) -> Result<Option<Reading>, Error> {
     let key = format!("{}/{}", resolved.namespace, resolved.name);
@@ -324,7 +415,35 @@ pub(crate) async fn scale(
         unreadable: failure,
         current,
     };
-    let reading = ctx.scalers.sample(&key, sample, spec, f64::from(target));
+    let mut reading = ctx.scalers.sample(&key, sample, spec, f64::from(target));
+    if let Some(facts) = reading.as_ref().filter(|f| f.woke) {
+        let note = format!(
+            "0 -> {} replicas: a request reached the activator of the scaled-to-zero model",
+            facts.current
+        );
+        tracing::info!(irismodel = %key, "woken from zero pods: {note}");
+        report::publish_event(model, ctx, EventType::Normal, REASON_WOKEN, note).await;
+    }
+    if let Some(facts) = reading.as_mut().filter(|f| f.desired == 0 && f.current > 0) {
+        match zero {
+            Some(zero) if zero.activator_ready => {
+                let services: Api<Service> =
+                    Api::namespaced(ctx.client.clone(), &resolved.namespace);
+                let (_, outcome) =
+                    apply::apply(&services, zero.service, zero.observed, false).await?;
+                if outcome == apply::Outcome::Applied {
+                    ctx.metrics
+                        .write(Written::Child(ChildKind::Service), Operation::Apply);
+                }
+            }
+            _ => {
+                // Without a ready activator a Service with no pod behind it would refuse
+                // connections: the model keeps its pods until the activator is ready.
+                facts.desired = facts.current;
+                facts.waiting_for_activator = true;
+            }
+        }
+    }
     if let Some(facts) = reading.as_ref().filter(|f| f.desired != f.current) {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
         api.patch_scale(
@@ -336,14 +455,30 @@ pub(crate) async fn scale(
         .map_err(Error::kube("scale the deployment"))?;
         ctx.metrics
             .write(Written::Child(ChildKind::Deployment), Operation::Scale);
-        let note = format!(
-            "{} -> {} replicas: {}",
-            facts.current,
-            facts.desired,
-            facts.rate_phrase(target)
-        );
+        let (reason, note) = if facts.desired == 0 {
+            (
+                REASON_SCALED_TO_ZERO,
+                format!(
+                    "{} -> 0 replicas: no prediction request for {:.0} s (idleSeconds {}); the \
+                     activator takes the Service's connections and starts a pod on the next one",
+                    facts.current,
+                    facts.idle,
+                    spec.idle_window()
+                ),
+            )
+        } else {
+            (
+                REASON_RESCALED,
+                format!(
+                    "{} -> {} replicas: {}",
+                    facts.current,
+                    facts.desired,
+                    facts.rate_phrase(target)
+                ),
+            )
+        };
         tracing::info!(irismodel = %key, manager = MANAGER, "scaled on the request rate: {note}");
-        report::publish_event(model, ctx, EventType::Normal, REASON_RESCALED, note).await;
+        report::publish_event(model, ctx, EventType::Normal, reason, note).await;
     }
     Ok(Some(reading))
 }
@@ -358,6 +493,7 @@ mod tests {
             max_replicas: max,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: Some(window),
+            idle_seconds: None,
             target_requests_per_second: Some(10),
         }
     }

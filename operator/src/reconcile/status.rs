@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{IrisModel, IrisModelStatus, RolloutStatus};
 use crate::error::Error;
-use crate::names::{selector_string, MODEL_HASH_ANNOTATION};
+use crate::names::{activator_name, selector_string, MODEL_HASH_ANNOTATION};
 use crate::reconcile::autoscaling;
 use crate::reconcile::conditions::{
     find, merge, Verdict, AUTOSCALING, DEGRADED, PROGRESSING, READY, ROLLOUT,
@@ -29,6 +29,10 @@ pub(crate) const REASON_ROLLING_OUT: &str = "RollingOut";
 pub(crate) const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
 /// Reason of Ready=False with zero replicas.
 pub(crate) const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
+/// Ready=True of a scale-to-zero model whose activator holds requests while a pod starts.
+pub(crate) const REASON_WAKING: &str = "Waking";
+/// Ready=False of a scale-to-zero model with no ready pod and no ready activator.
+pub(crate) const REASON_ACTIVATOR_NOT_READY: &str = "ActivatorNotReady";
 /// Reason of Degraded=False.
 pub(crate) const REASON_AS_EXPECTED: &str = "AsExpected";
 
@@ -119,6 +123,17 @@ pub(crate) struct Observed<'a> {
     pub(crate) hpa: Option<&'a HorizontalPodAutoscaler>,
     /// The request-rate autoscaler's reading, when the model scales on its request rate.
     pub(crate) rate: Option<&'a scaler::Reading>,
+    /// The activator of a model that scales to zero.
+    pub(crate) activator: Option<ActivatorView>,
+}
+
+/// What the status says of a scale-to-zero model's activator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ActivatorView {
+    /// It has a ready pod.
+    pub(crate) ready: bool,
+    /// The model's Service selects it (the model has no ready pod).
+    pub(crate) serving: bool,
 }
 
 /// The status of a served IrisModel, with the rollout's decision (its status, and a model the
@@ -153,6 +168,12 @@ pub(crate) fn served(
             REASON_ROLLING_OUT,
             "Deployment not created yet",
         )
+    } else if let Some(verdict) = observed
+        .activator
+        .filter(|a| a.serving && failure.is_none())
+        .map(|a| activator_ready_verdict(a, &rollout, resolved))
+    {
+        verdict
     } else if rollout.desired == 0 {
         Verdict::new(
             READY,
@@ -250,6 +271,50 @@ pub(crate) fn served(
         }),
         rollout: decision.status.clone(),
         conditions: merge(&previous.conditions, verdicts, resolved.generation, now),
+    }
+}
+
+/// Ready of a scale-to-zero model served through its activator: True while the activator is
+/// ready (a request is answered, after a cold start), with no pod or with one starting.
+fn activator_ready_verdict(
+    activator: ActivatorView,
+    rollout: &Rollout,
+    resolved: &Resolved,
+) -> Verdict {
+    if !activator.ready {
+        return Verdict::new(
+            READY,
+            false,
+            REASON_ACTIVATOR_NOT_READY,
+            format!(
+                "the model has no ready pod and its activator (Deployment {}) has none either: \
+                 connections to the Service are refused",
+                activator_name(&resolved.name)
+            ),
+        );
+    }
+    if rollout.desired == 0 {
+        Verdict::new(
+            READY,
+            true,
+            REASON_SCALED_TO_ZERO,
+            format!(
+                "no pod runs (idle): the activator answers at {} and starts a pod on the next \
+                 request",
+                resolved.endpoint
+            ),
+        )
+    } else {
+        Verdict::new(
+            READY,
+            true,
+            REASON_WAKING,
+            format!(
+                "waking from zero pods: {} of {} ready; the activator holds the requests until \
+                 one is",
+                rollout.ready, rollout.desired
+            ),
+        )
     }
 }
 

@@ -136,18 +136,7 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
                 liveness_probe: Some(probe("/v2/health/live", scheme, 10, 3)),
                 // Polled every 2s so a new pod turns Ready (and the IrisModel with it) quickly.
                 readiness_probe: Some(probe("/v2/health/ready", scheme, 2, 2)),
-                security_context: Some(SecurityContext {
-                    allow_privilege_escalation: Some(false),
-                    read_only_root_filesystem: Some(true),
-                    run_as_non_root: Some(true),
-                    run_as_user: Some(RUN_AS),
-                    run_as_group: Some(RUN_AS),
-                    capabilities: Some(Capabilities {
-                        drop: Some(vec!["ALL".to_string()]),
-                        add: None,
-                    }),
-                    ..SecurityContext::default()
-                }),
+                security_context: Some(restricted_container()),
                 volume_mounts: (!mounts.is_empty()).then_some(mounts),
                 // A server that exits at start-up says why in its last log lines; with this
                 // they become lastState.terminated.message, which the status reports.
@@ -158,17 +147,9 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS),
-                run_as_group: Some(RUN_AS),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_string(),
-                    localhost_profile: None,
-                }),
-                sysctls: low_port_sysctls(resolved),
                 // Secret files are mode 0440: the server reads them as their group.
                 fs_group: security::mounts_secrets(resolved).then_some(RUN_AS),
-                ..PodSecurityContext::default()
+                ..restricted_pod(resolved)
             }),
             node_selector: resolved.node_selector.clone(),
             tolerations: Some(placement::tolerations(resolved.tolerations.as_deref())),
@@ -176,13 +157,7 @@ fn pod_template(resolved: &Resolved) -> PodTemplateSpec {
             topology_spread_constraints: Some(placement::spread(&resolved.name)),
             volumes: (!volumes.is_empty()).then_some(volumes),
             // Names only: the kubelet reads the Secrets, the operator never does.
-            image_pull_secrets: (!resolved.image_pull_secrets.is_empty()).then(|| {
-                resolved
-                    .image_pull_secrets
-                    .iter()
-                    .map(|name| LocalObjectReference { name: name.clone() })
-                    .collect()
-            }),
+            image_pull_secrets: pull_secrets(resolved),
             ..PodSpec::default()
         }),
     }
@@ -203,7 +178,50 @@ pub(crate) fn scrape_annotations(resolved: &Resolved) -> BTreeMap<String, String
     annotations
 }
 
-fn container_port(name: &str, port: i32) -> ContainerPort {
+/// The container security of Pod Security "restricted": non-root, no privilege escalation, no
+/// capabilities, a read-only root file system.
+pub(crate) fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod security of Pod Security "restricted", with the sysctl the model's ports need.
+pub(crate) fn restricted_pod(resolved: &Resolved) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            localhost_profile: None,
+        }),
+        sysctls: low_port_sysctls(resolved),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The pods' image pull Secrets (names only: the kubelet reads the Secrets).
+pub(crate) fn pull_secrets(resolved: &Resolved) -> Option<Vec<LocalObjectReference>> {
+    (!resolved.image_pull_secrets.is_empty()).then(|| {
+        resolved
+            .image_pull_secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    })
+}
+
+pub(crate) fn container_port(name: &str, port: i32) -> ContainerPort {
     ContainerPort {
         name: Some(name.to_string()),
         container_port: port,

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::child_meta;
 use crate::crd::ServiceType;
-use crate::names::{selector_labels, GRPC_PORT_NAME, PORT_NAME};
+use crate::names::{activator_selector_labels, selector_labels, GRPC_PORT_NAME, PORT_NAME};
 use crate::reconcile::resolve::Resolved;
 
 /// Builds the Service, of the requested type: port `http` on `spec.port` (with the node port
@@ -55,4 +55,18 @@ fn http_app_protocol(resolved: &Resolved) -> &'static str {
     } else {
         PORT_NAME
     }
+}
+
+/// Points the Service at the activator's pod instead of the model's: while a model that
+/// scales to zero has no ready pod, its activator takes the connections.
+pub(crate) fn select_activator(service: &mut Service, name: &str) {
+    if let Some(spec) = service.spec.as_mut() {
+        spec.selector = Some(activator_selector_labels(name));
+    }
+}
+
+/// Whether the Service selects the activator's pod.
+pub(crate) fn selects_activator(service: &Service, name: &str) -> bool {
+    service.spec.as_ref().and_then(|s| s.selector.as_ref())
+        == Some(&activator_selector_labels(name))
 }

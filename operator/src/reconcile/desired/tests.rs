@@ -70,6 +70,7 @@ fn builtin() -> Resolved {
         endpoint: "http://iris.ml.svc.cluster.local:5001".into(),
         tls_secret: None,
         auth: None,
+        activator: None,
     }
 }
 
@@ -499,6 +500,7 @@ fn deployment_leaves_replicas_to_the_autoscaler() {
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            idle_seconds: None,
             target_requests_per_second: None,
         }),
         ..builtin()
@@ -650,6 +652,7 @@ fn autoscaler_only_when_asked() {
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            idle_seconds: None,
             target_requests_per_second: None,
         }),
         ..builtin()
@@ -728,6 +731,7 @@ fn disruption_budget_from_two_replicas() {
             max_replicas: 5,
             target_cpu_utilization_percentage: 70,
             scale_down_stabilization_seconds: None,
+            idle_seconds: None,
             target_requests_per_second: None,
         }),
         ..builtin()
