@@ -1416,3 +1416,198 @@ async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_s
         .expect("reconciles");
     finished(server).await;
 }
+
+/// A model that scales to zero after 30 s without a request, target 10/s per pod, up to 3.
+fn scales_to_zero() -> IrisModel {
+    let mut model = rate_autoscaled();
+    let autoscaling = model.spec.autoscaling.as_mut().expect("autoscaling");
+    autoscaling.min_replicas = 0;
+    autoscaling.max_replicas = 3;
+    autoscaling.idle_seconds = Some(30);
+    model
+}
+
+/// Its activator Deployment as the cluster holds it, with a ready pod.
+fn activator_of(model: &IrisModel) -> Deployment {
+    let resolved =
+        resolve(model, &Settings::default(), None, &BuiltinCache::default()).expect("resolves");
+    let activator = crate::reconcile::desired::activator::build(&resolved).expect("an activator");
+    rolled_out(&stamp(activator.deployment).expect("stamps"), 1)
+}
+
+#[tokio::test]
+async fn an_idle_model_points_its_service_at_the_activator_before_it_goes_to_zero_pods() {
+    let model = scales_to_zero();
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    let table = Arc::new(crate::scrape::testing::Table::default());
+    table.set(
+        "192.0.2.1",
+        "model_server_http_requests_total{route=\"/v2/models/{name}/infer\",code=\"200\"} 50\n",
+    );
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    ctx.install_children(holding(
+        vec![deployment.clone(), activator_of(&model)],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    // The series started 40 s ago with the same 50 requests: idle for 40 s (idleSeconds 30).
+    let mut pod = ready_pod("iris-1", "192.0.2.1", false);
+    pod["metadata"]["uid"] = json!("pod-uid-1");
+    ctx.scalers.sample(
+        "testns/iris",
+        crate::reconcile::scaler::Sample {
+            now: (NOW - 40) as f64,
+            counts: vec![crate::reconcile::scaler::PodCount {
+                pod: "pod-uid-1".into(),
+                requests: 50,
+                started: None,
+            }],
+            unreadable: None,
+            current: 1,
+        },
+        model.spec.autoscaling.as_ref().expect("autoscaling"),
+        10.0,
+    );
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod]});
+    let server = server.run(vec![
+        Expect::get(PODS, Reply::Json(pods)),
+        // First the Service selects the activator, so no connection meets a Service without
+        // a pod; then the count goes to zero.
+        Expect::apply(SERVICE, Reply::Echo).checking(|body| {
+            assert_eq!(
+                body["spec"]["selector"],
+                json!({"app.kubernetes.io/instance": "iris",
+                       "app.kubernetes.io/name": "iris-activator"})
+            );
+        }),
+        Expect {
+            method: http::Method::PATCH,
+            path: format!("{DEPLOYMENT}/scale"),
+            query: vec![],
+            check: None,
+            reply: Reply::Json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": "iris", "namespace": "testns"},
+                "spec": {"replicas": 0}})),
+        }
+        .checking(|body| assert_eq!(body, &json!({"spec": {"replicas": 0}}))),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("ScaledToZero"));
+            let note = body["note"].as_str().unwrap_or_default();
+            assert!(
+                note.starts_with(
+                    "1 -> 0 replicas: no prediction request for 40 s (idleSeconds 30)"
+                ),
+                "{note}"
+            );
+        }),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Autoscaling"),
+                ("True", "ScaledToZero", Some(1))
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+}
+
+#[tokio::test]
+async fn a_model_at_zero_pods_is_ready_through_its_activator_and_says_so() {
+    let model = scales_to_zero();
+    let (mut deployment, service) = children(&model);
+    deployment.spec.as_mut().expect("spec").replicas = Some(0);
+    let deployment = rolled_out(&deployment, 1);
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment, activator_of(&model)],
+        vec![service],
+        vec![],
+        vec![],
+    ));
+    let no_pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []});
+    let server = server.run(vec![
+        // The Service still selected the model's pods (they are gone): it now selects the
+        // activator's.
+        Expect::apply(SERVICE, Reply::Echo).checking(|body| {
+            assert_eq!(
+                body["spec"]["selector"]["app.kubernetes.io/name"],
+                json!("iris-activator")
+            );
+        }),
+        Expect::get(PODS, Reply::Json(no_pods)),
+        // No scale write: at zero pods the activator wakes the model.
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("True", "ScaledToZero", Some(1))
+            );
+            assert_eq!(status.replicas, 0);
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .expect("Ready");
+            assert!(
+                ready.message.contains("the activator answers at"),
+                "{}",
+                ready.message
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("ScaledToZero"));
+        }),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+}
+
+#[tokio::test]
+async fn a_model_that_no_longer_scales_to_zero_loses_its_activator() {
+    let model = scales_to_zero();
+    let activator = activator_of(&model);
+    let model = rate_autoscaled();
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment, activator],
+        vec![service],
+        vec![],
+        vec![],
+    ));
+    let server = server.run(vec![
+        Expect::delete("/apis/apps/v1/namespaces/testns/deployments/iris-activator"),
+        Expect::delete(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/testns/rolebindings/iris-activator",
+        ),
+        Expect::delete("/apis/rbac.authorization.k8s.io/v1/namespaces/testns/roles/iris-activator"),
+        Expect::delete("/api/v1/namespaces/testns/serviceaccounts/iris-activator"),
+        Expect::get(
+            PODS,
+            Reply::Json(
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+                "items": [ready_pod("iris-1", "192.0.2.1", false)]}),
+            ),
+        ),
+        Expect::apply(STATUS, status_written()),
+        Expect::post(EVENTS, Reply::Echo),
+    ]);
+    reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+}

@@ -227,6 +227,11 @@ impl Series {
         }
         let mut requests = 0u64;
         let mut pods = 0usize;
+        // A pod not read before that has served requests was busy since the last sample
+        // (it started, or turned ready, since): activity, even where its rate is not counted.
+        let mut active = counts
+            .iter()
+            .any(|c| c.requests > 0 && !before.contains_key(&c.pod));
         for c in counts {
             let since = match before.get(&c.pod) {
                 // A counter below its last value is a restarted container's: all new.
@@ -239,7 +244,8 @@ impl Series {
                 pods += 1;
             }
         }
-        if requests > 0 {
+        active |= requests > 0;
+        if active {
             self.active_at = now;
         }
         let idle = now - self.active_at;
@@ -631,5 +637,75 @@ mod tests {
             scalers.sample("ns/a", look(710.0, counts(&[("p1", 0)]), 1), &s, 10.0),
             None
         );
+    }
+
+    fn to_zero(idle: i32) -> AutoscalingSpec {
+        AutoscalingSpec {
+            idle_seconds: Some(idle),
+            ..spec(0, 3, 0)
+        }
+    }
+
+    #[test]
+    fn an_idle_model_goes_to_zero_pods_only_after_its_idle_time() {
+        let scalers = Scalers::default();
+        let s = to_zero(30);
+        let at = |t: f64, requests: u64, current: i32| {
+            scalers
+                .sample(
+                    "ns/a",
+                    look(t, counts(&[("p1", requests)]), current),
+                    &s,
+                    10.0,
+                )
+                .map(|f| (f.desired, f.idle))
+        };
+        assert_eq!(at(0.0, 10, 1), None);
+        // No request for 10 and 20 s: one pod stays (the floor while not idle is 1, not 0).
+        assert_eq!(at(10.0, 10, 1), Some((1, 10.0)));
+        assert_eq!(at(20.0, 10, 1), Some((1, 20.0)));
+        // A request resets the idle time.
+        assert_eq!(at(25.0, 11, 1), Some((1, 0.0)));
+        assert_eq!(at(50.0, 11, 1), Some((1, 25.0)));
+        assert_eq!(at(55.0, 11, 1), Some((0, 30.0)));
+    }
+
+    #[test]
+    fn at_zero_pods_the_count_stays_and_a_wake_is_told_once_and_restarts_the_idle_time() {
+        let scalers = Scalers::default();
+        let s = to_zero(30);
+        scalers.sample("ns/a", look(0.0, vec![], 0), &s, 10.0);
+        let zero = scalers
+            .sample("ns/a", look(100.0, vec![], 0), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((zero.current, zero.desired, zero.woke), (0, 0, false));
+        // The activator scaled it to 1; its pod is not ready yet.
+        let woken = scalers
+            .sample("ns/a", look(105.0, vec![], 1), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((woken.desired, woken.woke, woken.idle), (1, true, 0.0));
+        // A sample too close repeats the reading without the wake.
+        let again = scalers
+            .sample("ns/a", look(106.0, vec![], 1), &s, 10.0)
+            .expect("a reading");
+        assert!(!again.woke);
+        // Its pod counts the held request: not idle, one pod.
+        let mut served = counts(&[("p2", 1)]);
+        served[0].started = Some(104.0);
+        let facts = scalers
+            .sample("ns/a", look(110.0, served, 1), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((facts.desired, facts.idle, facts.woke), (1, 0.0, false));
+    }
+
+    #[test]
+    fn a_model_with_a_floor_of_one_never_goes_to_zero() {
+        let scalers = Scalers::default();
+        let s = spec(1, 3, 0);
+        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 1), &s, 10.0);
+        let facts = scalers
+            .sample("ns/a", look(100_000.0, counts(&[("p1", 0)]), 1), &s, 10.0)
+            .expect("a reading");
+        assert_eq!(facts.desired, 1);
     }
 }

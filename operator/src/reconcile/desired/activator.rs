@@ -29,7 +29,8 @@ use crate::names::{
 };
 use crate::reconcile::resolve::Resolved;
 
-/// Port of the activator's /healthz, /readyz and /metrics.
+/// Port of the activator's /healthz, /readyz and /metrics, unless the model uses it (then the
+/// next free one).
 pub(crate) const ADMIN_PORT: i32 = 9091;
 /// Name of its container.
 pub(crate) const CONTAINER_NAME: &str = "activator";
@@ -107,8 +108,16 @@ fn role_binding(resolved: &Resolved) -> RoleBinding {
     }
 }
 
+/// The admin port: [`ADMIN_PORT`] or the first port above it the model does not use.
+fn admin_port(resolved: &Resolved) -> i32 {
+    (ADMIN_PORT..)
+        .find(|p| *p != resolved.port && *p != resolved.grpc_port)
+        .unwrap_or(ADMIN_PORT)
+}
+
 fn deployment(resolved: &Resolved, settings: &ActivatorSettings) -> Deployment {
     let name = activator_name(&resolved.name);
+    let admin = admin_port(resolved);
     let args = [
         "activator".to_string(),
         format!("--namespace={}", resolved.namespace),
@@ -116,7 +125,7 @@ fn deployment(resolved: &Resolved, settings: &ActivatorSettings) -> Deployment {
         format!("--selector={}", selector_string(&resolved.name)),
         format!("--listen={PORT_NAME}={}", resolved.port),
         format!("--listen={GRPC_PORT_NAME}={}", resolved.grpc_port),
-        format!("--admin-addr=0.0.0.0:{ADMIN_PORT}"),
+        format!("--admin-addr=0.0.0.0:{admin}"),
         format!("--max-held={}", settings.max_held),
         format!("--hold-timeout-seconds={}", settings.hold_timeout_seconds),
         "--log-format=json".to_string(),
@@ -155,7 +164,7 @@ fn deployment(resolved: &Resolved, settings: &ActivatorSettings) -> Deployment {
                             container_port(GRPC_PORT_NAME, resolved.grpc_port),
                             ContainerPort {
                                 name: Some(ADMIN_PORT_NAME.to_string()),
-                                container_port: ADMIN_PORT,
+                                container_port: admin,
                                 protocol: Some("TCP".to_string()),
                                 ..ContainerPort::default()
                             },

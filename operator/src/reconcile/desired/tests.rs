@@ -784,3 +784,117 @@ fn a_users_toleration_of_a_node_failure_taint_replaces_the_default() {
         ]
     );
 }
+
+#[test]
+fn an_activator_only_for_a_model_that_scales_to_zero_with_rights_to_its_own_deployment() {
+    assert!(super::activator::build(&builtin()).is_none());
+    let resolved = Resolved {
+        replicas: None,
+        autoscaling: Some(AutoscalingSpec {
+            min_replicas: 0,
+            max_replicas: 3,
+            target_cpu_utilization_percentage: 70,
+            scale_down_stabilization_seconds: None,
+            idle_seconds: Some(60),
+            target_requests_per_second: Some(10),
+        }),
+        activator: Some(crate::context::ActivatorSettings::default()),
+        ..builtin()
+    };
+    let activator = super::activator::build(&resolved).expect("an activator");
+    let deployment = &activator.deployment;
+    assert_eq!(deployment.metadata.name.as_deref(), Some("iris-activator"));
+    assert_eq!(
+        deployment.metadata.owner_references,
+        meta().owner_references
+    );
+    let spec = deployment.spec.as_ref().expect("spec");
+    let selector = string_map(&[
+        ("app.kubernetes.io/instance", "iris"),
+        ("app.kubernetes.io/name", "iris-activator"),
+    ]);
+    assert_eq!(spec.selector.match_labels.as_ref(), Some(&selector));
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("iris-operator/operator:0.1.0")
+    );
+    let args = container.args.clone().unwrap_or_default();
+    for arg in [
+        "activator",
+        "--deployment=iris",
+        "--namespace=ml",
+        "--selector=app.kubernetes.io/instance=iris,app.kubernetes.io/name=model-server",
+        "--listen=http=5001",
+        "--listen=grpc=8081",
+        "--max-held=1000",
+        "--hold-timeout-seconds=30",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "{arg} in {args:?}");
+    }
+    // The Service's named target ports reach it as they reach the model's pods.
+    let ports: Vec<_> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(ports, [("http", 5001), ("grpc", 8081), ("admin", 9091)]);
+    // Restricted like the model server, and given longer than a hold to finish.
+    let model_pod = deployment::build(&resolved)
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod");
+    assert_eq!(
+        container.security_context,
+        model_pod.containers[0].security_context
+    );
+    assert_eq!(pod.termination_grace_period_seconds, Some(40));
+    assert_eq!(pod.service_account_name.as_deref(), Some("iris-activator"));
+    // Its Role: the scale of its own model's Deployment, and a list of pods.
+    let rules = activator.role.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].resources, Some(vec!["deployments/scale".into()]));
+    assert_eq!(rules[0].resource_names, Some(vec!["iris".into()]));
+    assert_eq!(rules[0].verbs, ["get", "patch"]);
+    assert_eq!(rules[1].resources, Some(vec!["pods".into()]));
+    assert_eq!(rules[1].verbs, ["list"]);
+    let subjects = activator.role_binding.subjects.clone().unwrap_or_default();
+    assert_eq!(subjects[0].name, "iris-activator");
+    assert_eq!(activator.role_binding.role_ref.name, "iris-activator");
+
+    // The Service switches between the model's pods and the activator's.
+    let mut svc = service::build(&resolved);
+    assert!(!service::selects_activator(&svc, "iris"));
+    service::select_activator(&mut svc, "iris");
+    assert!(service::selects_activator(&svc, "iris"));
+    assert_eq!(svc.spec.and_then(|s| s.selector), Some(selector));
+
+    // A model on the admin port moves the activator's admin port out of its way.
+    let on_admin_port = Resolved {
+        port: 9091,
+        grpc_port: 9092,
+        ..resolved
+    };
+    let activator = super::activator::build(&on_admin_port).expect("an activator");
+    let container = &activator
+        .deployment
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
+    assert!(
+        container
+            .args
+            .iter()
+            .flatten()
+            .any(|a| a == "--admin-addr=0.0.0.0:9093"),
+        "{:?}",
+        container.args
+    );
+}
