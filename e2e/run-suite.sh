@@ -72,14 +72,15 @@ else
   # Two lanes of test binaries side by side (each test works in its own namespace), then the
   # disruptive ones (tests/zz_*.rs: they drain and stop nodes and the API server) alone.
   # The first lane takes the binaries that mostly wait (certificate and token rotation,
-  # Prometheus); the second every other one, so a new test file runs too.
+  # Prometheus, idle times before scale to zero); the second every other one, so a new test
+  # file runs too.
   cargo test -p e2e --no-run 2>&1 | tail -1
   # The shortest binary first, alone: it installs the chart (and restarts the operator on the
   # images just loaded); the lanes then share that release (E2E_OPERATOR_READY=1).
   first=registry
   cargo test -p e2e --test "$first" -- --test-threads "$threads" --nocapture 2>&1 | tee "$log" || status=1
   export E2E_OPERATOR_READY=1
-  waiting=(security monitoring)
+  waiting=(security monitoring scale_to_zero)
   others=()
   for f in e2e/tests/*.rs; do
     t=$(basename "$f" .rs)

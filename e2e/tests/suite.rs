@@ -111,6 +111,11 @@ async fn example_rate_autoscaled_becomes_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn example_scale_to_zero_becomes_ready() {
+    example_becomes_ready("iris-scale-to-zero.yaml", "iris-scale-to-zero", |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn example_nodeport_becomes_ready() {
     example_becomes_ready("iris-nodeport.yaml", "iris-nodeport", |_| {}).await;
 }
