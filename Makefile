@@ -122,7 +122,7 @@ e2e-fresh: images ## Start a fresh cluster, run the suite, tear the cluster down
 	bash e2e/run-suite.sh --fresh
 
 .PHONY: bench
-bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 models) and bench/soak.sh (10 min) need a running cluster
+bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 models), bench/soak.sh (10 min) and bench/coldstart.sh (scale to zero) need a running cluster
 	bash bench/model-server.sh
 	SPLIT_CORES=1 SKIP_BUILD=1 bash bench/model-server.sh
 	SKIP_BUILD=1 bash bench/grpc.sh
@@ -130,6 +130,7 @@ bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 mod
 	cargo test -q --release -p model-server metrics_layer_against_from_fn -- --ignored --nocapture
 	bash bench/operator.sh
 	bash bench/soak.sh
+	bash bench/coldstart.sh
 
 .PHONY: clean
 clean: ## Remove .build (the caches outside the repo stay)
