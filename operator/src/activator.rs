@@ -7,10 +7,10 @@
 //! connections to the first model pod that accepts a TCP connection (the model server binds
 //! only once its model is loaded). It never reads a forwarded connection, so HTTP/1.1, HTTP/2
 //! (gRPC) and TLS pass through untouched; over its bounds it refuses honestly, in the client's
-//! protocol where it can tell (see [`refusal`]). It runs from the operator's image, one per
+//! protocol where it can tell (see `refusal`). It runs from the operator's image, one per
 //! scale-to-zero model, in the model's namespace.
 //!
-//! The proxy ([`proxy`]) reaches the cluster only through a [`Backend`](backend::Backend), so
+//! The proxy (`proxy`) reaches the cluster only through a `backend::Backend`, so
 //! its tests run on loopback with a fake one.
 
 mod addresses;

@@ -12,12 +12,7 @@ use crate::telemetry::LogFormat;
 
 /// Holds connections to a model scaled to zero pods, wakes it, and forwards them to its pods.
 #[derive(Clone, Debug, Parser)]
-#[command(
-    name = "activator",
-    bin_name = "iris-operator activator",
-    version,
-    about
-)]
+#[command(name = "activator", bin_name = "iris-operator activator", version)]
 pub struct Args {
     /// Namespace of the model (and of this pod).
     #[arg(long, env = "POD_NAMESPACE")]

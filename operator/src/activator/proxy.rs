@@ -2,8 +2,9 @@
 //! the hold (wait for the wake loop, bounded in count and time), and the drain on shutdown.
 //! It reaches the cluster only through its [`Backend`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -86,6 +87,10 @@ pub(super) struct Proxy {
     pub(super) metrics: Metrics,
     pub(super) addresses: Addresses,
     wakers: Mutex<HashMap<u16, Arc<Waker>>>,
+    /// The addresses clients reached this activator on (its pod IP and listen ports).
+    own: Mutex<HashSet<SocketAddr>>,
+    /// Whether the warning about a selector that selects this activator was logged.
+    warned_own: AtomicBool,
     /// Connections held now.
     held: watch::Sender<usize>,
     /// Connections open now (held, forwarded or being refused).
@@ -100,6 +105,8 @@ impl Proxy {
             metrics,
             addresses: Addresses::default(),
             wakers: Mutex::default(),
+            own: Mutex::default(),
+            warned_own: AtomicBool::new(false),
             held: watch::Sender::new(0),
             open: watch::Sender::new(0),
         }
@@ -190,6 +197,7 @@ impl Proxy {
     /// One connection: to a pod, or refused.
     async fn handle(self: Arc<Self>, client: TcpStream, port: u16) {
         let _ = client.set_nodelay(true);
+        self.learn_own(&client);
         let server = match self.connect_warm(port).await {
             Some(server) => Ok(server),
             None => self.hold(&client, port).await,
@@ -250,9 +258,38 @@ impl Proxy {
         self.connect_any(&ips, port).await
     }
 
+    /// Remembers the address the client reached this activator on.
+    fn learn_own(&self, client: &TcpStream) {
+        if let Ok(local) = client.local_addr() {
+            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+            own.insert(local);
+        }
+    }
+
+    /// The IPs that are not this activator on `port`. Forwarding to itself would loop for
+    /// ever; it happens only if the model's selector also selects the activator's pod, which
+    /// the first connection reveals (it arrives on the activator's pod IP).
+    pub(super) fn not_own(&self, ips: &[IpAddr], port: u16) -> Vec<IpAddr> {
+        let own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mine, others): (Vec<IpAddr>, Vec<IpAddr>) = ips
+            .iter()
+            .partition(|ip| own.contains(&SocketAddr::new(**ip, port)));
+        if let Some(ip) = mine.first() {
+            if !self.warned_own.swap(true, Ordering::Relaxed) {
+                warn!(
+                    %ip,
+                    "pod IP {ip} is this activator's own address: the selector of model {}'s pods also \
+                     selects the activator's pod; not forwarding to it",
+                    self.settings.model
+                );
+            }
+        }
+        others
+    }
+
     /// A connection to the first IP that accepts; the IPs that do not are forgotten.
     async fn connect_any(&self, ips: &[IpAddr], port: u16) -> Option<TcpStream> {
-        for &ip in ips {
+        for ip in self.not_own(ips, port) {
             match timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port))).await {
                 Ok(Ok(server)) => return Some(server),
                 Ok(Err(e)) => debug!(%ip, port, "pod refused a connection: {e}"),

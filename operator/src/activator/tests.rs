@@ -311,3 +311,31 @@ async fn on_shutdown_held_connections_are_still_answered_and_new_ones_refused() 
         .expect("the drain task");
     assert_eq!(cut, 0);
 }
+
+#[tokio::test]
+async fn the_activator_never_forwards_to_itself() {
+    // The "pod" is the activator: 127.0.0.1 on the port it listens on.
+    let backend = Arc::new(FakeBackend::default());
+    let (socket, port) = reserve_port();
+    drop(socket);
+    let settings = Settings {
+        model: "default/iris".to_string(),
+        max_held: 100,
+        hold_timeout: Duration::from_millis(500),
+        retry_after_seconds: 1,
+    };
+    let proxy = Arc::new(Proxy::new(backend, settings, Metrics::default()));
+    let routes = bind(&[(SocketAddr::new(LOCALHOST, port), port)])
+        .await
+        .expect("bind the route");
+    let (_stop, stop) = watch::channel(false);
+    tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.run(routes, stop).await }
+    });
+
+    let answer = answer(send(SocketAddr::new(LOCALHOST, port), REQUEST).await).await;
+    assert!(unavailable_error(&answer).contains("within 0.5 s"));
+    assert_eq!(proxy.metrics.connections_of(Outcome::Forwarded), 0);
+    assert_eq!(proxy.metrics.connections_of(Outcome::RefusedTimeout), 1);
+}

@@ -117,7 +117,7 @@ impl Waker {
                     continue;
                 }
             };
-            if let Some(ip) = first_accepting(&ips, self.port).await {
+            if let Some(ip) = first_accepting(&proxy.not_own(&ips, self.port), self.port).await {
                 self.publish(proxy, ip, started, woken.unwrap_or(started));
                 return true;
             }
