@@ -161,5 +161,15 @@ mod tests {
         assert!(parse(&["--listen", "http=8080", "--hold-timeout-seconds", "0"]).is_err());
         let args = parse(&["--listen", "http=8080,grpc=9000"]).expect("args");
         assert_eq!(args.listen.len(), 2);
+        // The operator's Deployment writes --flag=value.
+        let args = parse(&["--listen=http=8080", "--max-held=5"]).expect("args");
+        assert_eq!(
+            args.listen,
+            [Listen {
+                name: "http".to_string(),
+                port: 8080
+            }]
+        );
+        assert_eq!(args.max_held, 5);
     }
 }
