@@ -5,6 +5,7 @@
 //! the desired children (pure) -> apply -> status, errors reported in one place. The rest is
 //! process plumbing: [`run`], [`startup`], [`leader`], [`server`], [`telemetry`], [`config`].
 
+pub mod activator;
 mod cache;
 pub mod config;
 pub mod context;

@@ -1,5 +1,6 @@
 //! `iris-operator`: reconciles IrisModels into model-server Deployments and Services.
 
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -17,6 +18,9 @@ use operator::{run, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new("activator")) {
+        return activator().await;
+    }
     let cli = Cli::parse();
     telemetry::init(&cli.log_level, cli.log_format)?;
     // A bad default is refused at start-up, not found in a pod's events later.
@@ -99,4 +103,15 @@ async fn main() -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// `iris-operator activator ...`: the scale-from-zero proxy of one model, from the operator's
+/// image (see `operator::activator`).
+async fn activator() -> anyhow::Result<()> {
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_else(|| "iris-operator".into());
+    // Without the word "activator", so clap sees only the activator's flags.
+    let args = operator::activator::Args::parse_from(std::iter::once(argv0).chain(argv.skip(1)));
+    telemetry::init(&args.log_level, args.log_format)?;
+    operator::activator::main(args).await
 }
