@@ -17,6 +17,10 @@ use super::proxy::Proxy;
 const TICK: Duration = Duration::from_millis(100);
 /// The longest wait for a pod to accept a probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// While no pod accepts, the wake is repeated this often: the operator may have taken the
+/// model to zero just after a wake found it at one replica (its idle step and the first
+/// request crossed), and a wake is a no-op at one replica or more.
+const REWAKE_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether a loop runs, and how many connections wait for it.
 #[derive(Default)]
@@ -91,6 +95,7 @@ impl Waker {
     async fn round(&self, proxy: &Proxy, started: Instant) -> bool {
         let deadline = Instant::now() + proxy.settings.hold_timeout;
         let mut woken: Option<Instant> = None;
+        let mut last_wake: Option<Instant> = None;
         let mut complaints = Complaints::default();
         let mut ticks = interval(TICK);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -99,12 +104,15 @@ impl Waker {
             if self.lock().held == 0 || Instant::now() >= deadline {
                 return false;
             }
-            if woken.is_none() {
+            if last_wake.is_none_or(|at| at.elapsed() >= REWAKE_EVERY) {
                 match timeout_at(deadline, proxy.backend.wake()).await {
                     Err(_) => return false,
                     Ok(Ok(found)) => {
-                        woken = Some(Instant::now());
-                        self.woke(proxy, found);
+                        last_wake = Some(Instant::now());
+                        if woken.is_none() || found == 0 {
+                            woken.get_or_insert_with(Instant::now);
+                            self.woke(proxy, found);
+                        }
                     }
                     Ok(Err(e)) => complaints.warn(&proxy.settings.model, "wake", &e),
                 }
