@@ -136,3 +136,37 @@ impl Metrics {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// charts/iris-operator/files/metrics.txt lists exactly what the activator exports.
+    #[test]
+    fn metrics_list_of_the_chart_is_what_the_activator_exports() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default().register(&mut registry);
+        metrics.set_held(1);
+        metrics.woke();
+        metrics.cold_start(Duration::from_millis(800));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let exported: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(str::to_string)
+            .collect();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/iris-operator/files/metrics.txt"
+        );
+        let listed: std::collections::BTreeSet<String> = std::fs::read_to_string(path)
+            .expect("metrics.txt")
+            .lines()
+            .filter(|l| l.starts_with("iris_activator_"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(exported, listed, "update {path} with the activator's metric names");
+    }
+}
