@@ -158,7 +158,14 @@ impl Scalers {
             return None;
         };
         if now - series.at < MIN_SAMPLE_GAP_S {
-            return series.last.clone();
+            // The last reading, for the status, but deciding nothing: the count may have
+            // changed since it was taken (the activator woke the model a moment after the
+            // operator took it to zero), and a repeated decision would undo that.
+            return series.last.clone().map(|f| Facts {
+                current,
+                desired: current,
+                ..f
+            });
         }
         let reading = series.next(now, &counts, unreadable, current, spec, target);
         // A wake is told once: a reading repeated for a sample too close does not retell it.
@@ -628,9 +635,15 @@ mod tests {
         let scalers = Scalers::default();
         let s = spec(1, 5, 0);
         scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 1), &s, 10.0);
-        let first = scalers.sample("ns/a", look(10.0, counts(&[("p1", 300)]), 1), &s, 10.0);
-        let again = scalers.sample("ns/a", look(11.0, counts(&[("p1", 9999)]), 3), &s, 10.0);
-        assert_eq!(first, again);
+        let first = scalers
+            .sample("ns/a", look(10.0, counts(&[("p1", 300)]), 1), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((first.rate, first.desired), (30.0, 3));
+        // 1 s later the count is 3 already: the same rate, and no decision.
+        let again = scalers
+            .sample("ns/a", look(11.0, counts(&[("p1", 9999)]), 3), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((again.rate, again.current, again.desired), (30.0, 3, 3));
         // Another model's sample 10 minutes later drops the stale series.
         scalers.sample("ns/b", look(700.0, counts(&[]), 1), &s, 10.0);
         assert_eq!(
