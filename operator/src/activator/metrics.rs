@@ -167,6 +167,9 @@ mod tests {
             .filter(|l| l.starts_with("iris_activator_"))
             .map(str::to_string)
             .collect();
-        assert_eq!(exported, listed, "update {path} with the activator's metric names");
+        assert_eq!(
+            exported, listed,
+            "update {path} with the activator's metric names"
+        );
     }
 }
