@@ -4,6 +4,9 @@
 //! requests to a model that scales to zero against one that does not (target: no measurable
 //! difference: its Service selects the model's pods once one is ready).
 //!
+//! `COLDSTART_CONTROL=1` runs the warm half as a control: both models with `minReplicas: 1`
+//! (the same two names), to see what differs between two identical models on this machine.
+//!
 //! Requests go through each model's NodePort Service at the node's own address (the local
 //! cluster only): the path a client in the cluster takes, through kube-proxy.
 use std::time::{Duration, Instant};
@@ -129,8 +132,9 @@ fn summary(label: &str, mut samples: Vec<Duration>) -> (f64, f64) {
 }
 
 async fn run(client: &Client) -> Result<()> {
+    let control = std::env::var("COLDSTART_CONTROL").is_ok_and(|v| v == "1");
     let models = iris::api(client, NS);
-    for (name, min) in [("zero", 0), ("always", 1)] {
+    for (name, min) in [("zero", i64::from(!control)), ("always", 1)] {
         models
             .patch(
                 name,
@@ -146,27 +150,49 @@ async fn run(client: &Client) -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let (zero, always) = (url(client, "zero").await?, url(client, "always").await?);
+    // A new node port answers once kube-proxy has programmed it (a second or so).
+    for (url, name) in [(&zero, "zero"), (&always, "always")] {
+        let deadline = Instant::now() + WAIT;
+        while let Err(e) = predict(&http, url, name).await {
+            if Instant::now() >= deadline {
+                bail!("{name} at {url} does not answer: {e:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     // Warm: both models have a pod; the scale-to-zero one's Service selects it directly.
     for _ in 0..100 {
         predict(&http, &zero, "zero").await?;
         predict(&http, &always, "always").await?;
     }
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..WARM_REQUESTS / BLOCK {
-        for _ in 0..BLOCK {
-            with.push(predict(&http, &zero, "zero").await?);
-        }
-        for _ in 0..BLOCK {
-            without.push(predict(&http, &always, "always").await?);
+    for block in 0..WARM_REQUESTS / BLOCK {
+        // Each goes first in every other block, so neither gains from the order.
+        for first in [block % 2 == 0, block % 2 != 0] {
+            for _ in 0..BLOCK {
+                if first {
+                    with.push(predict(&http, &zero, "zero").await?);
+                } else {
+                    without.push(predict(&http, &always, "always").await?);
+                }
+            }
         }
     }
-    let (p50_with, p99_with) = summary("warm, minReplicas 0 (scale to zero)", with);
+    let label = if control {
+        "warm, control: model zero with minReplicas 1"
+    } else {
+        "warm, minReplicas 0 (scale to zero)"
+    };
+    let (p50_with, p99_with) = summary(label, with);
     let (p50_without, p99_without) = summary("warm, minReplicas 1", without);
     println!(
         "warm difference (scale to zero minus not): p50 {:+.3} ms, p99 {:+.3} ms",
         p50_with - p50_without,
         p99_with - p99_without
     );
+    if control {
+        return Ok(());
+    }
     // Cold: each request after the model went back to zero pods.
     let mut cold = Vec::new();
     for i in 1..=COLD_STARTS {
@@ -176,9 +202,14 @@ async fn run(client: &Client) -> Result<()> {
         cold.push(took);
     }
     cold.sort();
+    let middle = cold.len() / 2;
+    let median = if cold.len() % 2 == 0 {
+        (cold[middle - 1] + cold[middle]).as_secs_f64() / 2.0
+    } else {
+        cold[middle].as_secs_f64()
+    };
     println!(
-        "cold start (a request to zero pods, through the Service, answered): median {:.2} s, max {:.2} s over {COLD_STARTS} (target < 3 s)",
-        percentile(&cold, 0.5) / 1000.0,
+        "cold start (a request to zero pods, through the Service, answered): median {median:.2} s, max {:.2} s over {COLD_STARTS} (target < 3 s)",
         percentile(&cold, 1.0) / 1000.0
     );
     Ok(())
@@ -192,6 +223,15 @@ async fn main() -> Result<()> {
     let client = Client::try_default().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
+    // A namespace left terminating by the last run is waited out (at most 2 minutes).
+    for _ in 0..240 {
+        match namespaces.get_opt(NS).await? {
+            Some(old) if old.metadata.deletion_timestamp.is_some() => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            _ => break,
+        }
+    }
     if namespaces.get_opt(NS).await?.is_none() {
         namespaces.create(&PostParams::default(), &ns).await?;
     }
