@@ -380,6 +380,21 @@ async fn bad_manifests_are_rejected_with_the_field_named() {
                 "minReplicas",
             ),
             (
+                "scale to zero without a request-rate target",
+                "model: {source: {builtin: {}}}\n  autoscaling: {minReplicas: 0, maxReplicas: 2}",
+                "autoscaling.minReplicas 0 (scale to zero) needs autoscaling.targetRequestsPerSecond",
+            ),
+            (
+                "idleSeconds below 10",
+                "model: {source: {builtin: {}}}\n  autoscaling: {minReplicas: 0, maxReplicas: 2, targetRequestsPerSecond: 5, idleSeconds: 5}",
+                "spec.autoscaling.idleSeconds",
+            ),
+            (
+                "idleSeconds without minReplicas 0",
+                "model: {source: {builtin: {}}}\n  autoscaling: {minReplicas: 1, maxReplicas: 2, targetRequestsPerSecond: 5, idleSeconds: 60}",
+                "autoscaling.idleSeconds applies only with autoscaling.minReplicas 0",
+            ),
+            (
                 "nodePort outside 30000-32767",
                 "model: {source: {builtin: {}}}\n  service: {type: NodePort, nodePort: 80}",
                 "spec.service.nodePort",
