@@ -104,9 +104,10 @@ pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Opti
             "the first sample of the pods' request counters is taken; the rate needs a second",
         ));
     };
+    // Stable while the model stays idle: a message that counted the seconds would rewrite
+    // the status of every idle model on each sample.
     let idle = format!(
-        "no prediction request for {:.0} s (idleSeconds {})",
-        facts.idle,
+        "no prediction request for idleSeconds ({} s)",
         autoscaling.idle_window()
     );
     if facts.current == 0 {
@@ -364,5 +365,50 @@ mod tests {
         let v = rate_verdict(&model, Some(&refused)).expect("a verdict");
         assert_eq!((v.status, v.reason.as_str()), (false, REASON_NO_COUNTERS));
         assert!(v.message.contains("connection refused"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_model_at_zero_pods_says_so_in_words_that_do_not_change_while_it_stays_idle() {
+        let mut spec = rate_model();
+        if let Some(a) = spec.autoscaling.as_mut() {
+            a.min_replicas = 0;
+            a.idle_seconds = Some(60);
+        }
+        let at_zero = |idle| Facts {
+            rate: 0.0,
+            read: 0,
+            pods: 0,
+            current: 0,
+            desired: 0,
+            wanted: 0,
+            unreadable: None,
+            idle,
+            woke: false,
+            waiting_for_activator: false,
+        };
+        let first = rate_verdict(&spec, Some(&at_zero(65.0))).expect("a verdict");
+        let later = rate_verdict(&spec, Some(&at_zero(3600.0))).expect("a verdict");
+        assert_eq!(
+            (first.status, first.reason.as_str()),
+            (true, REASON_SCALED_TO_ZERO)
+        );
+        assert_eq!(first.message, later.message);
+        assert!(
+            first.message.contains("idleSeconds (60 s)"),
+            "{}",
+            first.message
+        );
+        let waiting = Facts {
+            current: 1,
+            desired: 1,
+            waiting_for_activator: true,
+            ..at_zero(90.0)
+        };
+        let v = rate_verdict(&spec, Some(&waiting)).expect("a verdict");
+        assert_eq!(
+            (v.status, v.reason.as_str()),
+            (false, REASON_ACTIVATOR_NOT_READY)
+        );
+        assert!(v.message.contains("keeps 1 replicas"), "{}", v.message);
     }
 }
