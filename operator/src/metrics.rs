@@ -244,7 +244,7 @@ impl Drop for ReconcileTimer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -304,20 +304,27 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         let exported = sample_names(&text);
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../charts/iris-operator/files/metrics.txt"
+        assert_eq!(
+            exported,
+            listed("iris_operator_"),
+            "update {METRICS_LIST} with the operator's metric names"
         );
-        let listed: std::collections::BTreeSet<String> = std::fs::read_to_string(path)
+    }
+
+    /// The chart's list of metric names the alerts and the dashboard may use.
+    pub(crate) const METRICS_LIST: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/iris-operator/files/metrics.txt"
+    );
+
+    /// The names of [`METRICS_LIST`] that start with `prefix`.
+    pub(crate) fn listed(prefix: &str) -> std::collections::BTreeSet<String> {
+        std::fs::read_to_string(METRICS_LIST)
             .expect("metrics.txt")
             .lines()
-            .filter(|l| l.starts_with("iris_operator_"))
+            .filter(|l| l.starts_with(prefix))
             .map(str::to_string)
-            .collect();
-        assert_eq!(
-            exported, listed,
-            "update {path} with the operator's metric names"
-        );
+            .collect()
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::cache::testing::holding;
-use crate::context::Settings;
+use crate::context::{Context, Settings};
 use crate::crd::{AutoscalingSpec, IrisModel, IrisModelStatus, Task};
 use crate::fixtures::{configmap_model, model, rolled_out, stored, to_json, UID};
 use crate::mock::{context, context_at, finished, Expect, Reply, NOW};
@@ -1245,6 +1245,51 @@ async fn a_by_hand_action_is_acted_on_and_its_annotation_removed() {
     assert_eq!(ctx.metrics.rollbacks_of("CanaryAborted"), 1);
 }
 
+/// The expected write of `replicas` to the Deployment's scale subresource.
+fn scale_to(replicas: i32) -> Expect {
+    Expect {
+        method: http::Method::PATCH,
+        path: format!("{DEPLOYMENT}/scale"),
+        query: vec![],
+        check: None,
+        reply: Reply::Json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "iris", "namespace": "testns"},
+            "spec": {"replicas": replicas}})),
+    }
+    .checking(move |body| assert_eq!(body, &json!({"spec": {"replicas": replicas}})))
+}
+
+/// The scaler's first sample of the model, `ago` seconds before NOW: `requests` counted on
+/// the pod `pod-uid-1` of one replica.
+fn first_sample(ctx: &Context, model: &IrisModel, ago: i64, requests: u64) {
+    ctx.scalers.sample(
+        "testns/iris",
+        crate::reconcile::scaler::Sample {
+            now: (NOW - ago) as f64,
+            counts: vec![crate::reconcile::scaler::PodCount {
+                pod: "pod-uid-1".into(),
+                requests,
+                started: None,
+            }],
+            unreadable: None,
+            current: 1,
+        },
+        model.spec.autoscaling.as_ref().expect("autoscaling"),
+        10.0,
+    );
+}
+
+/// The context, reading this /metrics text at the pod IP 192.0.2.1.
+fn scraping(ctx: Arc<Context>, metrics: &str) -> Arc<Context> {
+    let table = Arc::new(crate::scrape::testing::Table::default());
+    table.set("192.0.2.1", metrics);
+    Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    )
+}
+
 /// A model autoscaled on its request rate, target 10/s per pod, between 1 and 5 pods.
 fn rate_autoscaled() -> IrisModel {
     let mut model = model("iris", 1);
@@ -1264,18 +1309,12 @@ async fn a_request_rate_over_the_target_scales_the_deployment_through_its_scale_
     let model = rate_autoscaled();
     let (deployment, service) = children(&model);
     let (ctx, server) = context();
-    let table = Arc::new(crate::scrape::testing::Table::default());
     // 350 prediction requests counted now; probes and scrapes do not count.
-    table.set(
-        "192.0.2.1",
+    let ctx = scraping(
+        ctx,
         "model_server_http_requests_total{route=\"/v2/models/{name}/infer\",code=\"200\"} 300\n\
          model_server_grpc_requests_total{method=\"ModelInfer\",code=\"OK\"} 50\n\
          model_server_http_requests_total{route=\"/v2/health/ready\",code=\"200\"} 9000\n",
-    );
-    let ctx = Arc::new(
-        Arc::into_inner(ctx)
-            .expect("one reference")
-            .with_scraper(table),
     );
     ctx.install_children(holding(
         vec![deployment.clone()],
@@ -1286,36 +1325,13 @@ async fn a_request_rate_over_the_target_scales_the_deployment_through_its_scale_
     // The first sample, 10 s ago, counted 50 requests on the same pod: 30 requests/s.
     let mut pod = ready_pod("iris-1", "192.0.2.1", false);
     pod["metadata"]["uid"] = json!("pod-uid-1");
-    ctx.scalers.sample(
-        "testns/iris",
-        crate::reconcile::scaler::Sample {
-            now: (NOW - 10) as f64,
-            counts: vec![crate::reconcile::scaler::PodCount {
-                pod: "pod-uid-1".into(),
-                requests: 50,
-                started: None,
-            }],
-            unreadable: None,
-            current: 1,
-        },
-        model.spec.autoscaling.as_ref().expect("autoscaling"),
-        10.0,
-    );
+    first_sample(&ctx, &model, 10, 50);
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod]});
     let server = server.run(vec![
         // No HorizontalPodAutoscaler: the operator is this model's autoscaler. One pod list
         // (status.image has no image ID yet) serves the autoscaler too.
         Expect::get(PODS, Reply::Json(pods)),
-        Expect {
-            method: http::Method::PATCH,
-            path: format!("{DEPLOYMENT}/scale"),
-            query: vec![],
-            check: None,
-            reply: Reply::Json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {"name": "iris", "namespace": "testns"},
-                "spec": {"replicas": 3}})),
-        }
-        .checking(|body| assert_eq!(body, &json!({"spec": {"replicas": 3}}))),
+        scale_to(3),
         Expect::post(EVENTS, Reply::Echo).checking(|body| {
             assert_eq!(body["reason"], json!("Rescaled"));
             let note = body["note"].as_str().unwrap_or_default();
@@ -1440,15 +1456,9 @@ async fn an_idle_model_points_its_service_at_the_activator_before_it_goes_to_zer
     let model = scales_to_zero();
     let (deployment, service) = children(&model);
     let (ctx, server) = context();
-    let table = Arc::new(crate::scrape::testing::Table::default());
-    table.set(
-        "192.0.2.1",
+    let ctx = scraping(
+        ctx,
         "model_server_http_requests_total{route=\"/v2/models/{name}/infer\",code=\"200\"} 50\n",
-    );
-    let ctx = Arc::new(
-        Arc::into_inner(ctx)
-            .expect("one reference")
-            .with_scraper(table),
     );
     ctx.install_children(holding(
         vec![deployment.clone(), activator_of(&model)],
@@ -1459,21 +1469,7 @@ async fn an_idle_model_points_its_service_at_the_activator_before_it_goes_to_zer
     // The series started 40 s ago with the same 50 requests: idle for 40 s (idleSeconds 30).
     let mut pod = ready_pod("iris-1", "192.0.2.1", false);
     pod["metadata"]["uid"] = json!("pod-uid-1");
-    ctx.scalers.sample(
-        "testns/iris",
-        crate::reconcile::scaler::Sample {
-            now: (NOW - 40) as f64,
-            counts: vec![crate::reconcile::scaler::PodCount {
-                pod: "pod-uid-1".into(),
-                requests: 50,
-                started: None,
-            }],
-            unreadable: None,
-            current: 1,
-        },
-        model.spec.autoscaling.as_ref().expect("autoscaling"),
-        10.0,
-    );
+    first_sample(&ctx, &model, 40, 50);
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod]});
     let server = server.run(vec![
         Expect::get(PODS, Reply::Json(pods)),
@@ -1486,16 +1482,7 @@ async fn an_idle_model_points_its_service_at_the_activator_before_it_goes_to_zer
                        "app.kubernetes.io/name": "iris-activator"})
             );
         }),
-        Expect {
-            method: http::Method::PATCH,
-            path: format!("{DEPLOYMENT}/scale"),
-            query: vec![],
-            check: None,
-            reply: Reply::Json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {"name": "iris", "namespace": "testns"},
-                "spec": {"replicas": 0}})),
-        }
-        .checking(|body| assert_eq!(body, &json!({"spec": {"replicas": 0}}))),
+        scale_to(0),
         Expect::post(EVENTS, Reply::Echo).checking(|body| {
             assert_eq!(body["reason"], json!("ScaledToZero"));
             let note = body["note"].as_str().unwrap_or_default();

@@ -140,6 +140,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::tests::{listed, sample_names, METRICS_LIST};
 
     /// charts/iris-operator/files/metrics.txt lists exactly what the activator exports.
     #[test]
@@ -151,25 +152,10 @@ mod tests {
         metrics.cold_start(Duration::from_millis(800));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
-        let exported: std::collections::BTreeSet<String> = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| l.split(['{', ' ']).next())
-            .map(str::to_string)
-            .collect();
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../charts/iris-operator/files/metrics.txt"
-        );
-        let listed: std::collections::BTreeSet<String> = std::fs::read_to_string(path)
-            .expect("metrics.txt")
-            .lines()
-            .filter(|l| l.starts_with("iris_activator_"))
-            .map(str::to_string)
-            .collect();
         assert_eq!(
-            exported, listed,
-            "update {path} with the activator's metric names"
+            sample_names(&text),
+            listed("iris_activator_"),
+            "update {METRICS_LIST} with the activator's metric names"
         );
     }
 }

@@ -8,9 +8,7 @@
 //! Its rights are its model's only: a Role that may read and patch the scale of that one
 //! Deployment and list the namespace's pods, bound to a ServiceAccount of its own.
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
     ServiceAccount,
@@ -21,7 +19,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::child_meta;
-use super::deployment::{container_port, pull_secrets, restricted_container, restricted_pod};
+use super::deployment::{
+    container_port, pull_secrets, restricted_container, restricted_pod, surge_one,
+};
 use crate::context::ActivatorSettings;
 use crate::names::{
     activator_labels, activator_name, activator_selector_labels, selector_string, ADMIN_PORT_NAME,
@@ -139,14 +139,8 @@ fn deployment(resolved: &Resolved, settings: &ActivatorSettings) -> Deployment {
                 match_labels: Some(activator_selector_labels(&resolved.name)),
                 match_expressions: None,
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_string()),
-                // A new activator is ready before the old one stops taking connections.
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            // A new activator is ready before the old one stops taking connections.
+            strategy: Some(surge_one()),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

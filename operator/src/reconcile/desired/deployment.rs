@@ -54,20 +54,24 @@ pub(crate) fn build(resolved: &Resolved) -> Deployment {
                 match_expressions: None,
             },
             template,
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_string()),
-                // Surge one pod and never drop below the desired count, so a model change (or
-                // a broken one) never stops the old version from serving.
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            // A model change (or a broken one) never stops the old version from serving.
+            strategy: Some(surge_one()),
             revision_history_limit: Some(3),
             progress_deadline_seconds: Some(300),
             ..DeploymentSpec::default()
         }),
         status: None,
+    }
+}
+
+/// A rolling update that surges one pod and never drops below the desired count.
+pub(crate) fn surge_one() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_string()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
     }
 }
 
