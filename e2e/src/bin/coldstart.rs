@@ -134,7 +134,7 @@ fn summary(label: &str, mut samples: Vec<Duration>) -> (f64, f64) {
 async fn run(client: &Client) -> Result<()> {
     let control = std::env::var("COLDSTART_CONTROL").is_ok_and(|v| v == "1");
     let models = iris::api(client, NS);
-    for (name, min) in [("zero", i64::from(!control)), ("always", 1)] {
+    for (name, min) in [("zero", i64::from(control)), ("always", 1)] {
         models
             .patch(
                 name,
