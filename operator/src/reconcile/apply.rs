@@ -167,7 +167,8 @@ async fn apply_activator(
     apply(&bindings, activator.role_binding, None, true).await?;
     count_write(metrics, ChildKind::RoleBinding, Outcome::Applied);
     let deployments = Api::namespaced(client.clone(), namespace);
-    let (_, outcome) = apply(&deployments, activator.deployment, observed, false).await?;
+    // Compared above already: written without comparing again.
+    let (_, outcome) = apply(&deployments, activator.deployment, observed, true).await?;
     count_write(metrics, ChildKind::Deployment, outcome);
     Ok(())
 }

@@ -156,8 +156,7 @@ async fn converge(
     if through_activator {
         desired::service::select_activator(&mut desired.service, name);
     }
-    let observed_service = observed.service.clone();
-    let activator = observed.activator.clone();
+    let activator_ready = scaler::activator_ready(observed.activator.as_ref());
     let decision = decide(model, &resolved, &desired, observed, ctx, now).await?;
     let deployment = apply::children(
         &ctx.client,
@@ -184,8 +183,8 @@ async fn converge(
             let listed = pods.read.then_some(pods.pods.as_slice());
             let zero = zero_service.map(|service| scaler::Zero {
                 service,
-                observed: observed_service.as_ref(),
-                activator_ready: scaler::activator_ready(activator.as_ref()),
+                observed: observed.service.as_ref(),
+                activator_ready,
             });
             scaler::scale(ctx, model, &resolved, deployment, listed, zero, now).await?
         }
@@ -198,10 +197,13 @@ async fn converge(
         events: &pods.events,
         hpa: observed.hpa.as_ref(),
         rate: rate.as_ref(),
-        activator: resolved.activator.is_some().then(|| status::ActivatorView {
-            ready: scaler::activator_ready(activator.as_ref()),
-            serving: through_activator,
-        }),
+        activator: resolved
+            .activator
+            .is_some()
+            .then_some(status::ActivatorView {
+                ready: activator_ready,
+                serving: through_activator,
+            }),
     };
     let status = status::served(model, &resolved, &live, &decision, now);
     let mut decision = decision;
