@@ -12,7 +12,11 @@ export IRIS_CACHE
 export CARGO_TARGET_DIR ?= $(IRIS_CACHE)/target
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 TARGET := x86_64-unknown-linux-gnu
-RELEASE_DIR := $(CARGO_TARGET_DIR)/$(TARGET)/release
+# The cargo profile of the binaries in the images: release (fat LTO, what `make up`, `make push`
+# and the benchmarks ship) or e2e (release without LTO and with parallel codegen: what
+# `make test` builds, minutes faster on a fresh clone; the code is the same).
+PROFILE ?= release
+RELEASE_DIR = $(CARGO_TARGET_DIR)/$(TARGET)/$(PROFILE)
 BUILD := .build
 MODEL_SERVER_IMAGE ?= iris-operator/model-server:$(VERSION)
 OPERATOR_IMAGE ?= iris-operator/operator:$(VERSION)
@@ -53,6 +57,7 @@ down: ## Remove what `make up` made (the cluster, with the release and the examp
 	$(WITH_CLUSTER)/down.sh
 
 .PHONY: test
+test: PROFILE = e2e
 test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, chart tests, e2e on a fresh cluster
 
 ##@ Development
@@ -75,7 +80,7 @@ crds: ## Regenerate crds/irismodel.yaml and the chart's copy from the Rust types
 
 .PHONY: binaries
 binaries: ## Static release binaries (glibc crt-static), staged in .build/bin
-	RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET) -p model-server -p operator
+	RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile $(PROFILE) --locked --target $(TARGET) -p model-server -p operator
 	mkdir -p $(BUILD)/bin
 	install -m 0755 $(RELEASE_DIR)/model-server $(RELEASE_DIR)/iris-operator $(BUILD)/bin/
 

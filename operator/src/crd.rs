@@ -39,6 +39,9 @@ pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
     // The name becomes the name of the Service (a DNS-1035 label) and a label value of the
     // pods: refuse at apply what the API server would refuse for the children.
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a lowercase letter and contain only lowercase letters, digits and '-' (ending with a letter or digit): it names the model's Service, a DNS-1035 label"),
+    // Two models' children must not collide by construction: `foo`'s canary and activator are
+    // `foo-canary` and `foo-activator`, so no model may take such a name.
+    validation = Rule::new("!self.metadata.name.endsWith('-canary') && !self.metadata.name.endsWith('-activator')").message("metadata.name must not end in -canary or -activator: the operator names a model's canary Deployment <name>-canary and its activator <name>-activator, so a model with such a name could collide with another model's children"),
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters: it names the model's Service, a DNS-1035 label"),
     doc = "An Iris classifier served over HTTP (KServe v1, Open Inference Protocol v2 and /predict_iris).",
     scale(

@@ -34,7 +34,7 @@ pub(crate) enum Error {
     /// An object of the child's kind and name exists and belongs to someone else.
     #[error("{kind} {namespace}/{name} already exists and is not owned by this IrisModel; rename the IrisModel or remove the {kind}")]
     ChildConflict {
-        kind: &'static str,
+        kind: String,
         namespace: String,
         name: String,
     },
@@ -63,6 +63,12 @@ pub(crate) enum Error {
         source: kube::Error,
     },
 
+    /// The reconcile of this IrisModel panicked: an operator bug, reached through what this
+    /// model or its pods said. Contained to this reconcile: it fails, backs off and is counted,
+    /// while every other model is reconciled as usual.
+    #[error("the reconcile panicked (an operator bug, contained to this IrisModel; please report it): {0}")]
+    Panicked(String),
+
     /// An object could not be (de)serialised.
     #[error("serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -82,6 +88,7 @@ impl Error {
             Error::Apply { .. } => "ApplyFailed",
             Error::Kube { .. } => "KubeApiError",
             Error::Serialization(_) => "SerializationFailed",
+            Error::Panicked(_) => "ReconcilePanicked",
         }
     }
 
@@ -102,7 +109,7 @@ impl Error {
     /// Whether the error is shown in the status (Ready=False with the category as reason) and as
     /// a Warning Event: what the user must fix, and children the API server refuses.
     pub(crate) fn reported_in_status(&self) -> bool {
-        self.is_user_error() || matches!(self, Error::Apply { .. })
+        self.is_user_error() || matches!(self, Error::Apply { .. } | Error::Panicked(_))
     }
 
     /// Wraps a client error with what was being done.

@@ -1576,12 +1576,35 @@ async fn a_model_that_no_longer_scales_to_zero_loses_its_activator() {
         vec![],
         vec![],
     ));
+    // Its RBAC as the cluster holds it (no cache holds these kinds: read before the delete).
+    let resolved = resolve(
+        &scales_to_zero(),
+        &Settings::default(),
+        None,
+        &BuiltinCache::default(),
+    )
+    .expect("resolves");
+    let rbac = crate::reconcile::desired::activator::build(&resolved).expect("an activator");
+    let binding = to_json(&stored(&rbac.role_binding, 1));
+    let role = to_json(&stored(&rbac.role, 1));
+    let account = to_json(&stored(&rbac.service_account, 1));
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/testns";
     let server = server.run(vec![
         Expect::delete("/apis/apps/v1/namespaces/testns/deployments/iris-activator"),
-        Expect::delete(
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/testns/rolebindings/iris-activator",
+        Expect::get(
+            format!("{rbac}/rolebindings/iris-activator"),
+            Reply::Json(binding),
         ),
-        Expect::delete("/apis/rbac.authorization.k8s.io/v1/namespaces/testns/roles/iris-activator"),
+        Expect::delete(format!("{rbac}/rolebindings/iris-activator")),
+        Expect::get(format!("{rbac}/roles/iris-activator"), Reply::Json(role)),
+        // Deleted only as the object read: a uid precondition.
+        Expect::delete(format!("{rbac}/roles/iris-activator")).checking(|body| {
+            assert_eq!(body["preconditions"]["uid"], json!("uid-iris-activator"));
+        }),
+        Expect::get(
+            "/api/v1/namespaces/testns/serviceaccounts/iris-activator",
+            Reply::Json(account),
+        ),
         Expect::delete("/api/v1/namespaces/testns/serviceaccounts/iris-activator"),
         Expect::get(
             PODS,
@@ -1597,4 +1620,159 @@ async fn a_model_that_no_longer_scales_to_zero_loses_its_activator() {
         .await
         .expect("reconciles");
     finished(server).await;
+}
+
+/// A scraper that panics: stands for any panic a pod's answer could reach in the reconcile.
+struct Panicking;
+
+impl crate::scrape::Scrape for Panicking {
+    fn metrics(
+        &self,
+        _ip: &str,
+        _port: i32,
+        _https: bool,
+    ) -> futures::future::BoxFuture<'static, Result<String, String>> {
+        Box::pin(async { panic!("slice index starts at 7 but ends at 3") })
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_reconcile_fails_that_reconcile_only_and_says_so() {
+    let model = rate_autoscaled();
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(Arc::new(Panicking)),
+    );
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+        "items": [ready_pod("iris-1", "192.0.2.1", false)]});
+    let server = server.run(vec![
+        Expect::get(PODS, Reply::Json(pods)),
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Degraded"),
+                ("True", "ReconcilePanicked", Some(1))
+            );
+            let degraded = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .expect("Degraded");
+            assert!(
+                degraded.message.contains("slice index starts at 7"),
+                "{}",
+                degraded.message
+            );
+            // The replicas come from the cached Deployment, not a zeroed status.
+            assert_eq!(status.replicas, 1);
+        }),
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["type"], json!("Warning"));
+            assert_eq!(body["reason"], json!("ReconcilePanicked"));
+        }),
+    ]);
+    let err = reconcile(Arc::new(model.clone()), ctx.clone())
+        .await
+        .expect_err("the panic is this reconcile's error");
+    finished(server).await;
+    assert_eq!(err.category(), "ReconcilePanicked");
+    // The controller's error policy backs off and counts it like any failure.
+    let action = error_policy(Arc::new(model), &err, ctx.clone());
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+    assert_eq!(ctx.metrics.errors_of("ReconcilePanicked"), 1);
+}
+
+#[tokio::test]
+async fn another_models_deployment_under_the_canary_name_is_never_deleted() {
+    // Model `foo-canary` of another team (created before the CRD refused such names): its
+    // Deployment carries the operator's labels, so the watch cache holds it.
+    let model = model("iris", 1);
+    let (deployment, service) = children(&model);
+    let mut theirs = deployment.clone();
+    theirs.metadata.name = Some("iris-canary".into());
+    theirs.metadata.uid = Some("uid-of-another-model".into());
+    for reference in theirs.metadata.owner_references.iter_mut().flatten() {
+        reference.uid = "uid-of-the-other-irismodel".into();
+    }
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone(), theirs],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    // Nothing to do for `iris`: in particular no DELETE of iris-canary (a stale canary of
+    // its own would be deleted here).
+    let server = server.run(vec![
+        running_pods(&deployment),
+        Expect::apply(STATUS, status_written()),
+        Expect::post(EVENTS, Reply::Echo),
+    ]);
+    reconcile(Arc::new(model), ctx).await.expect("reconciles");
+    finished(server).await;
+}
+
+#[tokio::test]
+async fn a_role_of_someone_elses_under_the_activators_name_is_refused_not_overwritten() {
+    let model = scales_to_zero();
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    ctx.install_children(holding(
+        vec![deployment.clone()],
+        vec![service.clone()],
+        vec![],
+        vec![],
+    ));
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/testns";
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "iris-activator", "namespace": "testns", "uid": "alices-role",
+            "resourceVersion": "7"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]});
+    let server = server.run(vec![
+        // The activator Deployment the cache lacks is looked up before it is created.
+        Expect::get(
+            "/apis/apps/v1/namespaces/testns/deployments/iris-activator",
+            Reply::NotFound,
+        ),
+        Expect::get(
+            "/api/v1/namespaces/testns/serviceaccounts/iris-activator",
+            Reply::NotFound,
+        ),
+        Expect::get(format!("{rbac}/roles/iris-activator"), Reply::Json(role)),
+        Expect::get(
+            format!("{rbac}/rolebindings/iris-activator"),
+            Reply::NotFound,
+        ),
+        // No apply of any of the three, nor of the activator: the conflict is reported.
+        Expect::apply(STATUS, status_written()).checking(|body| {
+            let status = status_of(body);
+            assert_eq!(
+                condition(&status, "Ready"),
+                ("False", "ResourceConflict", Some(1))
+            );
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .expect("Ready");
+            assert!(
+                ready.message.starts_with("Role testns/iris-activator "),
+                "{}",
+                ready.message
+            );
+        }),
+        Expect::post(EVENTS, Reply::Echo),
+    ]);
+    let err = reconcile(Arc::new(model), ctx).await.expect_err("conflict");
+    finished(server).await;
+    assert_eq!(err.category(), "ResourceConflict");
 }

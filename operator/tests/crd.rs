@@ -126,8 +126,9 @@ fn validations_at(path: &[&str]) -> Vec<String> {
 
 #[test]
 fn each_cross_field_rule_is_in_the_schema() {
-    let expected: [(&[&str], &str); 14] = [
+    let expected: [(&[&str], &str); 15] = [
         (&[], "self.metadata.name.matches("),
+        (&[], "!self.metadata.name.endsWith('-canary')"),
         (&[], "size(self.metadata.name) <= 63"),
         (&["spec"], "!= (has(self.grpcPort)"),
         (&["spec", "model"], "self.task == 'binary'"),

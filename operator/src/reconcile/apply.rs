@@ -1,10 +1,12 @@
-//! The apply step: the desired children against what was observed. A child whose name is
-//! taken by an object this IrisModel does not control is refused; each other child is written
-//! with server-side apply under one field manager, forcing conflicts, and only when the object
-//! in the cluster is not already what we would apply, so an unchanged reconcile writes nothing.
-//! A child no longer wanted is deleted.
+//! The apply step: the desired children against what was observed. Every write and delete
+//! goes through the ownership rule of [`owned`]: a child whose name is taken by an object this
+//! IrisModel does not control is refused, never changed; each other child is written with
+//! server-side apply under one field manager, forcing conflicts, and only when the object in
+//! the cluster is not already what we would apply, so an unchanged reconcile writes nothing.
+//! A child no longer wanted is deleted only when it is ours, with a uid precondition.
 
 mod compare;
+pub(crate) mod owned;
 
 use std::fmt::Debug;
 
@@ -12,7 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,13 +22,14 @@ use serde_json::json;
 
 use compare::contains;
 pub(crate) use compare::stamp;
+pub(crate) use owned::Outcome;
 
 use crate::error::Error;
 use crate::metrics::{Metrics, Operation, Written};
 use crate::names::{activator_name, canary_name, MANAGER};
 use crate::reconcile::desired::activator::Activator;
 use crate::reconcile::desired::{canary, ChildKind, Desired};
-use crate::reconcile::observe::{self, Observed};
+use crate::reconcile::observe::Observed;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::Plan;
 
@@ -45,7 +48,7 @@ pub(crate) async fn children(
     plan: Plan,
 ) -> Result<Option<Deployment>, Error> {
     refuse_foreign(resolved, observed)?;
-    let namespace = &resolved.namespace;
+    let (namespace, owner) = (&resolved.namespace, &resolved.owner);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
 
     let deployment = if plan.applies_stable() {
@@ -60,6 +63,7 @@ pub(crate) async fn children(
         }
         let (deployment, outcome) = apply(
             &deployments,
+            owner,
             desired.deployment.clone(),
             observed.deployment.as_ref(),
             handoff,
@@ -74,50 +78,58 @@ pub(crate) async fn children(
     };
     let outcome = match plan {
         Plan::Canary { replicas } => {
-            // A canary the cache lacks is looked up first: the name may be someone else's.
+            // A canary the cache lacks (or holds as someone else's) is looked up first: the
+            // name may be taken.
             let existing = match &observed.canary {
                 Some(canary) => Some(canary.clone()),
-                None => observe::get(client, namespace, &canary_name(&resolved.name)).await?,
+                None => owned::read(client, namespace, &canary_name(&resolved.name)).await?,
             };
-            if existing
-                .as_ref()
-                .is_some_and(|c| !controlled_by(c, &resolved.owner))
-            {
-                return Err(Error::ChildConflict {
-                    kind: ChildKind::Deployment.as_str(),
-                    namespace: namespace.clone(),
-                    name: canary_name(&resolved.name),
-                });
-            }
             let canary = canary::build(&desired.deployment, replicas);
-            apply(&deployments, canary, existing.as_ref(), false)
+            apply(&deployments, owner, canary, existing.as_ref(), false)
                 .await?
                 .1
         }
         Plan::Promote => Outcome::Unchanged,
-        Plan::Roll | Plan::Hold => delete_stale(&deployments, observed.canary.as_ref()).await?,
+        Plan::Roll | Plan::Hold => {
+            owned::delete(&deployments, observed.canary.as_ref(), owner).await?
+        }
     };
     count_write(metrics, ChildKind::Deployment, outcome);
     let services = Api::namespaced(client.clone(), namespace);
-    let (_, outcome) = apply(&services, desired.service, observed.service.as_ref(), false).await?;
+    let (_, outcome) = apply(
+        &services,
+        owner,
+        desired.service,
+        observed.service.as_ref(),
+        false,
+    )
+    .await?;
     count_write(metrics, ChildKind::Service, outcome);
     let hpas = Api::namespaced(client.clone(), namespace);
     let outcome = match desired.hpa {
-        Some(hpa) => apply(&hpas, hpa, observed.hpa.as_ref(), false).await?.1,
-        None => delete_stale(&hpas, observed.hpa.as_ref()).await?,
+        Some(hpa) => {
+            apply(&hpas, owner, hpa, observed.hpa.as_ref(), false)
+                .await?
+                .1
+        }
+        None => owned::delete(&hpas, observed.hpa.as_ref(), owner).await?,
     };
     count_write(metrics, ChildKind::HorizontalPodAutoscaler, outcome);
     let pdbs = Api::namespaced(client.clone(), namespace);
     let outcome = match desired.pdb {
-        Some(pdb) => apply(&pdbs, pdb, observed.pdb.as_ref(), false).await?.1,
-        None => delete_stale(&pdbs, observed.pdb.as_ref()).await?,
+        Some(pdb) => {
+            apply(&pdbs, owner, pdb, observed.pdb.as_ref(), false)
+                .await?
+                .1
+        }
+        None => owned::delete(&pdbs, observed.pdb.as_ref(), owner).await?,
     };
     count_write(metrics, ChildKind::PodDisruptionBudget, outcome);
     match desired.activator {
         Some(activator) => {
             apply_activator(
                 client,
-                namespace,
+                (namespace, owner),
                 activator,
                 observed.activator.as_ref(),
                 metrics,
@@ -127,7 +139,7 @@ pub(crate) async fn children(
         None => {
             delete_activator(
                 client,
-                namespace,
+                (namespace, owner),
                 &resolved.name,
                 observed.activator.as_ref(),
                 metrics,
@@ -139,12 +151,14 @@ pub(crate) async fn children(
 }
 
 /// Applies the activator: its RBAC first (its pod needs the ServiceAccount to start), and only
-/// when its Deployment is not already as desired, so an unchanged reconcile writes nothing. A
-/// ServiceAccount, Role or RoleBinding deleted by hand comes back with the next change of the
-/// activator (or of the operator's image).
+/// when its Deployment is not already as desired, so an unchanged reconcile writes nothing. The
+/// ServiceAccount, Role and RoleBinding are read first and all three checked against the
+/// ownership rule before any is written: a Role or RoleBinding of someone else's under the
+/// activator's name is never changed (a ResourceConflict names it). One deleted by hand comes
+/// back with the next change of the activator (or of the operator's image).
 async fn apply_activator(
     client: &Client,
-    namespace: &str,
+    (namespace, owner): (&str, &OwnerReference),
     activator: Activator,
     observed: Option<&Deployment>,
     metrics: &Metrics,
@@ -157,26 +171,49 @@ async fn apply_activator(
             return Ok(());
         }
     }
+    let name = activator.deployment.name_any();
+    let account: Option<ServiceAccount> = owned::read(client, namespace, &name).await?;
+    let role: Option<Role> = owned::read(client, namespace, &name).await?;
+    let binding: Option<RoleBinding> = owned::read(client, namespace, &name).await?;
+    owned::claim(account.as_ref(), owner)?;
+    owned::claim(role.as_ref(), owner)?;
+    owned::claim(binding.as_ref(), owner)?;
+    owned::claim(observed, owner)?;
     let accounts = Api::namespaced(client.clone(), namespace);
-    apply(&accounts, activator.service_account, None, true).await?;
-    count_write(metrics, ChildKind::ServiceAccount, Outcome::Applied);
+    let (_, outcome) = apply(
+        &accounts,
+        owner,
+        activator.service_account,
+        account.as_ref(),
+        false,
+    )
+    .await?;
+    count_write(metrics, ChildKind::ServiceAccount, outcome);
     let roles = Api::namespaced(client.clone(), namespace);
-    apply(&roles, activator.role, None, true).await?;
-    count_write(metrics, ChildKind::Role, Outcome::Applied);
+    let (_, outcome) = apply(&roles, owner, activator.role, role.as_ref(), false).await?;
+    count_write(metrics, ChildKind::Role, outcome);
     let bindings = Api::namespaced(client.clone(), namespace);
-    apply(&bindings, activator.role_binding, None, true).await?;
-    count_write(metrics, ChildKind::RoleBinding, Outcome::Applied);
+    let (_, outcome) = apply(
+        &bindings,
+        owner,
+        activator.role_binding,
+        binding.as_ref(),
+        false,
+    )
+    .await?;
+    count_write(metrics, ChildKind::RoleBinding, outcome);
     let deployments = Api::namespaced(client.clone(), namespace);
     // Compared above already: written without comparing again.
-    let (_, outcome) = apply(&deployments, activator.deployment, observed, true).await?;
+    let (_, outcome) = apply(&deployments, owner, activator.deployment, observed, true).await?;
     count_write(metrics, ChildKind::Deployment, outcome);
     Ok(())
 }
 
-/// Deletes the activator of a model that no longer scales to zero (and its RBAC), if it runs.
+/// Deletes the activator of a model that no longer scales to zero (and its RBAC), if it runs:
+/// each only when it is ours, with a uid precondition.
 async fn delete_activator(
     client: &Client,
-    namespace: &str,
+    (namespace, owner): (&str, &OwnerReference),
     name: &str,
     observed: Option<&Deployment>,
     metrics: &Metrics,
@@ -185,73 +222,28 @@ async fn delete_activator(
         return Ok(());
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let outcome = delete_stale(&deployments, observed).await?;
+    let outcome = owned::delete(&deployments, observed, owner).await?;
     count_write(metrics, ChildKind::Deployment, outcome);
     let name = activator_name(name);
-    let outcome = delete_named::<RoleBinding>(client, namespace, &name).await?;
+    let outcome = owned::delete_named::<RoleBinding>(client, namespace, &name, owner).await?;
     count_write(metrics, ChildKind::RoleBinding, outcome);
-    let outcome = delete_named::<Role>(client, namespace, &name).await?;
+    let outcome = owned::delete_named::<Role>(client, namespace, &name, owner).await?;
     count_write(metrics, ChildKind::Role, outcome);
-    let outcome = delete_named::<ServiceAccount>(client, namespace, &name).await?;
+    let outcome = owned::delete_named::<ServiceAccount>(client, namespace, &name, owner).await?;
     count_write(metrics, ChildKind::ServiceAccount, outcome);
     Ok(())
 }
 
-/// Deletes an object by name; one already gone is no error.
-async fn delete_named<K>(client: &Client, namespace: &str, name: &str) -> Result<Outcome, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(Outcome::Deleted),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Outcome::Absent),
-        Err(e) => Err(Error::kube("delete")(e)),
-    }
-}
-
-/// A user error when a child's name is taken by an object this IrisModel does not control:
-/// the operator never takes over someone else's object.
+/// Before anything is written: a child under the model's own name (Deployment, Service, HPA,
+/// PDB) or the activator's that this IrisModel does not control is refused, so a reconcile
+/// that cannot finish writes nothing. (Each write checks again through [`owned::claim`].)
 fn refuse_foreign(resolved: &Resolved, observed: &Observed) -> Result<(), Error> {
     let owner = &resolved.owner;
-    let controlled = |kind| match kind {
-        ChildKind::Deployment => observed
-            .deployment
-            .as_ref()
-            .map(|o| controlled_by(o, owner)),
-        ChildKind::Service => observed.service.as_ref().map(|o| controlled_by(o, owner)),
-        ChildKind::HorizontalPodAutoscaler => {
-            observed.hpa.as_ref().map(|o| controlled_by(o, owner))
-        }
-        ChildKind::PodDisruptionBudget => observed.pdb.as_ref().map(|o| controlled_by(o, owner)),
-        // The activator's RBAC is named after it, and only applied with it.
-        ChildKind::ServiceAccount | ChildKind::Role | ChildKind::RoleBinding => None,
-    };
-    if let Some(kind) = ChildKind::ALL
-        .into_iter()
-        .find(|kind| controlled(*kind) == Some(false))
-    {
-        return Err(Error::ChildConflict {
-            kind: kind.as_str(),
-            namespace: resolved.namespace.clone(),
-            name: resolved.name.clone(),
-        });
-    }
-    if observed
-        .activator
-        .as_ref()
-        .is_some_and(|a| !controlled_by(a, owner))
-    {
-        return Err(Error::ChildConflict {
-            kind: ChildKind::Deployment.as_str(),
-            namespace: resolved.namespace.clone(),
-            name: activator_name(&resolved.name),
-        });
-    }
-    Ok(())
+    owned::claim(observed.deployment.as_ref(), owner)?;
+    owned::claim(observed.service.as_ref(), owner)?;
+    owned::claim(observed.hpa.as_ref(), owner)?;
+    owned::claim(observed.pdb.as_ref(), owner)?;
+    owned::claim(observed.activator.as_ref(), owner)
 }
 
 /// Whether `manager` owns `spec.replicas` of the Deployment through an apply.
@@ -298,30 +290,12 @@ fn count_write(metrics: &Metrics, kind: ChildKind, outcome: Outcome) {
     }
 }
 
-/// Whether the object is controlled by the owner (same uid).
-pub(crate) fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
-    obj.owner_references()
-        .iter()
-        .any(|r| r.controller == Some(true) && r.uid == owner.uid)
-}
-
-/// The result of bringing one child to its desired state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Already as desired: no request sent.
-    Unchanged,
-    /// Written with server-side apply.
-    Applied,
-    /// Removed because it is no longer wanted.
-    Deleted,
-    /// Neither wanted nor present.
-    Absent,
-}
-
 /// Applies `desired` unless `observed` already matches it (or `force` asks for it anyway).
-/// Returns the object as the API server now has it.
+/// `observed` is what a read of the child's name found: an object this IrisModel does not
+/// control is refused ([`owned::claim`]). Returns the object as the API server now has it.
 pub(crate) async fn apply<K>(
     api: &Api<K>,
+    owner: &OwnerReference,
     desired: K,
     observed: Option<&K>,
     force: bool,
@@ -329,6 +303,7 @@ pub(crate) async fn apply<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
+    owned::claim(observed, owner)?;
     let desired = stamp(desired)?;
     if let Some(observed) = observed {
         if !force
@@ -350,26 +325,4 @@ where
             source,
         })?;
     Ok((applied, Outcome::Applied))
-}
-
-/// Deletes a child that is no longer wanted, if it exists.
-pub(crate) async fn delete_stale<K>(api: &Api<K>, observed: Option<&K>) -> Result<Outcome, Error>
-where
-    K: Resource + Clone + Debug + DeserializeOwned,
-{
-    let Some(observed) = observed else {
-        return Ok(Outcome::Absent);
-    };
-    let params = DeleteParams {
-        preconditions: observed.uid().map(|uid| kube::api::Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&observed.name_any(), &params).await {
-        Ok(_) => Ok(Outcome::Deleted),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Outcome::Absent),
-        Err(e) => Err(Error::kube("delete")(e)),
-    }
 }

@@ -45,6 +45,7 @@ pub(crate) enum ChildKind {
 }
 
 impl ChildKind {
+    #[cfg(test)]
     pub(crate) const ALL: [ChildKind; 7] = [
         ChildKind::Deployment,
         ChildKind::Service,

@@ -17,12 +17,15 @@ pub(crate) mod rootcause;
 pub(crate) mod scaler;
 pub(crate) mod status;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::controller::Action;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::context::{object_key, Context};
 use crate::crd::{IrisModel, IrisModelStatus, RolloutStrategy};
@@ -44,14 +47,52 @@ pub(crate) const REQUEUE_NOT_READY_MAX: Duration = Duration::from_secs(30);
 /// Requeue while the Controllers' watch caches have not listed once (just after a start).
 pub(crate) const REQUEUE_UNSYNCED: Duration = Duration::from_secs(1);
 
-/// Reconciles one IrisModel. Errors go to [`error_policy`], which backs off.
+/// Reconciles one IrisModel. Errors go to [`error_policy`], which backs off. A panic anywhere
+/// in the reconcile is caught here and becomes that reconcile's error ([`Error::Panicked`]):
+/// kube-runtime would re-raise it and end the process, stopping every other model's reconcile.
 pub(crate) async fn reconcile(model: Arc<IrisModel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
-    let result = reconcile_model(&model, &ctx).await;
+    let result = match AssertUnwindSafe(reconcile_model(&model, &ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(payload) => Err(contain_panic(&model, &ctx, panic_message(payload.as_ref())).await),
+    };
     if result.is_ok() {
         ctx.failures().remove(&object_key(&model));
     }
     result
+}
+
+/// The error a panicked reconcile becomes, reported as any other: Degraded with reason
+/// `ReconcilePanicked` and the panic's message, a Warning Event, and the backoff and failure
+/// count of [`error_policy`]. The unwind left nothing half-written that a retry cannot redo:
+/// every write is an idempotent apply or a guarded delete.
+async fn contain_panic(model: &IrisModel, ctx: &Context, message: String) -> Error {
+    error!(irismodel = %object_key(model), "reconcile panicked: {message}");
+    let deployment = match resolve::name_and_namespace(model) {
+        Ok((name, namespace)) => ctx.children().deployments.get(&namespace, &name),
+        Err(_) => None,
+    };
+    let now = ctx.now();
+    report::failure(
+        model,
+        Error::Panicked(message),
+        deployment.as_ref(),
+        ctx,
+        &now,
+    )
+    .await
+}
+
+/// The message of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Backs off exponentially per IrisModel; the watches still trigger a reconcile as soon as the

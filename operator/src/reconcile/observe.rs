@@ -24,6 +24,7 @@ use crate::crd::IrisModel;
 use crate::error::Error;
 use crate::names::{activator_name, canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
 use crate::reconcile::analysis::Traffic;
+use crate::reconcile::apply::owned::ours;
 use crate::reconcile::desired::Desired;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
@@ -57,11 +58,16 @@ pub(crate) async fn children(
         Some(source) => get(client, namespace, &source.name).await?,
         None => None,
     };
+    // The canary's and the activator's names are derived from the model's: an object under
+    // either that this IrisModel does not control is someone else's, hidden from the rest of
+    // the reconcile (never analysed, scaled or deleted); a write under its name finds it again.
+    let owner = model.controller_owner_ref(&());
+    let ours = |found: Option<Deployment>| owner.as_ref().and_then(|o| ours(found, o));
     Ok(Observed {
         config_map,
         deployment: cache.deployments.get(namespace, name),
-        canary: cache.deployments.get(namespace, &canary_name(name)),
-        activator: cache.deployments.get(namespace, &activator_name(name)),
+        canary: ours(cache.deployments.get(namespace, &canary_name(name))),
+        activator: ours(cache.deployments.get(namespace, &activator_name(name))),
         service: cache.services.get(namespace, name),
         hpa: cache.hpas.get(namespace, name),
         pdb: cache.pdbs.get(namespace, name),

@@ -442,8 +442,14 @@ pub(crate) async fn scale(
             Some(zero) if zero.activator_ready => {
                 let services: Api<Service> =
                     Api::namespaced(ctx.client.clone(), &resolved.namespace);
-                let (_, outcome) =
-                    apply::apply(&services, zero.service, zero.observed, false).await?;
+                let (_, outcome) = apply::apply(
+                    &services,
+                    &resolved.owner,
+                    zero.service,
+                    zero.observed,
+                    false,
+                )
+                .await?;
                 if outcome == apply::Outcome::Applied {
                     ctx.metrics
                         .write(Written::Child(ChildKind::Service), Operation::Apply);
