@@ -32,10 +32,11 @@ helm template t $chart -n iris-system -f $all "${monitoring[@]}" >"$out/all.yaml
 pass "helm template (default values and all options)"
 
 kinds() { grep -E '^kind: ' "$1" | sort | uniq -c | awk '{print $3"="$1}' | tr '\n' ' '; }
-[ "$(kinds "$out/default.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 CustomResourceDefinition=1 Deployment=1 Role=1 RoleBinding=1 ServiceAccount=1 " ] ||
+[ "$(kinds "$out/default.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 CustomResourceDefinition=1 Deployment=1 Role=1 RoleBinding=1 ServiceAccount=1 ValidatingAdmissionPolicy=1 ValidatingAdmissionPolicyBinding=1 " ] ||
   fail "default values render $(kinds "$out/default.yaml")"
 pass "default values render: $(kinds "$out/default.yaml")"
-[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 ConfigMap=1 CustomResourceDefinition=1 Deployment=1 PodMonitor=1 PrometheusRule=1 Role=1 RoleBinding=1 Service=1 ServiceAccount=1 ServiceMonitor=1 " ] ||
+# All options watch two namespaces: a Role and RoleBinding in each, besides the leader election's.
+[ "$(kinds "$out/all.yaml")" = "ClusterRole=1 ClusterRoleBinding=1 ConfigMap=1 CustomResourceDefinition=1 Deployment=1 PodMonitor=1 PrometheusRule=1 Role=3 RoleBinding=3 Service=1 ServiceAccount=1 ServiceMonitor=1 ValidatingAdmissionPolicy=1 ValidatingAdmissionPolicyBinding=1 " ] ||
   fail "all options render $(kinds "$out/all.yaml")"
 pass "all options render: $(kinds "$out/all.yaml")"
 # Pull Secrets: the operator's own on its pod, the model servers' default passed as names.
@@ -103,6 +104,79 @@ for f in "$out/default.yaml" "$out/all.yaml"; do
   grep -nE '^\s*resources: .*secrets' "$f" && fail "Secrets appear in $(basename "$f")"
 done
 pass "RBAC has no wildcard and no Secrets"
+
+# Least privilege with watchNamespaces: the operator's rules become a Role in each watched
+# namespace, and the only ClusterRole left reads the IrisModel CRD (the one cluster-scoped read).
+# docs() prints each rendered object of a kind as one line-joined record, for grep.
+docs() { awk -v k="kind: $2" 'BEGIN{RS="\n---\n"} index($0, "\n" k "\n") || index($0, k "\n") == 1 {gsub("\n", "\\n"); print}' "$1"; }
+named() { grep -F "\\n  name: $2\\n" | grep -F "${3:+\\n  namespace: $3\\n}"; }
+# The rules of one rendered object: its apiGroups/resources/verbs lines, comments dropped.
+rules_of() { sed 's/\\n/\n/g' | sed -n '/^rules:$/,$p' | grep -E '^ *-? *(apiGroups|resources|resourceNames|verbs):' | sed 's/^ *-* *//'; }
+docs "$out/default.yaml" ClusterRole | rules_of >"$out/cluster-rules"
+grep -qx 'resources: \[irismodels\]' "$out/cluster-rules" || fail "the default ClusterRole lacks the operator's rules"
+grep -c '^resources:' "$out/cluster-rules" | grep -qx 14 || fail "the default ClusterRole has $(grep -c '^resources:' "$out/cluster-rules") rules, not 14"
+tail -n +5 "$out/cluster-rules" >"$out/operator-rules" # without the CRD rule (4 lines)
+head -4 "$out/cluster-rules" | grep -q 'customresourcedefinitions' || fail "the default ClusterRole does not start with the CRD rule"
+docs "$out/default.yaml" Role | grep -q 'leader-election' || fail "the leader-election Role is missing"
+[ "$(docs "$out/default.yaml" Role | wc -l)" = 1 ] || fail "a Role besides the leader election's without watchNamespaces"
+docs "$out/all.yaml" ClusterRole | rules_of >"$out/ns-cluster-rules"
+printf '%s\n' 'apiGroups: [apiextensions.k8s.io]' 'resources: [customresourcedefinitions]' \
+  'resourceNames: [irismodels.serving.iris.dev]' 'verbs: [get]' | diff - "$out/ns-cluster-rules" >/dev/null ||
+  { cat "$out/ns-cluster-rules"; fail "with watchNamespaces the ClusterRole holds more than get on the IrisModel CRD"; }
+for ns in team-a team-b; do
+  docs "$out/all.yaml" Role | named t-iris-operator $ns | rules_of | diff "$out/operator-rules" - >/dev/null ||
+    fail "no Role t-iris-operator with the operator's rules in namespace $ns"
+  docs "$out/all.yaml" RoleBinding | named t-iris-operator $ns |
+    grep -F 'kind: Role\n  name: t-iris-operator\n' | grep -qF 'name: iris-operator-custom\n    namespace: iris-system' ||
+    fail "no RoleBinding of Role t-iris-operator to the operator's ServiceAccount in namespace $ns"
+done
+helm template t $chart -n iris-system --set 'watchNamespaces={team-a,team-a,team-b}' | grep -c '^kind: Role$' | grep -qx 3 ||
+  fail "a namespace listed twice in watchNamespaces does not get one Role"
+pass "watchNamespaces: a Role and RoleBinding per namespace, the ClusterRole only reads the CRD; without it, one ClusterRole"
+grep -qx 'verbs: \[list, watch\]' <(grep -A1 -x 'resources: \[pods\]' "$out/operator-rules") ||
+  fail "pods are not list, watch (the operator grants the activator watch on pods)"
+grep -A1 -x 'resources: \[irismodels\]' "$out/operator-rules" | grep -qx 'verbs: \[list, watch, patch\]' ||
+  fail "irismodels are not exactly list, watch, patch"
+# Every rule is in docs/security.md's table (resource and verbs).
+# (the second column of its tables: resource names, comma-separated, maybe with a remark in parentheses)
+awk -F'|' '/^\| /{print $3}' docs/security.md | sed 's/([^)]*)//g' | tr ',' '\n' | tr -d ' ' | sort -u >"$out/documented"
+while read -r res; do
+  grep -qx "$res" "$out/documented" || fail "docs/security.md does not explain the rule on $res"
+done < <(sed -n 's/^resources: \[\(.*\)\]$/\1/p' "$out/cluster-rules" | tr -d ' ' | tr ',' '\n')
+pass "the operator's verbs: pods list/watch, irismodels list/watch/patch; every resource is in docs/security.md"
+
+# The admission policy: on by default, scoped to the watched namespaces, the values as CEL literals,
+# every refusal naming its rule.
+vap() { docs "$1" ValidatingAdmissionPolicy | head -1 | sed 's/\\n/\n/g'; }
+binding() { docs "$1" ValidatingAdmissionPolicyBinding | sed 's/\\n/\n/g'; }
+vap "$out/default.yaml" >"$out/vap-default.yaml"
+grep -q '\["iris-operator/model-server:","iris-operator/model-server@"\]' "$out/vap-default.yaml" ||
+  fail "the default allowed images are not the chart's model-server repository"
+grep -q '\["ClusterIP","NodePort"\]' "$out/vap-default.yaml" || fail "the default allowed Service types are not ClusterIP, NodePort"
+for rule in policy.allowedImagePrefixes policy.allowedServiceTypes policy.customImageSecrets; do
+  grep -q "($rule: " "$out/vap-default.yaml" || fail "no message names $rule"
+done
+grep -q 'request.userInfo.username != "system:serviceaccount:iris-system:t-iris-operator"' "$out/vap-default.yaml" ||
+  fail "the operator's own writes are not exempt from the policy"
+binding "$out/default.yaml" | grep -q 'matchResources' && fail "without watchNamespaces the binding is scoped"
+binding "$out/default.yaml" | grep -q 'validationActions: \["Deny"\]' || fail "the binding does not deny by default"
+binding "$out/all.yaml" | grep -q 'values: \["team-a","team-b"\]' || fail "the binding is not scoped to watchNamespaces"
+vap "$out/all.yaml" | grep -q '"registry.example.com/iris/model-server:","registry.example.com/iris/model-server@","registry.example.com/ml/"' ||
+  fail "policy.allowedImagePrefixes does not add to modelServer.image.repository"
+vap "$out/all.yaml" | grep -q 'policy.customImageSecrets: false' && fail "policy.customImageSecrets=true still renders its rule"
+helm template t $chart --set policy.enabled=false | grep -qE '^kind: ValidatingAdmissionPolicy' &&
+  fail "policy.enabled=false still renders the policy"
+for bad in 'policy.validationActions={Deny,Warn}' 'policy.validationActions={Block}' 'policy.allowedServiceTypes={ExternalName}'; do
+  helm template t $chart --set "$bad" >/dev/null 2>"$out/err" && fail "$bad was accepted"
+  grep -q 'policy\.' "$out/err" || fail "unclear error for $bad: $(cat "$out/err")"
+done
+pass "admission policy: on by default, off with policy.enabled=false, scoped to watchNamespaces, messages name the rules"
+if [ -n "${CEL_CHECK:-}" ]; then
+  # A CEL evaluator (e.g. a cel-go build) given the policy as JSON and e2e/tools/policy-cases.json.
+  python3 -c 'import sys, yaml, json; json.dump(yaml.safe_load(sys.stdin), sys.stdout)' <"$out/vap-default.yaml" >"$out/vap.json"
+  "$CEL_CHECK" "$out/vap.json" e2e/tools/policy-cases.json || fail "the policy's CEL"
+  pass "the policy's CEL compiles and decides e2e/tools/policy-cases.json as expected"
+fi
 
 if helm template t $chart --set replicaCount=2 --set leaderElection.enabled=false >/dev/null 2>"$out/err"; then
   fail "replicaCount=2 without leader election was accepted"
