@@ -183,10 +183,12 @@ if command -v go >/dev/null; then
   check=${IRIS_CACHE:-$HOME/.cache/iris-operator}/policy-check-$(cat $src/go.mod $src/go.sum $src/main.go | sha256sum | cut -c1-12)/policy-check
   if [ ! -x "$check" ]; then
     echo "chart-test: building $src (once; about 5 min cold)"
-    (cd $src && go build -trimpath -o "$check.tmp" .) && mv "$check.tmp" "$check" || fail "cannot build $src"
+    mkdir -p "$(dirname "$check")"
+    (cd $src && go build -trimpath -o "$check.tmp" .) || fail "cannot build $src"
+    mv "$check.tmp" "$check"
   fi
   for values in default all-options; do
-    args=(); [ $values = all-options ] && args=(-f $all)
+    args=(); [ $values = all-options ] && args=(-f "$all")
     helm template t $chart -n iris-system "${args[@]}" --show-only templates/admission-policy.yaml |
       awk 'BEGIN{RS="\n---\n"} /\nkind: ValidatingAdmissionPolicy\n/' >"$out/policy-$values.yaml"
     cases=e2e/tools/policy-cases.json; [ $values = all-options ] && cases=e2e/tools/policy-cases-all-options.json
