@@ -88,6 +88,23 @@ fn install_operator() -> Result<(), String> {
         ],
         None => Vec::new(),
     };
+    // The chart's admission policy (on by default) allows the chart's own model-server image;
+    // the suite also runs images it must accept: one no node can pull (a registry on the
+    // node's loopback), the nodes' pause image, and the private registry's model server.
+    let mut prefixes = vec![
+        "127.0.0.1:9/".to_string(),
+        "registry.k8s.io/pause:".to_string(),
+    ];
+    if let Some(host) = std::env::var("E2E_PRIVATE_REGISTRY")
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        prefixes.push(format!("{host}/"));
+    }
+    let prefixes = format!(
+        "policy.allowedImagePrefixes={}",
+        serde_json::Value::from(prefixes)
+    );
     // An existing release keeps its pods when the image tag is unchanged: restart them below
     // so the suite always runs the images just loaded.
     let existed = Command::new(helm())
@@ -104,6 +121,7 @@ fn install_operator() -> Result<(), String> {
         .args(["--set", &format!("modelServer.image.repository={ms_repo}")])
         .args(["--set", &format!("modelServer.image.tag={ms_tag}")])
         .args(["--set", "logging.format=text"])
+        .args(["--set-json", &prefixes])
         .args(["--wait", "--timeout", "180s"])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", helm()))?;
