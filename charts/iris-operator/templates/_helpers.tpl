@@ -81,13 +81,14 @@ step.
   verbs: [get, patch]
 # The activator of a model that scales to zero: a ServiceAccount, and a Role (scale that one
 # Deployment, list and watch the pods) bound to it, in the model's namespace. Applied with the
-# activator, deleted with it.
+# activator, deleted with it; get: each is read first, and never written or deleted when an
+# object of someone else's holds its name (the ownership rule).
 - apiGroups: [""]
   resources: [serviceaccounts]
-  verbs: [create, patch, delete]
+  verbs: [get, create, patch, delete]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [create, patch, delete]
+  verbs: [get, create, patch, delete]
 # Services are never deleted by the operator (garbage-collected with their IrisModel).
 - apiGroups: [""]
   resources: [services]
