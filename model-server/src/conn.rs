@@ -24,6 +24,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -89,13 +90,29 @@ impl Default for ConnLimits {
 #[derive(Clone, Debug)]
 pub(crate) struct Gate {
     permits: Arc<Semaphore>,
+    /// Accepted connections not yet closed (the accept loop also holds a permit while it
+    /// waits, so the semaphore alone does not tell).
+    open: Arc<AtomicUsize>,
     idle: Duration,
+}
+
+/// A connection's permit; gives it back, and counts the connection closed, when dropped.
+struct Permit {
+    _permit: OwnedSemaphorePermit,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Gate {
     pub(crate) fn new(limits: &ConnLimits) -> Gate {
         Gate {
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            open: Arc::new(AtomicUsize::new(0)),
             idle: limits.idle_timeout,
         }
     }
@@ -115,13 +132,18 @@ impl Gate {
         let (stream, addr) = tcp.accept().await?;
         // Small request/response pairs: do not let Nagle delay the answer.
         let _ = stream.set_nodelay(true);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        let permit = Permit {
+            _permit: permit,
+            open: self.open.clone(),
+        };
         Ok((Limited::new(stream, permit, self.idle), addr))
     }
 
-    /// Connections that can still be accepted now.
+    /// Accepted connections not yet closed.
     #[cfg(test)]
-    pub(crate) fn available(&self) -> usize {
-        self.permits.available_permits()
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 }
 
@@ -131,7 +153,7 @@ pin_project! {
     pub struct Limited<T> {
         #[pin]
         io: T,
-        _permit: OwnedSemaphorePermit,
+        _permit: Permit,
         idle: Duration,
         last_active: Instant,
         timer: Pin<Box<Sleep>>,
@@ -139,7 +161,7 @@ pin_project! {
 }
 
 impl<T> Limited<T> {
-    fn new(io: T, permit: OwnedSemaphorePermit, idle: Duration) -> Limited<T> {
+    fn new(io: T, permit: Permit, idle: Duration) -> Limited<T> {
         let now = Instant::now();
         Limited {
             io,

@@ -124,6 +124,17 @@ async fn closed_by_server(conn: &mut TcpStream) -> Instant {
     .expect("the server closed the connection in time")
 }
 
+/// Waits (at most [`LIMIT`]) for `condition`.
+async fn until(condition: impl Fn() -> bool, what: &str) {
+    timeout(LIMIT, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting: {what}"));
+}
+
 /// Slow loris: connections that send half a request line and stop are closed after the
 /// header-read timeout, not before, and complete requests are answered meanwhile.
 #[tokio::test]
@@ -155,10 +166,7 @@ async fn half_requests_are_closed_after_the_header_read_timeout() {
         );
     }
     // Their permits came back.
-    assert_eq!(
-        server.state.http_gate().available(),
-        ConnLimits::default().max_connections
-    );
+    until(|| server.state.http_gate().open() == 0, "all closed").await;
     server.stop().await;
 }
 
@@ -211,13 +219,11 @@ async fn the_connection_cap_holds() {
     for _ in 0..4 {
         open.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    timeout(LIMIT, async {
-        while server.state.http_gate().available() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("4 connections accepted");
+    until(
+        || server.state.http_gate().open() == 4,
+        "4 connections accepted",
+    )
+    .await;
 
     let mut fifth = TcpStream::connect(server.addr).await.unwrap();
     fifth
@@ -227,19 +233,17 @@ async fn the_connection_cap_holds() {
     let mut buf = [0u8; 12];
     let early = timeout(Duration::from_millis(300), fifth.read_exact(&mut buf)).await;
     assert!(early.is_err(), "the 5th connection was served over the cap");
-    assert_eq!(server.state.http_gate().available(), 0);
+    assert_eq!(server.state.http_gate().open(), 4);
 
     drop(open.pop());
     let answer = read_all(&mut fifth).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(open);
-    timeout(LIMIT, async {
-        while server.state.http_gate().available() < 4 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("closed connections give their permits back");
+    until(
+        || server.state.http_gate().open() == 0,
+        "closed connections give their permits back",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -287,7 +291,7 @@ async fn slow_requests_get_a_503_after_the_request_timeout() {
 async fn grpc_half_prefaces_are_closed_and_capped() {
     let server = start(
         limits(ConnLimits {
-            idle_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(600),
             max_connections: 2,
             ..long_conn()
         }),
@@ -301,23 +305,31 @@ async fn grpc_half_prefaces_are_closed_and_capped() {
         conn.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
         halves.push(conn);
     }
-    timeout(LIMIT, async {
-        while server.state.grpc_gate().available() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("2 connections accepted");
+    until(
+        || server.state.grpc_gate().open() == 2,
+        "2 connections accepted",
+    )
+    .await;
+    // A third waits in the backlog: its preface is not answered while the two are open.
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 9];
+    let early = timeout(Duration::from_millis(200), third.read_exact(&mut buf)).await;
+    assert!(early.is_err(), "the 3rd connection was served over the cap");
     for conn in &mut halves {
         let closed = closed_by_server(conn).await;
-        assert!(closed - started >= Duration::from_millis(250));
+        assert!(closed - started >= Duration::from_millis(550));
     }
-    timeout(LIMIT, async {
-        while server.state.grpc_gate().available() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("permits back");
+    // Then the third is served: the server's SETTINGS frame (type 4) arrives.
+    timeout(LIMIT, third.read_exact(&mut buf))
+        .await
+        .expect("3rd connection served once the others closed")
+        .unwrap();
+    assert_eq!(buf[3], 4, "{buf:?}");
+    drop(third);
+    until(|| server.state.grpc_gate().open() == 0, "permits back").await;
     server.stop().await;
 }
