@@ -410,7 +410,7 @@ proptest! {
 
     #[test]
     fn arbitrary_requests_get_ok_or_an_expected_code(req in infer_request()) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let svc = InferenceService::new(state_with(Limits { max_body_bytes: 4096, max_batch_rows: 4, ..Limits::default() }));
         match rt.block_on(infer(&svc, req)) {
             Ok(r) => prop_assert_eq!(r.outputs.len().max(1), r.outputs.len()),
