@@ -43,6 +43,8 @@ pub enum LogFormat {
 }
 
 /// The subcommands.
+// Parsed once at start-up: the size of `ServeArgs` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model on the embedded Iris data and write the artifact.
