@@ -56,3 +56,19 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 pub const OUT: &str = "MODEL_OUT";
 /// `inspect PATH`.
 pub const ARTIFACT: &str = "MODEL_ARTIFACT";
+/// `--header-read-timeout-seconds`: time for a connection to send its first request, and for
+/// an HTTP/1 request's head.
+pub const HEADER_READ_TIMEOUT_SECONDS: &str = "MODEL_SERVER_HEADER_READ_TIMEOUT_SECONDS";
+/// `--request-timeout-seconds`: longest request (HTTP 503, gRPC CANCELLED after it).
+pub const REQUEST_TIMEOUT_SECONDS: &str = "MODEL_SERVER_REQUEST_TIMEOUT_SECONDS";
+/// `--idle-timeout-seconds`: a connection with no bytes in either direction for this long is
+/// closed.
+pub const IDLE_TIMEOUT_SECONDS: &str = "MODEL_SERVER_IDLE_TIMEOUT_SECONDS";
+/// `--max-connections`: open connections per port; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: &str = "MODEL_SERVER_MAX_CONNECTIONS";
+/// `--max-concurrent-streams`: HTTP/2 streams (gRPC calls) per connection.
+pub const MAX_CONCURRENT_STREAMS: &str = "MODEL_SERVER_MAX_CONCURRENT_STREAMS";
+/// `--http2-keepalive-interval-seconds`: HTTP/2 PING interval.
+pub const HTTP2_KEEPALIVE_INTERVAL_SECONDS: &str = "MODEL_SERVER_HTTP2_KEEPALIVE_INTERVAL_SECONDS";
+/// `--http2-keepalive-timeout-seconds`: close when a PING is not answered within this.
+pub const HTTP2_KEEPALIVE_TIMEOUT_SECONDS: &str = "MODEL_SERVER_HTTP2_KEEPALIVE_TIMEOUT_SECONDS";

@@ -3,9 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::conn::ConnLimits;
 use crate::http::Limits;
 use crate::model::{IrisClass, Task, TrainingParams};
 use crate::source::ModelSource;
@@ -41,6 +43,8 @@ pub enum LogFormat {
 }
 
 /// The subcommands.
+// Parsed once at start-up: the size of `ServeArgs` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model on the embedded Iris data and write the artifact.
@@ -146,6 +150,41 @@ pub struct ServeArgs {
     #[arg(long, env = env::MAX_BATCH_ROWS, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch_rows: u64,
+    /// Seconds a connection has to send a complete HTTP/1 request head (request line and
+    /// headers); a slower one is closed. Also bounds idle HTTP/1 keep-alive connections
+    /// (hyper starts the timer as soon as a connection waits for its next request).
+    #[arg(long, value_name = "SECONDS", env = env::HEADER_READ_TIMEOUT_SECONDS, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a request may take, reading its body included: then HTTP answers 503
+    /// `{"error": ...}` and gRPC CANCELLED ("Timeout expired"; a shorter grpc-timeout from
+    /// the client wins). Keep it below --idle-timeout-seconds.
+    #[arg(long, value_name = "SECONDS", env = env::REQUEST_TIMEOUT_SECONDS, default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_seconds: u64,
+    /// Seconds without a byte read or written after which a connection (either port) is
+    /// closed; catches clients that connect and send nothing, or half an HTTP/2 preface.
+    #[arg(long, value_name = "SECONDS", env = env::IDLE_TIMEOUT_SECONDS, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout_seconds: u64,
+    /// Open connections per port (the HTTP workers share one count, gRPC has its own);
+    /// further clients wait in the kernel's listen backlog until one closes. About 25-50 KiB
+    /// each: the default keeps a full server under about 64 MiB.
+    #[arg(long, value_name = "N", env = env::MAX_CONNECTIONS, default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Concurrent HTTP/2 streams (gRPC calls, or h2 requests on --port) per connection.
+    #[arg(long, value_name = "N", env = env::MAX_CONCURRENT_STREAMS, default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 keep-alive PINGs on both ports.
+    #[arg(long, value_name = "SECONDS", env = env::HTTP2_KEEPALIVE_INTERVAL_SECONDS,
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http2_keepalive_interval_seconds: u64,
+    /// Seconds to wait for a PING's answer before closing the HTTP/2 connection.
+    #[arg(long, value_name = "SECONDS", env = env::HTTP2_KEEPALIVE_TIMEOUT_SECONDS,
+          default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http2_keepalive_timeout_seconds: u64,
     /// After SIGTERM/SIGINT, how long in-flight requests may take before the process exits.
     #[arg(long, env = env::SHUTDOWN_GRACE_SECONDS, default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
@@ -189,11 +228,20 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Request limits from the flags.
+    /// Request and connection limits from the flags.
     pub fn limits(&self) -> Limits {
         Limits {
             max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
             max_batch_rows: usize::try_from(self.max_batch_rows).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            conn: ConnLimits {
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+                idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+                max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+                max_concurrent_streams: self.max_concurrent_streams,
+                keepalive_interval: Duration::from_secs(self.http2_keepalive_interval_seconds),
+                keepalive_timeout: Duration::from_secs(self.http2_keepalive_timeout_seconds),
+            },
         }
     }
 }
@@ -318,6 +366,74 @@ mod tests {
         }
         for bad in ["0", "3601", "x"] {
             assert!(serve(&["--reload-seconds", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_limit_flags() {
+        let serve = |extra: &[&str]| {
+            let argv = ["model-server", "serve"].iter().chain(extra).copied();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Serve(args) => args.limits(),
+                _ => panic!("not serve"),
+            })
+        };
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+        assert_eq!(
+            defaults.conn,
+            ConnLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 512,
+                max_concurrent_streams: 100,
+                keepalive_interval: Duration::from_secs(30),
+                keepalive_timeout: Duration::from_secs(20),
+            }
+        );
+        assert_eq!(defaults.conn, ConnLimits::default());
+
+        let set = serve(&[
+            "--header-read-timeout-seconds",
+            "2",
+            "--request-timeout-seconds",
+            "3",
+            "--idle-timeout-seconds",
+            "4",
+            "--max-connections",
+            "5",
+            "--max-concurrent-streams",
+            "6",
+            "--http2-keepalive-interval-seconds",
+            "7",
+            "--http2-keepalive-timeout-seconds",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(set.request_timeout, Duration::from_secs(3));
+        assert_eq!(
+            set.conn,
+            ConnLimits {
+                header_read_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(4),
+                max_connections: 5,
+                max_concurrent_streams: 6,
+                keepalive_interval: Duration::from_secs(7),
+                keepalive_timeout: Duration::from_secs(8),
+            }
+        );
+        for flag in [
+            "--header-read-timeout-seconds",
+            "--request-timeout-seconds",
+            "--idle-timeout-seconds",
+            "--max-connections",
+            "--max-concurrent-streams",
+            "--http2-keepalive-interval-seconds",
+            "--http2-keepalive-timeout-seconds",
+        ] {
+            for bad in ["0", "-1", "x"] {
+                assert!(serve(&[flag, bad]).is_err(), "{flag} {bad}");
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod grpc;
 pub mod http;
 pub mod oip;

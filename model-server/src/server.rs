@@ -10,23 +10,26 @@
 //! shutdown: `ServerReady`/`ModelReady` answer false at once, the listener closes after the
 //! delay, in-flight calls finish (HTTP/2 GOAWAY), bounded by the same grace period.
 //!
+//! Both ports bound their connections (count, header-read, request and idle timeouts,
+//! HTTP/2 streams and keep-alive): see [`crate::conn`].
+//!
 //! With `--tls-cert`/`--tls-key` both ports speak TLS only (see [`crate::tls`]); with
 //! `--auth-tokens` both need a bearer token (see [`crate::auth`]). Their files are re-read
 //! every `--reload-seconds` on the main thread (see [`crate::security`]). Without these
 //! flags the serving path is the plain one, unchanged.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::auth::GrpcAuthLayer;
 use crate::config::ServeArgs;
+use crate::conn::{serve_http, LimitedTcp};
 use crate::grpc::{GrpcMetricsLayer, InferenceService};
 use crate::http::{app_with_auth, AppState};
 use crate::security::Security;
@@ -240,23 +243,18 @@ async fn serve_router_until(
     force: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = state.shared_metrics();
+    let gate = state.http_gate();
+    let conn_limits = state.limits().conn;
     let (on_signal, deadline) = drain(state, timing, shutdown, force);
     match &security.tls {
         None => {
-            let listener = listener.tap_io(|tcp| {
-                // Small request/response pairs: do not let Nagle delay the answer.
-                let _ = tcp.set_nodelay(true);
-            });
-            let server = axum::serve(listener, router)
-                .with_graceful_shutdown(on_signal)
-                .into_future();
+            let listener = LimitedTcp::new(listener, gate);
+            let server = serve_http(listener, router, conn_limits, on_signal);
             until_done_or_deadline(server, deadline, "").await
         }
         Some(tls) => {
-            let listener = TlsListener::new(listener, tls.http.clone(), Some(metrics));
-            let server = axum::serve(listener, router)
-                .with_graceful_shutdown(on_signal)
-                .into_future();
+            let listener = TlsListener::new(listener, gate, tls.http.clone(), Some(metrics));
+            let server = serve_http(listener, router, conn_limits, on_signal);
             until_done_or_deadline(server, deadline, "").await
         }
     }
@@ -339,9 +337,15 @@ pub async fn serve_grpc_until(
 ) -> std::io::Result<()> {
     let metrics = state.shared_metrics();
     let service = InferenceService::new(state.clone()).into_server();
+    let gate = state.grpc_gate();
+    let limits = state.limits();
     let (on_signal, deadline) = drain(state, timing, shutdown, force);
     // The metrics layer is outside the tokens check, so that refused calls are counted.
     let router = tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.conn.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.conn.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.conn.keepalive_timeout))
         .layer(GrpcMetricsLayer {
             metrics: metrics.clone(),
         })
@@ -351,13 +355,12 @@ pub async fn serve_grpc_until(
         .add_service(service);
     match &security.tls {
         None => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = LimitedTcp::new(listener, gate).incoming();
             let server = router.serve_with_incoming_shutdown(incoming, on_signal);
             until_done_or_deadline(server, deadline, "gRPC ").await
         }
         Some(tls) => {
-            let listener = TlsListener::new(listener, tls.grpc.clone(), Some(metrics));
+            let listener = TlsListener::new(listener, gate, tls.grpc.clone(), Some(metrics));
             let server = router.serve_with_incoming_shutdown(grpc_incoming(listener), on_signal);
             until_done_or_deadline(server, deadline, "gRPC ").await
         }

@@ -273,6 +273,7 @@ async fn batch_limit_is_resource_exhausted_and_readiness_follows_shutdown() {
     let svc = InferenceService::new(state_with(Limits {
         max_body_bytes: 1024,
         max_batch_rows: 1,
+        ..Limits::default()
     }));
     assert_status(
         infer(&svc, fp64_request()).await,
@@ -409,8 +410,8 @@ proptest! {
 
     #[test]
     fn arbitrary_requests_get_ok_or_an_expected_code(req in infer_request()) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let svc = InferenceService::new(state_with(Limits { max_body_bytes: 4096, max_batch_rows: 4 }));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let svc = InferenceService::new(state_with(Limits { max_body_bytes: 4096, max_batch_rows: 4, ..Limits::default() }));
         match rt.block_on(infer(&svc, req)) {
             Ok(r) => prop_assert_eq!(r.outputs.len().max(1), r.outputs.len()),
             Err(status) => {
@@ -434,6 +435,7 @@ async fn over_a_socket_with_a_tonic_client() {
     let state = state_with(Limits {
         max_body_bytes: 512,
         max_batch_rows: 100,
+        ..Limits::default()
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -29,8 +29,10 @@ mod tutorial;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
@@ -43,6 +45,7 @@ pub use error::ApiError;
 pub(crate) use tutorial::check_batch_size;
 
 use crate::auth::Auth;
+use crate::conn::{ConnLimits, Gate};
 use crate::model::ModelArtifact;
 use metrics::{Metrics, MetricsLayer, ModelInfo};
 
@@ -63,21 +66,28 @@ pub(crate) mod paths {
     pub const METRICS: &str = "/metrics";
 }
 
-/// Request limits.
+/// Request and connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest accepted request body in bytes (larger: 413).
     pub max_body_bytes: usize,
     /// Most rows in one batch (more: 413).
     pub max_batch_rows: usize,
+    /// A request not answered within this (body upload included) gets a 503 (gRPC:
+    /// CANCELLED, "Timeout expired").
+    pub request_timeout: Duration,
+    /// Connection bounds (see [`crate::conn`]).
+    pub conn: ConnLimits,
 }
 
 impl Default for Limits {
-    /// 1 MiB bodies, 10,000-row batches.
+    /// 1 MiB bodies, 10,000-row batches, 30 s requests, [`ConnLimits::default`].
     fn default() -> Self {
         Limits {
             max_body_bytes: 1024 * 1024,
             max_batch_rows: 10_000,
+            request_timeout: crate::conn::DEFAULT_REQUEST_TIMEOUT,
+            conn: ConnLimits::default(),
         }
     }
 }
@@ -96,6 +106,9 @@ struct Shared {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     registry: Registry,
+    /// The connection caps of the HTTP port (all workers) and of the gRPC port.
+    http_gate: Gate,
+    grpc_gate: Gate,
     /// Bodies that never change, serialized once.
     v2_server_metadata: Bytes,
     v2_model_metadata: Bytes,
@@ -139,6 +152,8 @@ impl AppState {
                 ready,
                 metrics,
                 registry,
+                http_gate: Gate::new(&limits.conn),
+                grpc_gate: Gate::new(&limits.conn),
                 v2_server_metadata,
                 v2_model_metadata,
             }),
@@ -168,6 +183,16 @@ impl AppState {
     /// The request limits.
     pub fn limits(&self) -> Limits {
         self.inner.limits
+    }
+
+    /// The connection gate of the HTTP port, shared by its workers.
+    pub(crate) fn http_gate(&self) -> Gate {
+        self.inner.http_gate.clone()
+    }
+
+    /// The connection gate of the gRPC port.
+    pub(crate) fn grpc_gate(&self) -> Gate {
+        self.inner.grpc_gate.clone()
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -226,8 +251,8 @@ impl AppState {
     }
 }
 
-/// The router with every route, the body limit, JSON 404/405 answers and request metrics;
-/// no authentication.
+/// The router with every route, the body limit, the request timeout, JSON 404/405 answers
+/// and request metrics; no authentication.
 pub fn app(state: AppState) -> Router {
     app_with_auth(state, None)
 }
@@ -237,6 +262,7 @@ pub fn app(state: AppState) -> Router {
 /// the router is exactly [`app`]'s: no layer, no cost.
 pub fn app_with_auth(state: AppState, auth: Option<&Auth>) -> Router {
     let limit = state.limits().max_body_bytes;
+    let request_timeout = state.limits().request_timeout;
     let metrics = state.inner.metrics.clone();
     let protect_metrics = auth.is_some_and(Auth::protects_metrics);
     let mut protected = Router::new()
@@ -272,6 +298,13 @@ pub fn app_with_auth(state: AppState, auth: Option<&Auth>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |_: axum::BoxError| async move {
+                    timed_out(request_timeout)
+                }))
+                .layer(tower::timeout::TimeoutLayer::new(request_timeout)),
+        )
         .layer(MetricsLayer { metrics })
         .with_state(state)
 }
@@ -324,6 +357,14 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         HeaderValue::from_static(prometheus_client::encoding::prometheus_text::CONTENT_TYPE),
     );
     response
+}
+
+/// The answer to a request that took longer than `--request-timeout-seconds`.
+fn timed_out(limit: Duration) -> ApiError {
+    ApiError::unavailable(format!(
+        "the request did not complete within the request timeout of {} ms",
+        limit.as_millis()
+    ))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

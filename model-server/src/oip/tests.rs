@@ -18,6 +18,7 @@ fn state() -> AppState {
         Limits {
             max_body_bytes: 1024 * 1024,
             max_batch_rows: 10,
+            ..Limits::default()
         },
     )
 }

@@ -5,6 +5,8 @@
 //! HTTP on the TLS port, an unknown CA on the client's side, no common ALPN protocol, a
 //! timeout) drops that connection only, and is counted in
 //! `model_server_tls_handshake_failures_total`; a client hanging up mid-handshake is not.
+//! Connections, handshaking or not, hold a permit of the port's [`Gate`] (the connection
+//! cap and idle timeout, see [`crate::conn`]).
 
 use std::future::Future;
 use std::io;
@@ -21,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, error};
+use tracing::debug;
 
+use crate::conn::{accept_error, Gate, Limited};
 use crate::http::metrics::Metrics;
 
 /// A handshake not finished after this long is abandoned.
@@ -32,26 +35,32 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// kernel's accept queue.
 const MAX_PENDING_HANDSHAKES: usize = 512;
 
-type Handshake =
-    Pin<Box<dyn Future<Output = Result<(TlsStream<TcpStream>, SocketAddr), Refused>> + Send>>;
+/// A TLS connection of the listener.
+pub type TlsIo = TlsStream<Limited<TcpStream>>;
+
+type Handshake = Pin<Box<dyn Future<Output = Result<(TlsIo, SocketAddr), Refused>> + Send>>;
 
 /// A TCP listener whose connections come out after a finished TLS handshake.
 pub struct TlsListener {
     tcp: TcpListener,
+    gate: Gate,
     acceptor: TlsAcceptor,
     pending: FuturesUnordered<Handshake>,
     metrics: Option<Arc<Metrics>>,
 }
 
 impl TlsListener {
-    /// TLS with `config` on `tcp`; handshake failures are counted in `metrics`.
+    /// TLS with `config` on `tcp`, connections bounded by `gate`; handshake failures are
+    /// counted in `metrics`.
     pub(crate) fn new(
         tcp: TcpListener,
+        gate: Gate,
         config: Arc<ServerConfig>,
         metrics: Option<Arc<Metrics>>,
     ) -> TlsListener {
         TlsListener {
             tcp,
+            gate,
             acceptor: TlsAcceptor::from(config),
             pending: FuturesUnordered::new(),
             metrics,
@@ -59,9 +68,10 @@ impl TlsListener {
     }
 
     /// The next connection whose handshake succeeded.
-    pub async fn accept_tls(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
+    pub async fn accept_tls(&mut self) -> (TlsIo, SocketAddr) {
         let TlsListener {
             tcp,
+            gate,
             acceptor,
             pending,
             metrics,
@@ -69,10 +79,8 @@ impl TlsListener {
         loop {
             let room = pending.len() < MAX_PENDING_HANDSHAKES;
             tokio::select! {
-                accepted = TcpListener::accept(tcp), if room => match accepted {
+                accepted = gate.accept(tcp), if room => match accepted {
                     Ok((stream, addr)) => {
-                        // Small request/response pairs: do not let Nagle delay the answer.
-                        let _ = stream.set_nodelay(true);
                         pending.push(Box::pin(handshake(acceptor.clone(), stream, addr)));
                     }
                     Err(e) => accept_error(e).await,
@@ -103,9 +111,9 @@ enum Refused {
 
 async fn handshake(
     acceptor: TlsAcceptor,
-    stream: TcpStream,
+    stream: Limited<TcpStream>,
     addr: SocketAddr,
-) -> Result<(TlsStream<TcpStream>, SocketAddr), Refused> {
+) -> Result<(TlsIo, SocketAddr), Refused> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Ok((tls, addr)),
         // tokio-rustls reports rustls' own errors as InvalidData.
@@ -124,23 +132,8 @@ async fn handshake(
     }
 }
 
-/// As axum's own listener does: per-connection errors are ignored, others (out of file
-/// descriptors) are logged and retried after a pause.
-async fn accept_error(e: io::Error) {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    ) {
-        return;
-    }
-    error!("accept error: {e}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsIo;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -154,7 +147,7 @@ impl Listener for TlsListener {
 
 /// A TLS connection for tonic, which wants to know the peer ([`tonic::transport::server::Connected`]).
 pub(crate) struct TlsConn {
-    io: TlsStream<TcpStream>,
+    io: TlsIo,
     remote: SocketAddr,
 }
 
@@ -171,7 +164,7 @@ impl tonic::transport::server::Connected for TlsConn {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         tonic::transport::server::TcpConnectInfo {
-            local_addr: self.io.get_ref().0.local_addr().ok(),
+            local_addr: self.io.get_ref().0.get_ref().local_addr().ok(),
             remote_addr: Some(self.remote),
         }
     }

@@ -320,7 +320,7 @@ proptest! {
         binary in prop::collection::vec(any::<u8>(), 0..120),
         declared in prop::option::of(0usize..400),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
             let r = router(&binary_state());
             let mut body = header.clone().into_bytes();

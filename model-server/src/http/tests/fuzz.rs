@@ -166,7 +166,7 @@ proptest! {
 
     #[test]
     fn any_body_at_any_post_route_is_answered_without_5xx(body in body(), ct in content_type()) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
             for (state, name) in [(binary_state(), "binary"), (multiclass_state(), "multiclass")] {
                 let r = router(&state);
@@ -201,7 +201,7 @@ proptest! {
         ct in content_type(),
         authorization in authorization(),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let dir = crate::test_models::TempDir::new("fuzz-tokens");
         let tokens = crate::auth::Tokens::load(dir.write("tokens", format!("other\n{TOKEN}\n"))).unwrap();
         let auth = crate::auth::Auth::new(tokens, true);

@@ -160,6 +160,7 @@ async fn oversized_bodies_and_batches_are_413() {
         Limits {
             max_body_bytes: 256,
             max_batch_rows: 3,
+            ..Limits::default()
         },
     );
     let r = router(&state);
