@@ -3,23 +3,28 @@
 //!
 //! While a model has no pod, the operator points its Service at the activator's pod. The
 //! activator holds each incoming connection (bounded in count and time), wakes the model by
-//! scaling its Deployment from 0 to 1 through the scale subresource, and splices the held
+//! scaling its Deployment from 0 to 1 through the scale subresource, and forwards the held
 //! connections to the first model pod that accepts a TCP connection (the model server binds
 //! only once its model is loaded). It never reads a forwarded connection, so HTTP/1.1, HTTP/2
 //! (gRPC) and TLS pass through untouched; over its bounds it refuses honestly, in the client's
 //! protocol where it can tell (see `refusal`). It runs from the operator's image, one per
 //! scale-to-zero model, in the model's namespace.
 //!
+//! Its bounds: at most `--max-connections` open at once (held and forwarded together; over
+//! it a new connection is closed at once), at most `--max-held` held for at most
+//! `--hold-timeout-seconds`, and a forwarded connection closed after `--idle-timeout-seconds`
+//! without a byte either way. It learns the model's pods from one watch, not from lists.
+//!
 //! The proxy (`proxy`) reaches the cluster only through a `backend::Backend`, so
 //! its tests run on loopback with a fake one.
 
-mod addresses;
 mod args;
 mod backend;
+mod forward;
 mod metrics;
+mod own;
 mod proxy;
 mod refusal;
-mod splice;
 #[cfg(test)]
 mod tests;
 mod waker;
@@ -50,7 +55,9 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         model = %settings.model,
         selector = %args.selector,
         max_held = settings.max_held,
+        max_connections = settings.max_connections,
         hold_timeout_seconds = settings.hold_timeout.as_secs_f64(),
+        idle_timeout_seconds = settings.idle_timeout.as_secs_f64(),
         "starting the activator"
     );
 

@@ -39,6 +39,16 @@ pub struct Args {
     #[arg(long, env = "ACTIVATOR_MAX_HELD", default_value_t = 1000)]
     pub max_held: usize,
 
+    /// Connections open at once, held and forwarded together. Over it a new connection is
+    /// closed at once, unanswered, and counted as outcome "refused_over_cap".
+    #[arg(
+        long,
+        env = "ACTIVATOR_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+
     /// How long one connection may be held before it is refused.
     #[arg(
         long,
@@ -47,6 +57,16 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub hold_timeout_seconds: u64,
+
+    /// How long a forwarded connection may go without a byte either way before it is closed
+    /// (both sides). A held connection is bounded by --hold-timeout-seconds instead.
+    #[arg(
+        long,
+        env = "ACTIVATOR_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub idle_timeout_seconds: u64,
 
     /// The Retry-After (seconds) of a refusal.
     #[arg(long, env = "ACTIVATOR_RETRY_AFTER_SECONDS", default_value_t = 1)]
@@ -69,6 +89,8 @@ impl Args {
             max_held: self.max_held,
             hold_timeout: Duration::from_secs(self.hold_timeout_seconds),
             retry_after_seconds: self.retry_after_seconds,
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
         }
     }
 
@@ -149,6 +171,8 @@ mod tests {
         assert_eq!(settings.max_held, 1000);
         assert_eq!(settings.hold_timeout, Duration::from_secs(30));
         assert_eq!(settings.retry_after_seconds, 1);
+        assert_eq!(settings.idle_timeout, Duration::from_secs(300));
+        assert_eq!(settings.max_connections, 1024);
         assert_eq!(args.log_format, LogFormat::Text);
     }
 
@@ -159,6 +183,8 @@ mod tests {
             assert!(parse(&["--listen", bad]).is_err(), "{bad}");
         }
         assert!(parse(&["--listen", "http=8080", "--hold-timeout-seconds", "0"]).is_err());
+        assert!(parse(&["--listen", "http=8080", "--idle-timeout-seconds", "0"]).is_err());
+        assert!(parse(&["--listen", "http=8080", "--max-connections", "0"]).is_err());
         let args = parse(&["--listen", "http=8080,grpc=9000"]).expect("args");
         assert_eq!(args.listen.len(), 2);
         // The operator's Deployment writes --flag=value.

@@ -1,15 +1,25 @@
-//! What the proxy needs from the cluster: wake the model, and find its pods. A trait, so the
+//! What the proxy needs from the cluster: wake the model, and know its pods. A trait, so the
 //! proxy's tests run on loopback without a cluster.
+//!
+//! The pods are watched, not listed per connection: one watch of the model's pods (its label
+//! selector, in its namespace) feeds a reflector's store, and every change of the candidate
+//! IPs is published on a `tokio::sync::watch` channel that held connections and wake loops
+//! wait on. The watch needs the `list` and `watch` verbs on pods (the activator's Role).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 /// The model's Deployment and pods, as the proxy sees them.
 pub(super) trait Backend: Send + Sync {
@@ -17,27 +27,34 @@ pub(super) trait Backend: Send + Sync {
     /// Returns the replica count it found.
     fn wake(&self) -> BoxFuture<'_, anyhow::Result<i32>>;
 
-    /// The IPs of the model's pods that may accept connections, Ready pods first.
-    fn pods(&self) -> BoxFuture<'_, anyhow::Result<Vec<IpAddr>>>;
+    /// The IPs of the model's pods that may accept connections (see [`candidates`]), kept
+    /// current: the receiver is notified when they change. Empty until the first list.
+    fn pods(&self) -> watch::Receiver<Vec<IpAddr>>;
 }
 
 /// The [`Backend`] of a real cluster.
 pub(super) struct KubeBackend {
     deployments: Api<Deployment>,
-    pods: Api<Pod>,
     deployment: String,
     namespace: String,
-    selector: String,
+    pods: watch::Receiver<Vec<IpAddr>>,
 }
 
 impl KubeBackend {
+    /// The backend, and its watch of the pods started (a task that ends with the backend).
     pub(super) fn new(client: Client, namespace: &str, deployment: &str, selector: &str) -> Self {
+        let (publish, pods) = watch::channel(Vec::new());
+        tokio::spawn(watch_pods(
+            Api::namespaced(client.clone(), namespace),
+            format!("{namespace}/{selector}"),
+            watcher::Config::default().labels(selector),
+            publish,
+        ));
         Self {
-            deployments: Api::namespaced(client.clone(), namespace),
-            pods: Api::namespaced(client, namespace),
+            deployments: Api::namespaced(client, namespace),
             deployment: deployment.to_string(),
             namespace: namespace.to_string(),
-            selector: selector.to_string(),
+            pods,
         }
     }
 
@@ -67,21 +84,6 @@ impl KubeBackend {
         }
         Ok(replicas)
     }
-
-    async fn list_pods(&self) -> anyhow::Result<Vec<IpAddr>> {
-        let list = self
-            .pods
-            .list(&ListParams::default().labels(&self.selector))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list the pods {} in namespace {}: {e}",
-                    self.selector,
-                    self.namespace
-                )
-            })?;
-        Ok(candidates(&list.items))
-    }
 }
 
 impl Backend for KubeBackend {
@@ -89,17 +91,74 @@ impl Backend for KubeBackend {
         self.scale_up_from_zero().boxed()
     }
 
-    fn pods(&self) -> BoxFuture<'_, anyhow::Result<Vec<IpAddr>>> {
-        self.list_pods().boxed()
+    fn pods(&self) -> watch::Receiver<Vec<IpAddr>> {
+        self.pods.clone()
     }
 }
 
+/// Watches the pods (re-listing with kube's default backoff after an error) and publishes
+/// their candidate IPs whenever they change, until no receiver is left.
+async fn watch_pods(
+    api: Api<Pod>,
+    what: String,
+    config: watcher::Config,
+    publish: watch::Sender<Vec<IpAddr>>,
+) {
+    let (store, writer) = reflector::store();
+    // Only the status and the deletion mark are read: the rest is not kept.
+    let events = watcher(api, config)
+        .modify(|pod| {
+            pod.managed_fields_mut().clear();
+            pod.annotations_mut().clear();
+            pod.spec = None;
+        })
+        .default_backoff();
+    let events = reflector::reflector(writer, events);
+    tokio::pin!(events);
+    let mut failing = false;
+    loop {
+        let event = tokio::select! {
+            () = publish.closed() => return,
+            event = events.next() => event,
+        };
+        match event {
+            None => return,
+            Some(Ok(_)) => {
+                if std::mem::take(&mut failing) {
+                    info!(pods = %what, "watching the model's pods again");
+                }
+                publish_candidates(&store, &publish);
+            }
+            Some(Err(e)) if failing => debug!(pods = %what, "cannot watch the model's pods: {e}"),
+            Some(Err(e)) => {
+                failing = true;
+                warn!(pods = %what, "cannot watch the model's pods: {e}; retrying with backoff");
+            }
+        }
+    }
+}
+
+/// Publishes the store's candidate IPs if they changed.
+fn publish_candidates(store: &Store<Pod>, publish: &watch::Sender<Vec<IpAddr>>) {
+    let pods = store.state();
+    let ips = candidates(pods.iter().map(Arc::as_ref));
+    publish.send_if_modified(|current| {
+        if *current == ips {
+            return false;
+        }
+        debug!(?ips, "the model's pods changed");
+        *current = ips;
+        true
+    });
+}
+
 /// The IPs of the pods that may accept connections: Running, not being deleted, with an IP;
-/// Ready pods first. A Running pod that is not Ready yet is still a candidate: the model
-/// server binds once its model is loaded, before its readiness probe has passed.
-pub(super) fn candidates(pods: &[Pod]) -> Vec<IpAddr> {
+/// Ready pods first, then by IP (a store has no order: the same pods give the same list). A
+/// Running pod that is not Ready yet is still a candidate: the model server binds once its
+/// model is loaded, before its readiness probe has passed.
+pub(super) fn candidates<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<IpAddr> {
     let mut found: Vec<(bool, IpAddr)> = pods
-        .iter()
+        .into_iter()
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter_map(|pod| {
             let status = pod.status.as_ref()?;
@@ -110,8 +169,8 @@ pub(super) fn candidates(pods: &[Pod]) -> Vec<IpAddr> {
             Some((is_ready(pod), ip))
         })
         .collect();
-    // Stable: pods keep the API's order within each group.
-    found.sort_by_key(|(ready, _)| !ready);
+    found.sort_by_key(|(ready, ip)| (!ready, *ip));
+    found.dedup();
     found.into_iter().map(|(_, ip)| ip).collect()
 }
 
@@ -159,8 +218,9 @@ mod tests {
             pod("deleting", "Running", Some("10.0.0.3"), true, true),
             pod("ready", "Running", Some("10.0.0.4"), true, false),
             pod("starting-too", "Running", Some("10.0.0.5"), false, false),
+            pod("ready-too", "Running", Some("10.0.0.0"), true, false),
         ];
         let ips: Vec<String> = candidates(&pods).iter().map(|ip| ip.to_string()).collect();
-        assert_eq!(ips, ["10.0.0.4", "10.0.0.1", "10.0.0.5"]);
+        assert_eq!(ips, ["10.0.0.0", "10.0.0.4", "10.0.0.1", "10.0.0.5"]);
     }
 }

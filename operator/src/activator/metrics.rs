@@ -17,6 +17,8 @@ pub(super) enum Outcome {
     Forwarded,
     /// Refused because `max_held` connections were already held.
     RefusedFull,
+    /// Closed at once, unanswered, because `max_connections` were already open.
+    RefusedOverCap,
     /// Refused because no pod accepted within the hold timeout.
     RefusedTimeout,
     /// Neither: the client left while it was held.
@@ -24,9 +26,10 @@ pub(super) enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 5] = [
         Outcome::Forwarded,
         Outcome::RefusedFull,
+        Outcome::RefusedOverCap,
         Outcome::RefusedTimeout,
         Outcome::Failed,
     ];
@@ -36,6 +39,7 @@ impl Outcome {
         match self {
             Outcome::Forwarded => "forwarded",
             Outcome::RefusedFull => "refused_full",
+            Outcome::RefusedOverCap => "refused_over_cap",
             Outcome::RefusedTimeout => "refused_timeout",
             Outcome::Failed => "failed",
         }
@@ -51,6 +55,7 @@ struct OutcomeLabels {
 #[derive(Clone)]
 pub(super) struct Metrics {
     held: Gauge,
+    open: Gauge,
     connections: Family<OutcomeLabels, Counter>,
     wakes: Counter,
     cold_start: Histogram,
@@ -60,6 +65,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             held: Gauge::default(),
+            open: Gauge::default(),
             connections: Family::default(),
             wakes: Counter::default(),
             // 0.1 s .. ~7 min: a model's start-up from image pull to bound port.
@@ -84,8 +90,14 @@ impl Metrics {
             self.held.clone(),
         );
         sub.register(
+            "open_connections",
+            "Connections open now (held, forwarded or being refused), at most --max-connections",
+            self.open.clone(),
+        );
+        sub.register(
             "connections",
-            "Connections by outcome: forwarded, refused_full, refused_timeout, failed",
+            "Connections by outcome: forwarded, refused_full, refused_over_cap, refused_timeout, \
+             failed",
             self.connections.clone(),
         );
         sub.register(
@@ -113,6 +125,11 @@ impl Metrics {
     /// Sets the number of held connections.
     pub(super) fn set_held(&self, held: usize) {
         self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the number of open connections.
+    pub(super) fn set_open(&self, open: usize) {
+        self.open.set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// Counts a scale-up from zero.
@@ -148,6 +165,7 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = Metrics::default().register(&mut registry);
         metrics.set_held(1);
+        metrics.set_open(1);
         metrics.woke();
         metrics.cold_start(Duration::from_millis(800));
         let mut text = String::new();

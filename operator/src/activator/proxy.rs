@@ -1,8 +1,9 @@
-//! The proxy core: accept, then per connection the warm path (a pod accepts: splice to it) or
-//! the hold (wait for the wake loop, bounded in count and time), and the drain on shutdown.
-//! It reaches the cluster only through its [`Backend`].
+//! The proxy core: accept (at most `max_connections` open), then per connection the warm
+//! path (a watched pod accepts: forward to it) or the hold (wait for the wake loop's
+//! notification, bounded in count and time), and the drain on shutdown. It reaches the
+//! cluster only through its [`Backend`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,12 +15,12 @@ use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tracing::{debug, info, warn};
 
-use super::addresses::Addresses;
 use super::backend::Backend;
+use super::forward::{forward, Ended};
 use super::metrics::{Metrics, Outcome};
+use super::own::Own;
 use super::refusal::refuse;
-use super::splice::splice;
-use super::waker::Waker;
+use super::waker::{WakeDeps, Waker};
 use crate::shutdown::{stopped, Stop};
 
 /// The longest wait for a known pod to accept a forwarded connection.
@@ -40,6 +41,10 @@ pub(super) struct Settings {
     pub(super) hold_timeout: Duration,
     /// The Retry-After of a refusal.
     pub(super) retry_after_seconds: u64,
+    /// How long a forwarded connection may go without a byte either way before it is closed.
+    pub(super) idle_timeout: Duration,
+    /// Connections open at once (held, forwarded or being refused); more are closed at once.
+    pub(super) max_connections: usize,
 }
 
 /// A bound listener and the port its connections go to on a model pod.
@@ -82,15 +87,17 @@ enum Unanswered {
 
 /// The proxy of one model; shared by its connection tasks and wake loops.
 pub(super) struct Proxy {
-    pub(super) backend: Arc<dyn Backend>,
     pub(super) settings: Settings,
     pub(super) metrics: Metrics,
-    pub(super) addresses: Addresses,
+    /// The watched candidate IPs of the model's pods.
+    pods: watch::Receiver<Vec<IpAddr>>,
+    /// What the wake loops need, shared with each.
+    wake: Arc<WakeDeps>,
     wakers: Mutex<HashMap<u16, Arc<Waker>>>,
-    /// The addresses clients reached this activator on (its pod IP and listen ports).
-    own: Mutex<HashSet<SocketAddr>>,
-    /// Whether the warning about a selector that selects this activator was logged.
-    warned_own: AtomicBool,
+    /// This activator's own addresses, never forwarded to.
+    own: Arc<Own>,
+    /// Whether connections are being closed over `max_connections` (warned once per episode).
+    over_cap: AtomicBool,
     /// Connections held now.
     held: watch::Sender<usize>,
     /// Connections open now (held, forwarded or being refused).
@@ -99,14 +106,22 @@ pub(super) struct Proxy {
 
 impl Proxy {
     pub(super) fn new(backend: Arc<dyn Backend>, settings: Settings, metrics: Metrics) -> Self {
+        let own = Arc::new(Own::new(&settings.model));
+        let wake = Arc::new(WakeDeps {
+            backend: backend.clone(),
+            model: settings.model.clone(),
+            hold_timeout: settings.hold_timeout,
+            metrics: metrics.clone(),
+            own: own.clone(),
+        });
         Self {
-            backend,
+            pods: backend.pods(),
             settings,
             metrics,
-            addresses: Addresses::default(),
+            wake,
             wakers: Mutex::default(),
-            own: Mutex::default(),
-            warned_own: AtomicBool::new(false),
+            own,
+            over_cap: AtomicBool::new(false),
             held: watch::Sender::new(0),
             open: watch::Sender::new(0),
         }
@@ -139,7 +154,10 @@ impl Proxy {
                 _ = &mut stop => return,
                 accepted = route.listener.accept() => match accepted {
                     Ok((client, _)) => {
-                        let open = self.opened();
+                        let Some(open) = self.opened() else {
+                            self.close_over_cap(client);
+                            continue;
+                        };
                         let proxy = self.clone();
                         let port = route.port;
                         tokio::spawn(async move {
@@ -180,12 +198,52 @@ impl Proxy {
         cut
     }
 
-    /// Counts an open connection until the guard is dropped.
-    fn opened(&self) -> OpenGuard {
-        self.open.send_modify(|n| *n += 1);
-        OpenGuard {
-            open: self.open.clone(),
+    /// Counts an open connection until the guard is dropped, unless `max_connections` are
+    /// open already.
+    fn opened(&self) -> Option<OpenGuard> {
+        let max = self.settings.max_connections;
+        let metrics = &self.metrics;
+        let admitted = self.open.send_if_modified(|n| {
+            if *n >= max {
+                return false;
+            }
+            *n += 1;
+            metrics.set_open(*n);
+            true
+        });
+        if !admitted {
+            return None;
         }
+        if self.over_cap.swap(false, Ordering::Relaxed) {
+            info!(max, "accepting connections again");
+        }
+        Some(OpenGuard {
+            open: self.open.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Closes a connection over `max_connections` at once, unanswered: an answer would need
+    /// a task and a read per connection, the very cost the cap bounds. The client sees a
+    /// reset or an end of stream and may retry, on another activator pod during a rollout.
+    fn close_over_cap(&self, client: TcpStream) {
+        drop(client);
+        self.metrics.connection(Outcome::RefusedOverCap);
+        let max = self.settings.max_connections;
+        if !self.over_cap.swap(true, Ordering::Relaxed) {
+            warn!(
+                max,
+                "{max} connections are open (--max-connections): closing new ones until some end"
+            );
+        } else {
+            debug!(max, "closed a connection over --max-connections");
+        }
+    }
+
+    /// Connections open now; tests wait on it.
+    #[cfg(test)]
+    pub(super) fn open(&self) -> watch::Receiver<usize> {
+        self.open.subscribe()
     }
 
     /// Connections held now; tests wait on it.
@@ -197,7 +255,7 @@ impl Proxy {
     /// One connection: to a pod, or refused.
     async fn handle(self: Arc<Self>, client: TcpStream, port: u16) {
         let _ = client.set_nodelay(true);
-        self.learn_own(&client);
+        self.own.learn(&client);
         let server = match self.connect_warm(port).await {
             Some(server) => Ok(server),
             None => self.hold(&client, port).await,
@@ -208,12 +266,19 @@ impl Proxy {
         }
     }
 
-    /// Splices the client to the pod.
+    /// Copies bytes between the client and the pod until both are done, or idle too long.
     async fn forward(&self, client: TcpStream, server: TcpStream) {
         self.metrics.connection(Outcome::Forwarded);
         let _ = server.set_nodelay(true);
-        if let Err(e) = splice(client, server).await {
-            debug!("a forwarded connection ended with an error: {e}");
+        match forward(client, server, self.settings.idle_timeout).await {
+            Ok(Ended::Closed { up, down }) => {
+                debug!(up, down, "a forwarded connection ended");
+            }
+            Ok(Ended::Idle) => debug!(
+                "closed a forwarded connection idle for {} s",
+                self.settings.idle_timeout.as_secs_f64()
+            ),
+            Err(e) => debug!("a forwarded connection ended with an error: {e}"),
         }
     }
 
@@ -252,56 +317,27 @@ impl Proxy {
         )
     }
 
-    /// The warm path: a connection to a pod known (or just listed) to accept.
+    /// The warm path: a connection to a watched pod that accepts.
     async fn connect_warm(&self, port: u16) -> Option<TcpStream> {
-        let ips = self.addresses.current(self.backend.as_ref()).await;
+        let ips = self.pods.borrow().clone();
         self.connect_any(&ips, port).await
     }
 
-    /// Remembers the address the client reached this activator on.
-    fn learn_own(&self, client: &TcpStream) {
-        if let Ok(local) = client.local_addr() {
-            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
-            own.insert(local);
-        }
-    }
-
-    /// The IPs that are not this activator on `port`. Forwarding to itself would loop for
-    /// ever; it happens only if the model's selector also selects the activator's pod, which
-    /// the first connection reveals (it arrives on the activator's pod IP).
-    pub(super) fn not_own(&self, ips: &[IpAddr], port: u16) -> Vec<IpAddr> {
-        let own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
-        let (mine, others): (Vec<IpAddr>, Vec<IpAddr>) = ips
-            .iter()
-            .partition(|ip| own.contains(&SocketAddr::new(**ip, port)));
-        if let Some(ip) = mine.first() {
-            if !self.warned_own.swap(true, Ordering::Relaxed) {
-                warn!(
-                    %ip,
-                    "pod IP {ip} is this activator's own address: the selector of model {}'s pods also \
-                     selects the activator's pod; not forwarding to it",
-                    self.settings.model
-                );
-            }
-        }
-        others
-    }
-
-    /// A connection to the first IP that accepts; the IPs that do not are forgotten.
+    /// A connection to the first IP that accepts, skipping this activator's own.
     async fn connect_any(&self, ips: &[IpAddr], port: u16) -> Option<TcpStream> {
-        for ip in self.not_own(ips, port) {
+        for ip in self.own.others(ips, port) {
             match timeout(CONNECT_TIMEOUT, TcpStream::connect((ip, port))).await {
                 Ok(Ok(server)) => return Some(server),
                 Ok(Err(e)) => debug!(%ip, port, "pod refused a connection: {e}"),
                 Err(_) => debug!(%ip, port, "pod did not accept a connection in time"),
             }
-            self.addresses.forget(ip);
         }
         None
     }
 
-    /// The hold: waits for the wake loop to publish a pod, for at most the hold timeout.
-    /// Nothing is read from the client, so what it sent reaches the pod.
+    /// The hold: waits for the wake loop to publish a pod that accepted (a notification, no
+    /// polling), for at most the hold timeout. Nothing is read from the client, so what it
+    /// sent reaches the pod.
     async fn hold(
         self: &Arc<Self>,
         client: &TcpStream,
@@ -309,17 +345,12 @@ impl Proxy {
     ) -> Result<TcpStream, Unanswered> {
         let held = self.admit(port).ok_or(Unanswered::Full)?;
         let deadline = Instant::now() + self.settings.hold_timeout;
+        // What was published before is marked seen: only a new pod wakes this connection.
         let mut published = held.waker.subscribe();
         loop {
-            // A pod published before this connection subscribed is in the cache.
-            if let Some(ips) = self.addresses.fresh() {
-                match timeout_at(deadline, self.connect_any(&ips, port)).await {
-                    Ok(Some(server)) => return Ok(server),
-                    Ok(None) => {}
-                    Err(_) => return Err(Unanswered::TimedOut),
-                }
-            }
-            held.waker.ensure_running(self);
+            // A pod published between the warm path and the subscription is found again by
+            // the loop this starts (its pods are the watched ones).
+            held.waker.ensure_running();
             tokio::select! {
                 _ = sleep_until(deadline) => return Err(Unanswered::TimedOut),
                 _ = client_gone(client) => return Err(Unanswered::Gone),
@@ -330,6 +361,15 @@ impl Proxy {
                         return Err(Unanswered::TimedOut);
                     }
                 }
+            }
+            // The published pod first, then the other watched ones.
+            let first = *published.borrow_and_update();
+            let mut ips: Vec<IpAddr> = first.into_iter().collect();
+            ips.extend(self.pods.borrow().iter().filter(|ip| Some(**ip) != first));
+            match timeout_at(deadline, self.connect_any(&ips, port)).await {
+                Ok(Some(server)) => return Ok(server),
+                Ok(None) => {}
+                Err(_) => return Err(Unanswered::TimedOut),
             }
         }
     }
@@ -359,7 +399,7 @@ impl Proxy {
         let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
         wakers
             .entry(port)
-            .or_insert_with(|| Arc::new(Waker::new(port)))
+            .or_insert_with(|| Arc::new(Waker::new(port, self.wake.clone())))
             .clone()
     }
 }
@@ -394,10 +434,15 @@ impl Drop for Held<'_> {
 /// An open connection, counted until dropped.
 struct OpenGuard {
     open: watch::Sender<usize>,
+    metrics: Metrics,
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.open.send_modify(|n| *n = n.saturating_sub(1));
+        let metrics = &self.metrics;
+        self.open.send_modify(|n| {
+            *n = n.saturating_sub(1);
+            metrics.set_open(*n);
+        });
     }
 }

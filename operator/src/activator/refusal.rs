@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
-
-use super::splice::{read_some, shutdown, write_all};
 
 /// The client connection preface of HTTP/2 (RFC 9113 section 3.4).
 pub(super) const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -100,28 +99,28 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Refuses a connection: reads its first bytes, answers in its protocol, and closes.
 pub(super) async fn refuse(client: TcpStream, message: &str, retry_after_seconds: u64) {
-    let (read, write) = client.into_split();
-    let head = read_head(&read).await;
+    let (mut read, mut write) = client.into_split();
+    let head = read_head(&mut read).await;
     let answer = match sniff(&head) {
         Protocol::Http2 => http2_refused(message),
         Protocol::Http1 => http1_unavailable(message, retry_after_seconds),
         Protocol::Other | Protocol::Undecided => Vec::new(),
     };
-    if let Err(e) = write_all(&write, &answer).await {
+    if let Err(e) = write.write_all(&answer).await {
         debug!("cannot write the refusal: {e}");
     }
-    let _ = shutdown(write).await;
+    let _ = write.shutdown().await;
     linger(read).await;
 }
 
 /// Up to [`HEAD_MAX`] bytes, as many as tell the protocol, waiting at most [`HEAD_WAIT`].
-async fn read_head(read: &OwnedReadHalf) -> Vec<u8> {
+async fn read_head(read: &mut OwnedReadHalf) -> Vec<u8> {
     let deadline = Instant::now() + HEAD_WAIT;
     let mut head = Vec::with_capacity(HEAD_MAX);
     let mut buf = [0; HEAD_MAX];
     while sniff(&head) == Protocol::Undecided {
         let room = HEAD_MAX - head.len();
-        match timeout_at(deadline, read_some(read, &mut buf[..room])).await {
+        match timeout_at(deadline, read.read(&mut buf[..room])).await {
             Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
             _ => break,
         }
@@ -130,10 +129,10 @@ async fn read_head(read: &OwnedReadHalf) -> Vec<u8> {
 }
 
 /// Reads and drops what the client still sends until it closes, for at most [`LINGER`].
-async fn linger(read: OwnedReadHalf) {
+async fn linger(mut read: OwnedReadHalf) {
     let deadline = Instant::now() + LINGER;
     let mut buf = [0; 4096];
-    while let Ok(Ok(n)) = timeout_at(deadline, read_some(&read, &mut buf)).await {
+    while let Ok(Ok(n)) = timeout_at(deadline, read.read(&mut buf)).await {
         if n == 0 {
             break;
         }

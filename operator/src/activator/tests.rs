@@ -1,6 +1,6 @@
 //! The proxy on loopback with a fake [`Backend`]: the hold and the wake, the refusals, the
-//! warm path and the drain. The fake's pods are always 127.0.0.1; a "pod" accepts once the
-//! test starts listening on its port.
+//! warm path, the bounds (connections, idle time) and the drain. The fake's watched pods are
+//! 127.0.0.1 unless a test says otherwise; a "pod" accepts once the test listens on its port.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -26,14 +26,28 @@ const BOUND: Duration = Duration::from_secs(10);
 const REQUEST: &[u8] = b"GET /v1/models/iris HTTP/1.1\r\nHost: iris\r\n\r\n";
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
 
-/// A Deployment at zero replicas until woken, whose only pod is 127.0.0.1.
-#[derive(Default)]
+/// A Deployment at zero replicas until woken, whose watched pods are 127.0.0.1 (or none).
 struct FakeBackend {
     replicas: AtomicI32,
     wakes: AtomicUsize,
+    pods: watch::Sender<Vec<IpAddr>>,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        Self::with_pods(vec![LOCALHOST])
+    }
 }
 
 impl FakeBackend {
+    fn with_pods(pods: Vec<IpAddr>) -> Self {
+        Self {
+            replicas: AtomicI32::new(0),
+            wakes: AtomicUsize::new(0),
+            pods: watch::Sender::new(pods),
+        }
+    }
+
     fn wakes(&self) -> usize {
         self.wakes.load(Ordering::SeqCst)
     }
@@ -46,8 +60,8 @@ impl Backend for FakeBackend {
         async move { Ok(found) }.boxed()
     }
 
-    fn pods(&self) -> BoxFuture<'_, anyhow::Result<Vec<IpAddr>>> {
-        async { Ok(vec![LOCALHOST]) }.boxed()
+    fn pods(&self) -> watch::Receiver<Vec<IpAddr>> {
+        self.pods.subscribe()
     }
 }
 
@@ -103,7 +117,13 @@ async fn start(
         max_held,
         hold_timeout,
         retry_after_seconds: 1,
+        idle_timeout: BOUND,
+        max_connections: 1024,
     };
+    start_with(backend, port, settings).await
+}
+
+async fn start_with(backend: Arc<FakeBackend>, port: u16, settings: Settings) -> Running {
     let proxy = Arc::new(Proxy::new(backend, settings, Metrics::default()));
     let routes = bind(&[(SocketAddr::new(LOCALHOST, 0), port)])
         .await
@@ -323,6 +343,8 @@ async fn the_activator_never_forwards_to_itself() {
         max_held: 100,
         hold_timeout: Duration::from_millis(500),
         retry_after_seconds: 1,
+        idle_timeout: BOUND,
+        max_connections: 1024,
     };
     let proxy = Arc::new(Proxy::new(backend, settings, Metrics::default()));
     let routes = bind(&[(SocketAddr::new(LOCALHOST, port), port)])
@@ -338,4 +360,179 @@ async fn the_activator_never_forwards_to_itself() {
     assert!(unavailable_error(&answer).contains("within 0.5 s"));
     assert_eq!(proxy.metrics.connections_of(Outcome::Forwarded), 0);
     assert_eq!(proxy.metrics.connections_of(Outcome::RefusedTimeout), 1);
+}
+
+/// The bounds of these tests: a short hold, a cap and an idle timeout.
+fn settings(max_connections: usize, idle_timeout: Duration) -> Settings {
+    Settings {
+        model: "default/iris".to_string(),
+        max_held: 100,
+        hold_timeout: BOUND,
+        retry_after_seconds: 1,
+        idle_timeout,
+        max_connections,
+    }
+}
+
+/// A pod that never answers: it reads until the client closes, then closes too.
+async fn silent_pod() -> (u16, JoinHandle<()>) {
+    let pod = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+        .await
+        .expect("bind the pod");
+    let port = pod.local_addr().expect("its address").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = pod.accept().await {
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                let _ = conn.read_to_end(&mut sink).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Waits until `count` connections are open.
+async fn wait_open(proxy: &Proxy, count: usize) {
+    let mut open = proxy.open();
+    timeout(BOUND, open.wait_for(|n| *n == count))
+        .await
+        .expect("open in time")
+        .map(|_| ())
+        .expect("the proxy is alive");
+}
+
+/// Waits until `count` connections were forwarded.
+async fn wait_forwarded(metrics: &Metrics, count: u64) {
+    timeout(BOUND, async {
+        while metrics.connections_of(Outcome::Forwarded) < count {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("forwarded in time");
+}
+
+#[tokio::test]
+async fn over_max_connections_a_new_connection_is_closed_at_once() {
+    let (port, _pod) = silent_pod().await;
+    let backend = Arc::new(FakeBackend::default());
+    let running = start_with(backend, port, settings(2, BOUND)).await;
+
+    // Two forwarded connections that stay open: the cap.
+    let first = send(running.addr, b"").await;
+    let second = send(running.addr, b"").await;
+    wait_forwarded(&running.proxy.metrics, 2).await;
+
+    // A third is accepted by the kernel, then closed at once, unanswered.
+    let started = Instant::now();
+    let mut third = send(running.addr, b"").await;
+    let mut buf = [0; 16];
+    match timeout(BOUND, third.read(&mut buf))
+        .await
+        .expect("closed in time")
+    {
+        Ok(n) => assert_eq!(n, 0, "no answer"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "promptly");
+    let metrics = &running.proxy.metrics;
+    assert_eq!(metrics.connections_of(Outcome::RefusedOverCap), 1);
+    assert_eq!(metrics.connections_of(Outcome::Forwarded), 2);
+
+    // One ends: a new connection is forwarded again.
+    drop(first);
+    wait_open(&running.proxy, 1).await;
+    let _fourth = send(running.addr, b"").await;
+    wait_forwarded(metrics, 3).await;
+    assert_eq!(*running.proxy.open().borrow(), 2);
+    assert_eq!(metrics.connections_of(Outcome::RefusedOverCap), 1);
+    drop(second);
+}
+
+#[tokio::test]
+async fn an_idle_forwarded_connection_is_closed() {
+    let (port, _pod) = silent_pod().await;
+    let backend = Arc::new(FakeBackend::default());
+    let idle = Duration::from_millis(300);
+    let running = start_with(backend, port, settings(1024, idle)).await;
+
+    let started = Instant::now();
+    let client = send(running.addr, REQUEST).await;
+    let answer = answer(client).await;
+    assert!(answer.is_empty(), "{answer:?}");
+    assert!(started.elapsed() >= idle);
+    wait_open(&running.proxy, 0).await;
+    assert_eq!(running.proxy.metrics.connections_of(Outcome::Forwarded), 1);
+}
+
+#[tokio::test]
+async fn forwarded_bytes_arrive_exactly_both_ways() {
+    // An echo pod.
+    let pod = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+        .await
+        .expect("bind the pod");
+    let port = pod.local_addr().expect("its address").port();
+    let _pod = tokio::spawn(async move {
+        while let Ok((conn, _)) = pod.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = conn.into_split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    let running = start(Arc::new(FakeBackend::default()), port, 100, BOUND).await;
+
+    let sent: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let client = TcpStream::connect(running.addr).await.expect("connect");
+    let (mut read, mut write) = client.into_split();
+    let writing = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            write.write_all(&sent).await.expect("send");
+            write.shutdown().await.expect("half-close");
+        }
+    });
+    let mut echoed = Vec::new();
+    timeout(BOUND, read.read_to_end(&mut echoed))
+        .await
+        .expect("echoed in time")
+        .expect("read the echo");
+    writing.await.expect("the writer");
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "byte-exact");
+}
+
+#[tokio::test]
+async fn a_held_connection_is_forwarded_when_the_watch_lists_a_pod() {
+    // The pod listens from the start, but the watch lists no pod yet.
+    let pod = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+        .await
+        .expect("bind the pod");
+    let port = pod.local_addr().expect("its address").port();
+    let _pod = serve_http(pod);
+    let backend = Arc::new(FakeBackend::with_pods(Vec::new()));
+    let running = start(backend.clone(), port, 100, BOUND).await;
+
+    let client = send(running.addr, REQUEST).await;
+    wait_held(&running.proxy, 1).await;
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(backend.wakes(), 1, "woken once, waiting on the watch");
+
+    // The watch lists the pod: the notification reaches the wake loop (which otherwise
+    // wakes only for its once-a-second re-wake) and the held connection goes to the pod.
+    let listed = Instant::now();
+    backend.pods.send_replace(vec![LOCALHOST]);
+    let answer = answer(client).await;
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        String::from_utf8_lossy(ANSWER)
+    );
+    assert!(
+        listed.elapsed() < Duration::from_millis(600),
+        "forwarded on the notification, not a timer: {:?}",
+        listed.elapsed()
+    );
+    assert_eq!(backend.wakes(), 1);
+    assert_eq!(running.proxy.metrics.connections_of(Outcome::Forwarded), 1);
 }

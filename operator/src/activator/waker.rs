@@ -1,6 +1,10 @@
 //! The wake loop of one backend port: at most one runs at a time, shared by every connection
-//! held for that port. It scales the model up from zero once, then polls the pods until one
-//! accepts a TCP connection on the port, and publishes that pod's IP to the held connections.
+//! held for that port. It scales the model up from zero, then waits on the watch of the
+//! model's pods (no list: the backend's watch notifies it) and probes the pods it lists until
+//! one accepts a TCP connection on the port, and publishes that pod's IP to the held
+//! connections.
+//!
+//! It depends on what it needs ([`WakeDeps`]), not on the proxy that owns it.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,19 +12,36 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{interval, timeout, timeout_at, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{debug, info, warn};
 
-use super::proxy::Proxy;
+use super::backend::Backend;
+use super::metrics::Metrics;
+use super::own::Own;
 
-/// How often the pods are listed and probed.
-const TICK: Duration = Duration::from_millis(100);
+/// How often a listed pod that does not accept yet is probed again: the model server binds its
+/// port once its model is loaded, before its readiness probe passes (and the watch says so).
+/// A probe is a TCP connection to the pod, no API call.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// The longest wait for a pod to accept a probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 /// While no pod accepts, the wake is repeated this often: the operator may have taken the
 /// model to zero just after a wake found it at one replica (its idle step and the first
 /// request crossed), and a wake is a no-op at one replica or more.
 const REWAKE_EVERY: Duration = Duration::from_secs(1);
+/// The pause before a failed wake is tried again.
+const WAKE_RETRY: Duration = Duration::from_millis(250);
+
+/// What a wake loop needs; the proxy builds it once and shares it with its wakers.
+pub(super) struct WakeDeps {
+    pub(super) backend: Arc<dyn Backend>,
+    /// `namespace/name` of the model, in messages.
+    pub(super) model: String,
+    /// How long one round lasts: as long as a connection may be held.
+    pub(super) hold_timeout: Duration,
+    pub(super) metrics: Metrics,
+    pub(super) own: Arc<Own>,
+}
 
 /// Whether a loop runs, and how many connections wait for it.
 #[derive(Default)]
@@ -32,14 +53,16 @@ struct State {
 /// One port's wake loop and the channel it publishes on.
 pub(super) struct Waker {
     port: u16,
+    deps: Arc<WakeDeps>,
     state: Mutex<State>,
     published: watch::Sender<Option<IpAddr>>,
 }
 
 impl Waker {
-    pub(super) fn new(port: u16) -> Self {
+    pub(super) fn new(port: u16, deps: Arc<WakeDeps>) -> Self {
         Self {
             port,
+            deps,
             state: Mutex::default(),
             published: watch::Sender::new(None),
         }
@@ -67,88 +90,100 @@ impl Waker {
     }
 
     /// Starts the loop unless it runs.
-    pub(super) fn ensure_running(self: &Arc<Self>, proxy: &Arc<Proxy>) {
+    pub(super) fn ensure_running(self: &Arc<Self>) {
         let mut state = self.lock();
         if !state.running {
             state.running = true;
-            tokio::spawn(self.clone().run(proxy.clone()));
+            tokio::spawn(self.clone().run());
         }
     }
 
-    /// Runs rounds until one published, or no connection is held any more. The decision to
-    /// stop is taken under the lock that [`Waker::ensure_running`] takes, so a connection held
-    /// meanwhile either sees the loop running or starts a new one.
-    async fn run(self: Arc<Self>, proxy: Arc<Proxy>) {
+    /// Runs rounds until a pod accepted, or no connection is held any more. The publication
+    /// and the decision to stop are taken under the lock that [`Waker::ensure_running`] takes,
+    /// so a connection that subscribed and then called it either sees the loop running (and
+    /// gets its publication) or starts a new one.
+    async fn run(self: Arc<Self>) {
         let started = Instant::now();
         loop {
-            let published = self.round(&proxy, started).await;
+            let accepted = self.round().await;
             let mut state = self.lock();
-            if published || state.held == 0 {
+            if let Some((ip, woken)) = accepted {
+                self.publish(ip, started, woken.unwrap_or(started));
+            }
+            if accepted.is_some() || state.held == 0 {
                 state.running = false;
                 return;
             }
         }
     }
 
-    /// One round, bounded by the hold timeout: wake (retried until it works), then list and
-    /// probe every [`TICK`]. True if a pod accepted.
-    async fn round(&self, proxy: &Proxy, started: Instant) -> bool {
-        let deadline = Instant::now() + proxy.settings.hold_timeout;
+    /// One round, bounded by the hold timeout: wake (repeated every [`REWAKE_EVERY`]), and
+    /// probe the watched pods whenever they change, and every [`PROBE_EVERY`] while some are
+    /// listed but none accepts. The pod that accepted, and when the model was woken.
+    async fn round(&self) -> Option<(IpAddr, Option<Instant>)> {
+        let deps = &self.deps;
+        let deadline = Instant::now() + deps.hold_timeout;
+        let mut pods = deps.backend.pods();
         let mut woken: Option<Instant> = None;
-        let mut last_wake: Option<Instant> = None;
+        let mut next_wake = Instant::now();
         let mut complaints = Complaints::default();
-        let mut ticks = interval(TICK);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
             if self.lock().held == 0 || Instant::now() >= deadline {
-                return false;
+                return None;
             }
-            if last_wake.is_none_or(|at| at.elapsed() >= REWAKE_EVERY) {
-                match timeout_at(deadline, proxy.backend.wake()).await {
-                    Err(_) => return false,
+            if Instant::now() >= next_wake {
+                match timeout_at(deadline, deps.backend.wake()).await {
+                    Err(_) => return None,
                     Ok(Ok(found)) => {
-                        last_wake = Some(Instant::now());
+                        next_wake = Instant::now() + REWAKE_EVERY;
                         if woken.is_none() || found == 0 {
                             woken.get_or_insert_with(Instant::now);
-                            self.woke(proxy, found);
+                            self.woke(found);
                         }
                     }
-                    Ok(Err(e)) => complaints.warn(&proxy.settings.model, "wake", &e),
+                    Ok(Err(e)) => {
+                        next_wake = Instant::now() + WAKE_RETRY;
+                        complaints.warn(&deps.model, &e);
+                    }
                 }
             }
-            let ips = match timeout_at(deadline, proxy.backend.pods()).await {
-                Err(_) => return false,
-                Ok(Ok(ips)) => ips,
-                Ok(Err(e)) => {
-                    complaints.warn(&proxy.settings.model, "list the pods of", &e);
-                    continue;
+            let listed = pods.borrow_and_update().clone();
+            let ips = deps.own.others(&listed, self.port);
+            if let Some(ip) = first_accepting(&ips, self.port).await {
+                return Some((ip, woken));
+            }
+            let mut until = deadline.min(next_wake);
+            if !ips.is_empty() {
+                until = until.min(Instant::now() + PROBE_EVERY);
+            }
+            tokio::select! {
+                changed = pods.changed() => {
+                    if changed.is_err() {
+                        // The backend stopped watching: only the timers are left.
+                        sleep_until(until).await;
+                    }
                 }
-            };
-            if let Some(ip) = first_accepting(&proxy.not_own(&ips, self.port), self.port).await {
-                self.publish(proxy, ip, started, woken.unwrap_or(started));
-                return true;
+                _ = sleep_until(until) => {}
             }
         }
     }
 
     /// Logs and counts a wake.
-    fn woke(&self, proxy: &Proxy, found: i32) {
-        let model = &proxy.settings.model;
+    fn woke(&self, found: i32) {
+        let model = &self.deps.model;
         if found == 0 {
-            proxy.metrics.woke();
+            self.deps.metrics.woke();
             info!(model = %model, replicas = found, "waking model {model}: scaled its Deployment from 0 to 1 replica");
         } else {
             info!(model = %model, replicas = found, "model {model} already wants {found} replicas; waiting for a pod to accept");
         }
     }
 
-    /// Hands a pod that accepted to the held connections and to the warm path.
-    fn publish(&self, proxy: &Proxy, ip: IpAddr, started: Instant, woken: Instant) {
-        proxy.addresses.remember(ip);
+    /// Hands a pod that accepted to the held connections.
+    fn publish(&self, ip: IpAddr, started: Instant, woken: Instant) {
         self.published.send_replace(Some(ip));
-        proxy.metrics.cold_start(started.elapsed());
-        let model = &proxy.settings.model;
+        self.deps.metrics.cold_start(started.elapsed());
+        let model = &self.deps.model;
         let seconds = woken.elapsed().as_secs_f64();
         info!(model = %model, %ip, port = self.port, seconds, "pod {ip} of model {model} accepted a connection {seconds:.1} s after the wake");
     }
@@ -173,14 +208,14 @@ struct Complaints {
 }
 
 impl Complaints {
-    fn warn(&mut self, model: &str, doing: &str, e: &anyhow::Error) {
+    fn warn(&mut self, model: &str, e: &anyhow::Error) {
         let text = format!("{e:#}");
         if self.last.as_deref() == Some(text.as_str()) {
-            debug!("cannot {doing} model {model}: {text}; retrying");
+            debug!("cannot wake model {model}: {text}; retrying");
         } else {
             warn!(
-                "cannot {doing} model {model}: {text}; retrying every {} ms",
-                TICK.as_millis()
+                "cannot wake model {model}: {text}; retrying every {} ms",
+                WAKE_RETRY.as_millis()
             );
             self.last = Some(text);
         }

@@ -6,7 +6,8 @@
 //! `kubectl port-forward service/NAME` picks a pod by the Service's selector there.
 //!
 //! Its rights are its model's only: a Role that may read and patch the scale of that one
-//! Deployment and list the namespace's pods, bound to a ServiceAccount of its own.
+//! Deployment and list and watch the namespace's pods (it watches its model's, by their
+//! label selector), bound to a ServiceAccount of its own.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -83,7 +84,7 @@ fn role(resolved: &Resolved) -> Role {
             PolicyRule {
                 api_groups: Some(vec![String::new()]),
                 resources: Some(vec!["pods".to_string()]),
-                verbs: vec!["list".to_string()],
+                verbs: vec!["list".to_string(), "watch".to_string()],
                 ..PolicyRule::default()
             },
         ]),
@@ -163,7 +164,7 @@ fn deployment(resolved: &Resolved, settings: &ActivatorSettings) -> Deployment {
                                 ..ContainerPort::default()
                             },
                         ]),
-                        // A few MiB of memory (no caches: one list of pods while it wakes).
+                        // A few MiB of memory (its one cache: its model's pods, trimmed).
                         resources: Some(ResourceRequirements {
                             requests: Some(
                                 [

@@ -854,14 +854,14 @@ fn an_activator_only_for_a_model_that_scales_to_zero_with_rights_to_its_own_depl
     );
     assert_eq!(pod.termination_grace_period_seconds, Some(40));
     assert_eq!(pod.service_account_name.as_deref(), Some("iris-activator"));
-    // Its Role: the scale of its own model's Deployment, and a list of pods.
+    // Its Role: the scale of its own model's Deployment, and a list and watch of pods.
     let rules = activator.role.rules.clone().unwrap_or_default();
     assert_eq!(rules.len(), 2);
     assert_eq!(rules[0].resources, Some(vec!["deployments/scale".into()]));
     assert_eq!(rules[0].resource_names, Some(vec!["iris".into()]));
     assert_eq!(rules[0].verbs, ["get", "patch"]);
     assert_eq!(rules[1].resources, Some(vec!["pods".into()]));
-    assert_eq!(rules[1].verbs, ["list"]);
+    assert_eq!(rules[1].verbs, ["list", "watch"]);
     let subjects = activator.role_binding.subjects.clone().unwrap_or_default();
     assert_eq!(subjects[0].name, "iris-activator");
     assert_eq!(activator.role_binding.role_ref.name, "iris-activator");
