@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pod networking across the nodes of a kind cluster of several nodes. The node image has a static
-# bridge CNI configuration (no kindnetd offline: see README.md) whose host-local range is the
+# bridge CNI configuration (no kindnetd offline: see docs/clusters.md) whose host-local range is the
 # whole 10.244.0.0/16 on every node, so two nodes would hand out the same pod IPs and no node
 # knows the way to another's pods. This gives each node's bridge its own range, the podCIDR the
 # controller-manager allocated to it, and routes every other node's podCIDR via that node's IP.

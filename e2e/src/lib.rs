@@ -8,7 +8,7 @@
 //! - [`serving`]: the model server's protocols, the same model trained here, a client loop.
 //! - [`clients`]: tritonclient and the kserve SDK, in every mode, against a served model.
 //! - [`portforward`]: `kubectl port-forward` to a Service, as the README tells users to query.
-//! - [`prometheus`]: a real Prometheus in the cluster (the README's scrape job, the chart's alerts).
+//! - [`prometheus`]: a real Prometheus in the cluster (docs/monitoring.md's scrape job, the chart's alerts).
 //! - [`tls`]: test CAs and server certificates, HTTPS clients trusting the CAs given.
 pub mod clients;
 pub mod cluster;

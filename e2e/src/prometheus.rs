@@ -1,7 +1,7 @@
 //! A real Prometheus in the test cluster: the server built from its Go module with Kubernetes
 //! service discovery (`build-tools.sh prometheus`), in a FROM-scratch image that
-//! `e2e/run-suite.sh` loads, configured with `e2e/monitoring/prometheus.yml` (the README's
-//! scrape job) and the chart's `alerts.yaml`. Queried through `kubectl port-forward`.
+//! `e2e/run-suite.sh` loads, configured with `e2e/monitoring/prometheus.yml` (the scrape job
+//! of docs/monitoring.md) and the chart's `alerts.yaml`. Queried through `kubectl port-forward`.
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -274,15 +274,15 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_the_scrape_config_the_e2e_prometheus_runs() {
+    fn the_monitoring_doc_shows_the_scrape_config_the_e2e_prometheus_runs() {
         let config = config();
         let start = config
             .find("scrape_configs:")
             .expect("scrape_configs in prometheus.yml");
-        let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+        let doc = std::fs::read_to_string(repo_root().join("docs/monitoring.md")).unwrap();
         assert!(
-            readme.contains(config[start..].trim_end()),
-            "README.md's Monitoring section must show e2e/monitoring/prometheus.yml's scrape_configs as they are"
+            doc.contains(config[start..].trim_end()),
+            "docs/monitoring.md must show e2e/monitoring/prometheus.yml's scrape_configs as they are"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! TLS for the HTTPS tests: CAs and server certificates made here with rcgen, Secrets made from
-//! them with `kubectl create secret tls` as the README tells users, and HTTPS clients (rustls,
-//! ring) that trust exactly the CAs given.
+//! them with `kubectl create secret tls` as docs/securing-a-model.md tells users, and HTTPS clients
+//! (rustls, ring) that trust exactly the CAs given.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

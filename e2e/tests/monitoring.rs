@@ -1,5 +1,5 @@
 //! Observability on a real Prometheus: the server built from its Go module runs in the
-//! cluster with the README's kubernetes_sd job and the chart's alerts (their `for` shortened
+//! cluster with docs/monitoring.md's kubernetes_sd job and the chart's alerts (their `for` shortened
 //! to seconds), scrapes the operator and the model pods found by their annotations, sees a
 //! prediction made through the Service within a scrape interval, and fires IrisModelDegraded
 //! for a model whose ConfigMap is missing within the rule's `for` plus two evaluations.
