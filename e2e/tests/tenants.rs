@@ -421,7 +421,8 @@ async fn a_foreign_deployment_named_like_a_canary_is_never_taken_over() {
             let refused = kubectl::apply(&ns, &model(name, json!({})));
             let message = refused.expect_err("a model named like a child is refused");
             println!("tenants: applying model {name}: {}", message.trim());
-            assert!(message.contains(suffix), "{message}");
+            // The reason, not only the name kubectl quotes, mentions the suffix.
+            assert!(message.replace(name, "").contains(suffix), "{message}");
         }
 
         // Someone else's Deployment `foo-canary` (no pod: 0 replicas).
@@ -511,7 +512,12 @@ async fn a_foreign_role_and_binding_named_like_an_activator_are_never_taken_over
 
         // Without scale to zero the model needs no activator: it serves, and the operator
         // (which deletes its own activator's objects then) leaves the foreign ones be.
-        kubectl::patch_model(&ns, "x", r#"{"spec":{"autoscaling":{"minReplicas":1}}}"#);
+        // (idleSeconds goes with minReplicas 0 only.)
+        kubectl::patch_model(
+            &ns,
+            "x",
+            r#"{"spec":{"autoscaling":{"minReplicas":1,"idleSeconds":null}}}"#,
+        );
         iris::wait_ready(&api, "x", READY_WITHIN).await;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         cluster::wait_until(
