@@ -90,10 +90,13 @@ fn install_operator() -> Result<(), String> {
     };
     // The chart's admission policy (on by default) allows the chart's own model-server image;
     // the suite also runs images it must accept: one no node can pull (a registry on the
-    // node's loopback), the nodes' pause image, and the private registry's model server.
+    // node's loopback), the nodes' pause image, the hostile model of tests/tenants.rs, and the
+    // private registry's model server.
     let mut prefixes = vec![
         "127.0.0.1:9/".to_string(),
         "registry.k8s.io/pause:".to_string(),
+        // tests/tenants.rs: the suite's hostile model image.
+        "iris-e2e/hostile-model:".to_string(),
     ];
     if let Some(host) = std::env::var("E2E_PRIVATE_REGISTRY")
         .ok()
