@@ -626,4 +626,108 @@ model_server_model_info{model="iris",digest="sha256:ab"} 1
             "{message}"
         );
     }
+
+    /// What must hold of any page, however hostile: no panic, the same answer twice, at most
+    /// the bounds kept, a short reason naming no content of the page.
+    fn survives(page: &str) {
+        let first = Traffic::read(page);
+        assert_eq!(first, Traffic::read(page), "deterministic");
+        match &first {
+            Ok(traffic) => {
+                assert!(traffic.errors <= traffic.requests);
+                assert!(traffic.buckets.len() <= text::MAX_SAMPLES);
+                assert!(traffic
+                    .buckets
+                    .windows(2)
+                    .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+                assert!(traffic.p99_ms().is_none_or(|p| !p.is_nan()));
+            }
+            Err(why) => {
+                assert!(why.starts_with("metrics page unusable: "), "{why}");
+                assert!(why.len() < 200, "{why}");
+            }
+        }
+        let traffic = first.unwrap_or_else(Traffic::unusable);
+        let thresholds = CanaryAnalysis {
+            max_error_rate: 0.01,
+            max_p99_latency_ms: 500,
+            min_requests: 1,
+        };
+        let (verdict, _, _) = judge(&traffic, &traffic, &thresholds);
+        if traffic.unusable.is_some() {
+            assert_eq!(verdict, Verdict::Hold);
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*): the same pages on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn hostile_pages_neither_panic_nor_run_away() {
+        let mut rng = Rng(0x1215_2026);
+        // Random bytes.
+        for _ in 0..300 {
+            let len = rng.below(4096);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            survives(&String::from_utf8_lossy(&bytes));
+        }
+        // The real page with pieces of the grammar thrown in.
+        let pieces = [
+            "}{", "{", "}", "\"", "\\", "=", ",", "\n", " ", "NaN", "-Inf", "+Inf", "-1", "le=\"",
+            "1e400", "\u{e9}", "#", "\t", "\r",
+        ];
+        for _ in 0..2000 {
+            let mut page: Vec<char> = METRICS.chars().collect();
+            for _ in 0..1 + rng.below(8) {
+                let at = rng.below(page.len() + 1);
+                let piece = pieces[rng.below(pieces.len())];
+                if rng.below(2) == 0 {
+                    page.splice(at..at, piece.chars());
+                } else {
+                    let end = (at + rng.below(8)).min(page.len());
+                    page.splice(at..end, piece.chars());
+                }
+            }
+            survives(&page.into_iter().collect::<String>());
+        }
+        // The crash: `}{` alone, at either end, many times over.
+        for page in ["}{", "}{\n", "\n}{", "}{ 1", &"}{".repeat(100_000)] {
+            survives(page);
+            assert_eq!(Traffic::read(page), Ok(Traffic::default()));
+        }
+        // 100,000 buckets of one bound (they merge) and of distinct bounds (over the bound).
+        let one_bound = format!("{BUCKET},le=\"0.1\"}} 1\n").repeat(100_000);
+        survives(&one_bound);
+        let distinct: String = (0..100_000)
+            .map(|i| format!("{BUCKET},le=\"{i}\"}} {i}\n"))
+            .collect();
+        survives(&distinct);
+        // NaN everywhere.
+        let nan = format!("{OK_LINE} NaN\n{BUCKET},le=\"NaN\"}} NaN\nNaN NaN\n");
+        survives(&nan);
+        // About 10 MiB built in memory (ten times what the scraper reads): one huge line,
+        // an unclosed label value, a label value past the bound, many short samples.
+        let ten_mib = 10 << 20;
+        survives(&"x".repeat(ten_mib));
+        survives(&format!("{BUCKET},le=\"{}", "9".repeat(ten_mib)));
+        survives(&format!(
+            "{OK_LINE} 1\na{{b=\"{}\"}} 1\n",
+            "y".repeat(ten_mib)
+        ));
+        survives(&"a 1\n".repeat(ten_mib / 4));
+        survives(&format!("{OK_LINE} 1\n").repeat(ten_mib / OK_LINE.len()));
+    }
 }
