@@ -299,3 +299,81 @@ pub(crate) async fn canary(
         failure,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+    use serde_json::json;
+
+    use super::*;
+    use crate::context::Settings;
+    use crate::fixtures::model;
+    use crate::reconcile::artifact::BuiltinCache;
+    use crate::reconcile::resolve::resolve;
+
+    /// Answers each IP with itself after a while, counting the scrapes in flight.
+    #[derive(Default)]
+    struct Slow {
+        in_flight: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    impl Scrape for Slow {
+        fn metrics(&self, ip: &str, _: i32, _: bool) -> BoxFuture<'static, Result<String, String>> {
+            let (in_flight, most, ip) = (self.in_flight.clone(), self.most.clone(), ip.to_string());
+            Box::pin(async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                // Later pods answer sooner: the answers still come back in the pods' order.
+                let last: u64 = ip
+                    .rsplit('.')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_millis(40 - last)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(ip)
+            })
+        }
+    }
+
+    fn pod(name: &str, ip: Option<String>, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"podIP": ip, "phase": "Running",
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .expect("pod")
+    }
+
+    #[tokio::test]
+    async fn at_most_sixteen_pods_are_scraped_four_at_a_time_in_their_order() {
+        let resolved = resolve(
+            &model("iris", 1),
+            &Settings::default(),
+            None,
+            &BuiltinCache::default(),
+        )
+        .expect("resolves");
+        let mut pods: Vec<Pod> = (0..20)
+            .rev()
+            .map(|i| pod(&format!("p{i:02}"), Some(format!("10.0.0.{i}")), true))
+            .collect();
+        pods.push(pod("p99", Some("10.0.0.99".into()), false));
+        pods.push(pod("p03a", None, true));
+        let ready = ready_by_name(pods);
+        assert_eq!(ready.len(), 21);
+        assert_eq!(ready[0].metadata.name.as_deref(), Some("p00"));
+        assert_eq!(ready[4].metadata.name.as_deref(), Some("p03a"));
+        let scraper = Slow::default();
+        let pages = scrape(&scraper, &ready, &resolved).await;
+        assert_eq!(pages.len(), MAX_PODS_PER_RECONCILE);
+        assert_eq!(pages[0], Ok("10.0.0.0".to_string()));
+        assert_eq!(pages[4], Err("no pod IP yet".to_string()));
+        assert_eq!(pages[15], Ok("10.0.0.14".to_string()));
+        assert_eq!(scraper.most.load(Ordering::SeqCst), CONCURRENT_SCRAPES);
+    }
+}
