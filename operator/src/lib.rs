@@ -13,6 +13,9 @@ pub mod crd;
 mod error;
 #[cfg(test)]
 mod fixtures;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod leader;
 pub mod metrics;
 #[cfg(test)]

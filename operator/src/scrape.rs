@@ -3,6 +3,7 @@
 //! proxy, and its RBAC needs no `pods/proxy`), over HTTPS when the model has `spec.tls` (the
 //! certificate unverified, see [`tls`]). Bounded in time and size.
 
+pub(crate) mod text;
 mod tls;
 
 use std::time::Duration;
@@ -18,6 +19,13 @@ use hyper_util::rt::TokioExecutor;
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest metrics page read (a model server's is a few KiB).
 const MAX_BYTES: usize = 1 << 20;
+/// Most pods one reconcile scrapes (the canary's first, then the stable ones; the scaler's
+/// ready pods, the rate extrapolated to the others). With [`CONCURRENT_SCRAPES`] and
+/// [`TIMEOUT`], a reconcile waits at most 4 x 3 s = 12 s on pods that do not answer, and holds
+/// at most 16 MiB of pages.
+pub(crate) const MAX_PODS_PER_RECONCILE: usize = 16;
+/// Most scrapes in flight at once, per reconcile.
+pub(crate) const CONCURRENT_SCRAPES: usize = 4;
 
 /// Fetches the Prometheus text a pod exports.
 pub(crate) trait Scrape: Send + Sync {

@@ -9,6 +9,8 @@
 
 use std::fmt::Debug;
 
+use futures::StreamExt;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
@@ -30,7 +32,7 @@ use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::status;
-use crate::scrape::Scrape;
+use crate::scrape::{Scrape, CONCURRENT_SCRAPES, MAX_PODS_PER_RECONCILE};
 
 /// The objects an IrisModel names or owns, as read at the start of the reconcile.
 pub(crate) struct Observed {
@@ -199,32 +201,63 @@ async fn pod_events(
 }
 
 /// Each pod's `/metrics` page (over HTTPS when the model serves TLS), in the order of `pods`,
-/// all at once; a pod without an IP yet, or that does not answer, gives why not.
+/// for the first [`MAX_PODS_PER_RECONCILE`] of them only (the rest are not scraped: the
+/// answer is shorter than `pods` then), [`CONCURRENT_SCRAPES`] at a time; a pod without an IP
+/// yet, or that does not answer, gives why not.
 pub(crate) async fn scrape(
     scraper: &dyn Scrape,
     pods: &[Pod],
     resolved: &Resolved,
 ) -> Vec<Result<String, String>> {
     let (port, https) = (resolved.port, resolved.tls_secret.is_some());
-    let pages = pods.iter().map(|pod| {
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-        async move {
-            let Some(ip) = ip else {
-                return Err("no pod IP yet".to_string());
-            };
-            let page = scraper.metrics(&ip, port, https).await;
-            if let Err(e) = &page {
-                debug!(pod_ip = %ip, "metrics scrape failed: {e}");
+    // Gathered first: a stream over a closure borrowing the scraper is not provably Send.
+    let pages: Vec<_> = pods
+        .iter()
+        .take(MAX_PODS_PER_RECONCILE)
+        .enumerate()
+        .map(|(i, pod)| {
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+            async move {
+                let Some(ip) = ip else {
+                    return (i, Err("no pod IP yet".to_string()));
+                };
+                let page = scraper.metrics(&ip, port, https).await;
+                if let Err(e) = &page {
+                    debug!(pod_ip = %ip, "metrics scrape failed: {e}");
+                }
+                (i, page)
             }
-            page
-        }
-    });
-    futures::future::join_all(pages).await
+        })
+        .collect();
+    let mut answers: Vec<(usize, Result<String, String>)> = futures::stream::iter(pages)
+        .buffer_unordered(CONCURRENT_SCRAPES)
+        .collect()
+        .await;
+    answers.sort_unstable_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, page)| page).collect()
+}
+
+/// The ready pods to scrape, in a stable order (by name: the same pods from one reconcile to
+/// the next, when there are more than [`MAX_PODS_PER_RECONCILE`]).
+pub(crate) fn ready_by_name(pods: Vec<Pod>) -> Vec<Pod> {
+    let mut ready: Vec<Pod> = pods.into_iter().filter(rootcause::is_ready).collect();
+    ready.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    ready
+}
+
+/// A pod's prediction traffic from its page; a page that is unusable gives none, and why.
+fn traffic(pod: &Pod, page: String) -> Traffic {
+    Traffic::read(&page).unwrap_or_else(|why| {
+        let pod = pod.metadata.name.as_deref().unwrap_or("?");
+        debug!(pod, "{why}");
+        Traffic::unusable(format!("pod {pod}: {why}"))
+    })
 }
 
 /// While a canary runs: the canary pods' and the stable pods' prediction traffic, read from
 /// each ready pod's own /metrics, and why a canary pod is not ready (pod status and Warning
-/// Events of a few of them). One pod list, one scrape per ready pod.
+/// Events of a few of them). One pod list, one scrape per ready pod, the canary's first (at
+/// most [`MAX_PODS_PER_RECONCILE`] in all).
 pub(crate) async fn canary(
     client: &Client,
     scraper: &dyn Scrape,
@@ -251,20 +284,102 @@ pub(crate) async fn canary(
         }
         None => None,
     };
-    let scrape_all = |pods: Vec<Pod>| async move {
-        let ready: Vec<Pod> = pods.into_iter().filter(rootcause::is_ready).collect();
-        let pages = scrape(scraper, &ready, resolved).await;
-        pages
-            .into_iter()
-            .filter_map(|page| page.ok())
-            .map(|text| Traffic::parse(&text))
-            .collect::<Vec<_>>()
-    };
-    let canary_traffic = scrape_all(canary_pods).await;
-    let stable_traffic = scrape_all(stable_pods).await;
+    let canary_ready = ready_by_name(canary_pods);
+    let mut ready = canary_ready.clone();
+    ready.extend(ready_by_name(stable_pods));
+    let pages = scrape(scraper, &ready, resolved).await;
+    let (mut canary_traffic, mut stable_traffic) = (Vec::new(), Vec::new());
+    for (i, (pod, page)) in ready.iter().zip(pages).enumerate() {
+        if let Ok(page) = page {
+            let side = if i < canary_ready.len() {
+                &mut canary_traffic
+            } else {
+                &mut stable_traffic
+            };
+            side.push(traffic(pod, page));
+        }
+    }
     Ok(CanaryFacts {
         canary: (!canary_traffic.is_empty()).then(|| Traffic::sum(&canary_traffic)),
         stable: Traffic::sum(&stable_traffic),
         failure,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+    use serde_json::json;
+
+    use super::*;
+    use crate::context::Settings;
+    use crate::fixtures::model;
+    use crate::reconcile::artifact::BuiltinCache;
+    use crate::reconcile::resolve::resolve;
+
+    /// Answers each IP with itself after a while, counting the scrapes in flight.
+    #[derive(Default)]
+    struct Slow {
+        in_flight: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    impl Scrape for Slow {
+        fn metrics(&self, ip: &str, _: i32, _: bool) -> BoxFuture<'static, Result<String, String>> {
+            let (in_flight, most, ip) = (self.in_flight.clone(), self.most.clone(), ip.to_string());
+            Box::pin(async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                // Later pods answer sooner: the answers still come back in the pods' order.
+                let last: u64 = ip
+                    .rsplit('.')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_millis(40 - last)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(ip)
+            })
+        }
+    }
+
+    fn pod(name: &str, ip: Option<String>, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"podIP": ip, "phase": "Running",
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .expect("pod")
+    }
+
+    #[tokio::test]
+    async fn at_most_sixteen_pods_are_scraped_four_at_a_time_in_their_order() {
+        let resolved = resolve(
+            &model("iris", 1),
+            &Settings::default(),
+            None,
+            &BuiltinCache::default(),
+        )
+        .expect("resolves");
+        let mut pods: Vec<Pod> = (0..20)
+            .rev()
+            .map(|i| pod(&format!("p{i:02}"), Some(format!("10.0.0.{i}")), true))
+            .collect();
+        pods.push(pod("p99", Some("10.0.0.99".into()), false));
+        pods.push(pod("p03a", None, true));
+        let ready = ready_by_name(pods);
+        assert_eq!(ready.len(), 21);
+        assert_eq!(ready[0].metadata.name.as_deref(), Some("p00"));
+        assert_eq!(ready[4].metadata.name.as_deref(), Some("p03a"));
+        let scraper = Slow::default();
+        let pages = scrape(&scraper, &ready, &resolved).await;
+        assert_eq!(pages.len(), MAX_PODS_PER_RECONCILE);
+        assert_eq!(pages[0], Ok("10.0.0.0".to_string()));
+        assert_eq!(pages[4], Err("no pod IP yet".to_string()));
+        assert_eq!(pages[15], Ok("10.0.0.14".to_string()));
+        assert_eq!(scraper.most.load(Ordering::SeqCst), CONCURRENT_SCRAPES);
+    }
 }

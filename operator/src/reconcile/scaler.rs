@@ -70,6 +70,12 @@ pub(crate) struct Sample {
     pub(crate) counts: Vec<PodCount>,
     /// Why a ready pod's counters could not be read (the last such reason).
     pub(crate) unreadable: Option<String>,
+    /// Why a ready pod's page was unusable (NaN, negative, over the bounds...): the sample
+    /// then decides nothing, and the series keeps its last good sample.
+    pub(crate) unusable: Option<String>,
+    /// Ready pods not scraped, beyond [`crate::scrape::MAX_PODS_PER_RECONCILE`]: the rate of
+    /// the pods read is extrapolated to them.
+    pub(crate) unscraped: usize,
     /// The Deployment's replica count.
     pub(crate) current: i32,
 }
@@ -77,7 +83,8 @@ pub(crate) struct Sample {
 /// What the autoscaler saw and decided at its last sample, for the status.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Facts {
-    /// Prediction requests per second over all the pods read.
+    /// Prediction requests per second over all the pods read (extrapolated to the ready pods
+    /// beyond the scrape cap, if any).
     pub(crate) rate: f64,
     /// Ready pods whose counters were read.
     pub(crate) read: usize,
@@ -149,12 +156,16 @@ impl Scalers {
             now,
             counts,
             unreadable,
+            unusable,
+            unscraped,
             current,
         } = sample;
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|k, s| k == key || now - s.at < FORGET_AFTER_S);
         let Some(series) = all.get_mut(key) else {
-            all.insert(key.to_string(), Series::start(now, &counts, current));
+            if unusable.is_none() {
+                all.insert(key.to_string(), Series::start(now, &counts, current));
+            }
             return None;
         };
         if now - series.at < MIN_SAMPLE_GAP_S {
@@ -167,7 +178,10 @@ impl Scalers {
                 ..f
             });
         }
-        let reading = series.next(now, &counts, unreadable, current, spec, target);
+        let reading = match unusable {
+            Some(why) => series.hold(now, why, current),
+            None => series.next(now, &counts, unreadable, unscraped, current, spec, target),
+        };
         // A wake is told once: a reading repeated for a sample too close does not retell it.
         series.last = reading.clone().map(|f| Facts { woke: false, ..f });
         reading
@@ -190,11 +204,35 @@ impl Series {
         }
     }
 
+    /// A sample with an unusable page: the count stays, and the series keeps its last good
+    /// sample (the next good one takes the rate over the whole gap).
+    fn hold(&mut self, now: f64, why: String, current: i32) -> Reading {
+        let woke = self.current == 0 && current > 0;
+        self.current = current;
+        if woke {
+            self.active_at = now;
+        }
+        Some(Facts {
+            rate: 0.0,
+            read: 0,
+            pods: 0,
+            current,
+            desired: current,
+            wanted: current,
+            unreadable: Some(why),
+            idle: now - self.active_at,
+            woke,
+            waiting_for_activator: false,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn next(
         &mut self,
         now: f64,
         counts: &[PodCount],
         unreadable: Option<String>,
+        unscraped: usize,
         current: i32,
         spec: &AutoscalingSpec,
         target: f64,
@@ -247,7 +285,7 @@ impl Series {
                 None => None,
             };
             if let Some(n) = since {
-                requests += n;
+                requests = requests.saturating_add(n);
                 pods += 1;
             }
         }
@@ -256,7 +294,9 @@ impl Series {
             self.active_at = now;
         }
         let idle = now - self.active_at;
-        let rate = requests as f64 / dt.max(f64::EPSILON);
+        // The pods beyond the scrape cap are taken to serve as the pods read do.
+        let extrapolated = (counts.len() + unscraped) as f64 / counts.len() as f64;
+        let rate = requests as f64 / dt.max(f64::EPSILON) * extrapolated;
         let wanted = recommend(rate, current, target);
         // A model that scales to zero keeps one pod until it has been idle long enough.
         let floor = spec.min_replicas.max(i32::from(spec.scales_to_zero()));
@@ -321,12 +361,21 @@ fn seconds(time: &Time) -> f64 {
     time.0.as_millisecond() as f64 / 1000.0
 }
 
+/// Why a pod's counters were not read.
+#[derive(Debug, PartialEq)]
+enum Unread {
+    /// The scrape failed (no IP, no answer, an HTTP error).
+    Failed(String),
+    /// The page is unusable (see [`Traffic::read`]).
+    Unusable(String),
+}
+
 /// One pod's counters, or why they could not be read.
-fn pod_count(pod: &Pod, page: Result<String, String>) -> Result<PodCount, String> {
-    let text = page?;
+fn pod_count(pod: &Pod, page: Result<String, String>) -> Result<PodCount, Unread> {
+    let text = page.map_err(Unread::Failed)?;
     Ok(PodCount {
         pod: pod.uid().unwrap_or_else(|| pod.name_any()),
-        requests: Traffic::parse(&text).requests,
+        requests: Traffic::read(&text).map_err(Unread::Unusable)?.requests,
         started: pod
             .status
             .as_ref()
@@ -404,17 +453,18 @@ pub(crate) async fn scale(
         Some(pods) => pods.to_vec(),
         None => observe::list_pods(&ctx.client, &resolved.name, &resolved.namespace).await?,
     };
-    let ready: Vec<Pod> = pods
-        .into_iter()
-        .filter(crate::reconcile::rootcause::is_ready)
-        .collect();
+    let ready = observe::ready_by_name(pods);
     let pages = observe::scrape(ctx.scraper.as_ref(), &ready, resolved).await;
+    let unscraped = ready.len().saturating_sub(pages.len());
     let mut counts = Vec::new();
-    let mut failure = None;
+    let (mut failure, mut unusable) = (None, None);
     for (pod, page) in ready.iter().zip(pages) {
         match pod_count(pod, page) {
             Ok(count) => counts.push(count),
-            Err(e) => failure = Some(format!("pod {}: {e}", pod.name_any())),
+            Err(Unread::Failed(e)) => failure = Some(format!("pod {}: {e}", pod.name_any())),
+            Err(Unread::Unusable(e)) => {
+                unusable.get_or_insert_with(|| format!("pod {}: {e}", pod.name_any()));
+            }
         }
     }
     let current = deployment
@@ -426,6 +476,8 @@ pub(crate) async fn scale(
         now: seconds(now),
         counts,
         unreadable: failure,
+        unusable,
+        unscraped,
         current,
     };
     let mut reading = ctx.scalers.sample(&key, sample, spec, f64::from(target));
@@ -522,6 +574,8 @@ mod tests {
             now,
             counts,
             unreadable: None,
+            unusable: None,
+            unscraped: 0,
             current,
         }
     }
@@ -726,5 +780,80 @@ mod tests {
             .sample("ns/a", look(100_000.0, counts(&[("p1", 0)]), 1), &s, 10.0)
             .expect("a reading");
         assert_eq!(facts.desired, 1);
+    }
+
+    #[test]
+    fn an_unusable_page_holds_the_count_and_keeps_the_last_good_sample() {
+        let scalers = Scalers::default();
+        let s = spec(1, 5, 0);
+        let garbage = |now: f64, current: i32| Sample {
+            unusable: Some("pod a: metrics page unusable: counter x is NaN".into()),
+            ..look(now, vec![], current)
+        };
+        // A first sample that is garbage starts no series.
+        assert_eq!(scalers.sample("ns/a", garbage(0.0, 2), &s, 10.0), None);
+        assert_eq!(
+            scalers.sample("ns/a", look(10.0, counts(&[("p1", 100)]), 2), &s, 10.0),
+            None
+        );
+        let held = scalers
+            .sample("ns/a", garbage(20.0, 2), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((held.desired, held.read, held.rate), (2, 0, 0.0));
+        assert_eq!(
+            held.unreadable.as_deref(),
+            Some("pod a: metrics page unusable: counter x is NaN")
+        );
+        // The next good sample takes the rate from the last good one (600 in 20 s), not from
+        // nothing (which would read as no traffic and scale down).
+        let facts = scalers
+            .sample("ns/a", look(30.0, counts(&[("p1", 700)]), 2), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((facts.rate, facts.pods, facts.desired), (30.0, 1, 3));
+    }
+
+    #[test]
+    fn the_rate_is_extrapolated_to_the_pods_beyond_the_scrape_cap() {
+        let scalers = Scalers::default();
+        let s = spec(1, 40, 0);
+        let pods: Vec<(String, u64)> = (0..16).map(|i| (format!("p{i}"), 0)).collect();
+        let named = |n: u64| {
+            pods.iter()
+                .map(|(p, _)| (p.as_str(), n))
+                .collect::<Vec<_>>()
+        };
+        let capped = |now: f64, n: u64| Sample {
+            unscraped: 16,
+            ..look(now, counts(&named(n)), 32)
+        };
+        scalers.sample("ns/a", capped(0.0, 0), &s, 10.0);
+        // 16 pods read at 10/s each, 16 more not read: 320/s, on target for 32 pods.
+        let facts = scalers
+            .sample("ns/a", capped(10.0, 100), &s, 10.0)
+            .expect("a reading");
+        assert_eq!((facts.rate, facts.read, facts.desired), (320.0, 16, 32));
+    }
+
+    #[test]
+    fn a_pods_unusable_page_is_told_apart_from_a_failed_scrape() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "iris-1", "uid": "u1"}
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod_count(&pod, Err("refused".into())),
+            Err(Unread::Failed("refused".into()))
+        );
+        assert_eq!(
+            pod_count(&pod, Ok("}{\n".into())).map(|c| c.requests),
+            Ok(0)
+        );
+        let nan = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} NaN\n";
+        assert_eq!(
+            pod_count(&pod, Ok(nan.into())),
+            Err(Unread::Unusable(
+                "metrics page unusable: counter model_server_http_requests_total is NaN".into()
+            ))
+        );
     }
 }
