@@ -136,6 +136,14 @@ bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 mod
 	bash bench/operator.sh
 	bash bench/soak.sh
 	bash bench/coldstart.sh
+	$(MAKE) fuzz
+
+# How long `make fuzz` runs the metrics-page fuzz target (10 minutes in `make bench`).
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz: ## Fuzz the Prometheus text reader, the canary analysis and the scaler with hostile /metrics pages (cargo-fuzz, nightly; FUZZ_SECONDS, default 600)
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd fuzz && cargo +nightly fuzz run -s none metrics_page -- -dict=metrics.dict -max_total_time=$(FUZZ_SECONDS)
 
 .PHONY: clean
 clean: ## Remove .build (the caches outside the repo stay)
