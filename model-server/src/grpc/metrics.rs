@@ -66,7 +66,7 @@ impl GrpcMethod {
             GrpcMethod::ModelReady => "ModelReady",
             GrpcMethod::ServerMetadata => "ServerMetadata",
             GrpcMethod::ModelMetadata => "ModelMetadata",
-            GrpcMethod::ModelInfer => "ModelInfer",
+            GrpcMethod::ModelInfer => iris_model::contract::PREDICTION_METHOD,
             GrpcMethod::Unknown => "unknown",
         }
     }

@@ -72,7 +72,7 @@ impl RouteId {
         match self {
             RouteId::PredictIris => paths::PREDICT_IRIS,
             RouteId::V1Model => paths::V1_MODEL,
-            RouteId::V1Predict => "/v1/models/{name}:predict",
+            RouteId::V1Predict => iris_model::contract::V1_PREDICT,
             RouteId::V2Server => paths::V2,
             RouteId::V2Live => paths::V2_LIVE,
             RouteId::V2Ready => paths::V2_READY,
@@ -349,7 +349,7 @@ impl Collector for Metrics {
             .collect();
 
         let mut requests = encoder.encode_descriptor(
-            "model_server_http_requests",
+            iris_model::contract::HTTP_REQUESTS,
             "HTTP requests by route template and status code",
             None,
             MetricType::Counter,
@@ -361,7 +361,7 @@ impl Collector for Metrics {
         }
 
         let mut latency = encoder.encode_descriptor(
-            "model_server_http_request_duration_seconds",
+            iris_model::contract::HTTP_DURATION,
             "Time from routing to the response head, by route template and status code",
             None,
             MetricType::Histogram,
@@ -388,7 +388,7 @@ impl Collector for Metrics {
             })
             .collect();
         let mut grpc_requests = encoder.encode_descriptor(
-            "model_server_grpc_requests",
+            iris_model::contract::GRPC_REQUESTS,
             "gRPC calls by method and status code",
             None,
             MetricType::Counter,
@@ -402,7 +402,7 @@ impl Collector for Metrics {
             ConstCounter::new(count).encode(grpc_requests.encode_family(&labels)?)?;
         }
         let mut grpc_latency = encoder.encode_descriptor(
-            "model_server_grpc_request_duration_seconds",
+            iris_model::contract::GRPC_DURATION,
             "Time from the request head to the response head, by gRPC method and status code",
             None,
             MetricType::Histogram,

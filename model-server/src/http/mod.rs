@@ -51,7 +51,7 @@ use metrics::{Metrics, MetricsLayer, ModelInfo};
 
 /// Route templates, shared by the router and the metrics labels.
 pub(crate) mod paths {
-    pub const PREDICT_IRIS: &str = "/predict_iris";
+    pub const PREDICT_IRIS: &str = iris_model::contract::PREDICT_IRIS;
     pub const V1_MODEL: &str = "/v1/models/{name}";
     pub const V2: &str = "/v2";
     pub const V2_LIVE: &str = "/v2/health/live";
@@ -60,8 +60,8 @@ pub(crate) mod paths {
     pub const V2_MODEL_VERSION: &str = "/v2/models/{name}/versions/{version}";
     pub const V2_MODEL_READY: &str = "/v2/models/{name}/ready";
     pub const V2_MODEL_VERSION_READY: &str = "/v2/models/{name}/versions/{version}/ready";
-    pub const V2_INFER: &str = "/v2/models/{name}/infer";
-    pub const V2_MODEL_VERSION_INFER: &str = "/v2/models/{name}/versions/{version}/infer";
+    pub const V2_INFER: &str = iris_model::contract::V2_INFER;
+    pub const V2_MODEL_VERSION_INFER: &str = iris_model::contract::V2_VERSION_INFER;
     pub const CONSTANT: &str = "/constant";
     pub const METRICS: &str = "/metrics";
 }

@@ -11,20 +11,12 @@ use std::collections::BTreeMap;
 use crate::crd::{AnalysisStatus, CanaryAnalysis};
 use crate::scrape::text;
 
-const HTTP_REQUESTS: &str = "model_server_http_requests_total";
-const HTTP_BUCKETS: &str = "model_server_http_request_duration_seconds_bucket";
-const GRPC_REQUESTS: &str = "model_server_grpc_requests_total";
-const GRPC_BUCKETS: &str = "model_server_grpc_request_duration_seconds_bucket";
-
-/// The HTTP route templates that serve predictions.
-const PREDICTION_ROUTES: [&str; 4] = [
-    "/predict_iris",
-    "/v1/models/{name}:predict",
-    "/v2/models/{name}/infer",
-    "/v2/models/{name}/versions/{version}/infer",
-];
-/// The gRPC method that serves predictions.
-const PREDICTION_METHOD: &str = "ModelInfer";
+// The model server's names, from the one contract both sides build against.
+use iris_model::contract::{
+    GRPC_DURATION_BUCKET as GRPC_BUCKETS, GRPC_REQUESTS_TOTAL as GRPC_REQUESTS,
+    HTTP_DURATION_BUCKET as HTTP_BUCKETS, HTTP_REQUESTS_TOTAL as HTTP_REQUESTS, PREDICTION_METHOD,
+    PREDICTION_ROUTES,
+};
 /// gRPC codes that are the server's fault (the others are the client's, or success).
 const GRPC_SERVER_ERRORS: [&str; 5] = [
     "UNKNOWN",

@@ -288,3 +288,47 @@ async fn empty_batch_is_fine() {
     assert_eq!(output(a.ok(), "label")["shape"], json!([0]));
     assert_eq!(output(a.ok(), "probabilities")["shape"], json!([0, 2]));
 }
+
+/// The operator reads prediction traffic by the names of `iris_model::contract`: each
+/// prediction route, once served, is on the page under exactly those names and labels.
+#[tokio::test]
+async fn every_prediction_route_is_exported_under_the_contracts_names() {
+    use iris_model::contract::{
+        HTTP_DURATION_BUCKET, HTTP_REQUESTS_TOTAL, PREDICTION_ROUTES, PREDICT_IRIS, V1_PREDICT,
+        V2_INFER, V2_VERSION_INFER,
+    };
+    let state = multiclass_state();
+    let r = router(&state);
+    let version = state.model().short_digest().to_owned();
+    let row = json!(ROWS[0]);
+    post_json(&r, "/predict_iris", json!({ "features": row }))
+        .await
+        .ok();
+    post_json(&r, "/v1/models/iris:predict", json!({ "instances": [row] }))
+        .await
+        .ok();
+    let body = infer_body("FP64", json!([1, 4]), row);
+    post_json(&r, "/v2/models/iris/infer", body.clone())
+        .await
+        .ok();
+    post_json(
+        &r,
+        &format!("/v2/models/iris/versions/{version}/infer"),
+        body,
+    )
+    .await
+    .ok();
+    assert_eq!(
+        PREDICTION_ROUTES,
+        [PREDICT_IRIS, V1_PREDICT, V2_INFER, V2_VERSION_INFER]
+    );
+    let text = get(&r, "/metrics").await.text;
+    for route in PREDICTION_ROUTES {
+        for line in [
+            format!(r#"{HTTP_REQUESTS_TOTAL}{{route="{route}",code="200"}} 1"#),
+            format!(r#"{HTTP_DURATION_BUCKET}{{route="{route}",code="200",le="+Inf"}} 1"#),
+        ] {
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+    }
+}
