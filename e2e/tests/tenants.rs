@@ -118,7 +118,7 @@ fn names_the_metrics(text: &str) -> bool {
 }
 
 /// The first problem condition whose reason or message names the metrics, as
-/// "Type=Status Reason: message"; or a rolled-back canary whose message does.
+/// "Type=Status Reason: message"; or a held or rolled-back canary whose message does.
 fn metrics_complaint(obj: &DynamicObject) -> Option<String> {
     let from_conditions = conditions(obj).into_iter().find_map(|c| {
         let said = format!("{} {}", field(&c, "reason"), field(&c, "message"));
@@ -135,8 +135,10 @@ fn metrics_complaint(obj: &DynamicObject) -> Option<String> {
     from_conditions.or_else(|| {
         let rollout = &iris::status(obj)["rollout"];
         let message = field(rollout, "message");
-        (field(rollout, "phase") == "RolledBack" && names_the_metrics(message))
-            .then(|| format!("rollout RolledBack: {message}"))
+        // A canary held ("canary not judged: ... unusable") or rolled back, saying why.
+        let phase = field(rollout, "phase");
+        (!phase.is_empty() && phase != "Promoted" && names_the_metrics(message))
+            .then(|| format!("rollout {phase}: {message}"))
     })
 }
 
