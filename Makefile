@@ -16,6 +16,7 @@ TARGET := x86_64-unknown-linux-gnu
 # and the benchmarks ship) or e2e (release without LTO and with parallel codegen: what
 # `make test` builds, minutes faster on a fresh clone; the code is the same).
 PROFILE ?= release
+export PROFILE
 RELEASE_DIR = $(CARGO_TARGET_DIR)/$(TARGET)/$(PROFILE)
 BUILD := .build
 MODEL_SERVER_IMAGE ?= iris-operator/model-server:$(VERSION)

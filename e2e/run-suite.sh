@@ -60,10 +60,12 @@ bash "$CLUSTER_DIR/load-images.sh" .build/images/prometheus.tar
 # The hostile tenant of e2e/tests/tenants.rs (e2e/src/bin/hostile-model.rs: healthy probes, a
 # /metrics page made to hurt its reader), static as the Makefile's binaries, in a FROM-scratch
 # image of our own, loaded as a test tool (never pushed).
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked -p e2e --bin hostile-model \
-  --target x86_64-unknown-linux-gnu
+# The profile of the images (PROFILE: e2e under `make test`, release otherwise).
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile "${PROFILE:-release}" --locked \
+  -p e2e --bin hostile-model --target x86_64-unknown-linux-gnu
 export HOSTILE_IMAGE=iris-e2e/hostile-model:e2e
-bash e2e/tools/image-archive.sh --binary "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/hostile-model" \
+bash e2e/tools/image-archive.sh \
+  --binary "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/${PROFILE:-release}/hostile-model" \
   --name "$HOSTILE_IMAGE" --user 65532:65532 --port 5001 --out .build/images/hostile-model.tar
 bash "$CLUSTER_DIR/load-images.sh" .build/images/hostile-model.tar
 # The resource metrics API, which the autoscaling tests need (built once, cached).
