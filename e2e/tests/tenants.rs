@@ -99,8 +99,12 @@ fn conditions(obj: &DynamicObject) -> Vec<Value> {
 }
 
 /// A condition that reports a problem: Degraded=True, Ready, Autoscaling or Rollout False, or
-/// Progressing False short of a complete rollout.
+/// Progressing False short of a complete rollout. The autoscaler's first sample
+/// (`AutoscalerStarting`: no rate yet) is not one.
 fn is_bad(c: &Value) -> bool {
+    if field(c, "reason") == "AutoscalerStarting" {
+        return false;
+    }
     match (field(c, "type"), field(c, "status")) {
         ("Degraded", "True") => true,
         ("Ready" | "Autoscaling" | "Rollout", "False") => true,

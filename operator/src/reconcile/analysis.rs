@@ -450,16 +450,18 @@ model_server_model_info{model="iris",digest="sha256:ab"} 1
     }
 
     #[test]
-    fn labels_with_escapes_and_odd_lines_parse_or_are_skipped() {
+    fn labels_with_escapes_parse_and_odd_lines_make_the_page_unusable() {
         let escaped = Traffic::parse(
             "model_server_http_requests_total{a=\"x\\\"y}\",route=\"/predict_iris\",code=\"200\"} 4\n",
         );
         assert_eq!(escaped.requests, 4);
-        assert_eq!(Traffic::parse("garbage\nup 1\n"), Traffic::default());
+        let unusable = |page: &str| Traffic::parse(page).unusable;
         assert_eq!(
-            Traffic::parse("{{{\n}}} x\nmodel_server_http_requests_total{ 3"),
-            Traffic::default()
+            unusable("garbage\nup 1\n").as_deref(),
+            Some("metrics page unusable: line 1 is not a sample of the Prometheus text format")
         );
+        assert!(unusable("up 1\n{{{\n}}} x\n").is_some_and(|u| u.contains("line 2")));
+        assert_eq!(unusable("# a comment\n\nup 1\n"), None);
     }
 
     const OK_LINE: &str = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"}";
@@ -467,13 +469,29 @@ model_server_model_info{model="iris",digest="sha256:ab"} 1
         "model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\"";
 
     #[test]
-    fn a_closing_brace_before_the_opening_one_is_skipped_not_a_panic() {
+    fn a_real_model_server_page_is_usable_under_the_strict_reader() {
+        // Captured from `model-server serve` after one /predict_iris, one OIP v2 infer and a
+        // 404: every line of it must read, or the strict reader would blind the operator.
+        let page = include_str!("../scrape/testdata/model-server-metrics.txt");
+        let traffic = Traffic::read(page).expect("our own page is usable");
+        assert_eq!((traffic.requests, traffic.errors), (2, 0));
+    }
+
+    #[test]
+    fn a_closing_brace_before_the_opening_one_is_unusable_not_a_panic() {
         // The line that crash-looped the operator (a slice with close < open).
         for page in ["}{", "}{\n", "a}{b 1\n", "}{ 1\n}{}{}{\n", "\u{e9}}{\u{e9}"] {
-            assert_eq!(Traffic::read(page), Ok(Traffic::default()), "{page:?}");
+            assert_eq!(
+                Traffic::read(page),
+                Err(
+                    "metrics page unusable: line 1 is not a sample of the Prometheus text format"
+                        .to_string()
+                ),
+                "{page:?}"
+            );
         }
-        let mixed = Traffic::read(&format!("}}{{\n{OK_LINE} 7\n}}{{\n")).expect("usable");
-        assert_eq!(mixed.requests, 7);
+        let mixed = Traffic::read(&format!("{OK_LINE} 7\n}}{{\n"));
+        assert!(mixed.is_err_and(|e| e.contains("line 2")));
     }
 
     #[test]
@@ -698,7 +716,7 @@ model_server_model_info{model="iris",digest="sha256:ab"} 1
         // The crash: `}{` alone, at either end, many times over.
         for page in ["}{", "}{\n", "\n}{", "}{ 1", &"}{".repeat(100_000)] {
             survives(page);
-            assert_eq!(Traffic::read(page), Ok(Traffic::default()));
+            assert!(Traffic::read(page).is_err_and(|e| e.contains("is not a sample")));
         }
         // 100,000 buckets of one bound (they merge) and of distinct bounds (over the bound).
         let one_bound = format!("{BUCKET},le=\"0.1\"}} 1\n").repeat(100_000);

@@ -845,8 +845,11 @@ mod tests {
             Err(Unread::Failed("refused".into()))
         );
         assert_eq!(
-            pod_count(&pod, Ok("}{\n".into())).map(|c| c.requests),
-            Ok(0)
+            pod_count(&pod, Ok("}{\n".into())),
+            Err(Unread::Unusable(
+                "metrics page unusable: line 1 is not a sample of the Prometheus text format"
+                    .into()
+            ))
         );
         let nan = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} NaN\n";
         assert_eq!(

@@ -8,9 +8,10 @@
 //! * labels: a label value longer than [`MAX_LABEL_BYTES`], or more than [`MAX_LABELS`] labels
 //!   on a sample, make the page unusable.
 //!
-//! A line that is not a sample (a comment, a blank, garbage such as `}{`) is skipped, as
-//! Prometheus' own scrapers skip what they do not know. The values are returned as parsed
-//! (NaN and infinities included): what is usable data is for the reader of the series to say.
+//! Comments and blank lines are skipped; any other line that is not a sample (garbage such as
+//! `}{`) makes the page unusable, as a parse error fails a scrape in Prometheus: a page that
+//! lies about its format is no evidence of anything. The values are returned as parsed (NaN
+//! and infinities included): what is usable data is for the reader of the series to say.
 
 #![deny(
     clippy::indexing_slicing,
@@ -58,6 +59,8 @@ pub(crate) enum Unusable {
     LabelTooLong(usize),
     /// More than [`MAX_LABELS`] labels on a sample, on this line (from 1).
     TooManyLabels(usize),
+    /// This line (from 1) is neither a comment, a blank nor a sample.
+    Malformed(usize),
 }
 
 impl fmt::Display for Unusable {
@@ -71,6 +74,12 @@ impl fmt::Display for Unusable {
             Unusable::TooManyLabels(line) => {
                 write!(f, "more than {MAX_LABELS} labels on line {line}")
             }
+            Unusable::Malformed(line) => {
+                write!(
+                    f,
+                    "line {line} is not a sample of the Prometheus text format"
+                )
+            }
         }
     }
 }
@@ -82,19 +91,24 @@ impl From<Unusable> for String {
 }
 
 /// Calls `each` with every sample of the page, in order, until it returns an error (which is
-/// returned). Lines that are not samples are skipped.
+/// returned). Comments and blanks are skipped; any other line that is not a sample makes the
+/// page unusable.
 pub(crate) fn samples<'a, E: From<Unusable>>(
     text: &'a str,
     mut each: impl FnMut(Sample<'a>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut count = 0usize;
     for (number, line) in (1usize..).zip(text.lines()) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
         let Some(sample) = parse_line(line).map_err(|bound| match bound {
             Bound::LabelTooLong => Unusable::LabelTooLong(number),
             Bound::TooManyLabels => Unusable::TooManyLabels(number),
         })?
         else {
-            continue;
+            return Err(Unusable::Malformed(number).into());
         };
         count = count.saturating_add(1);
         if count > MAX_SAMPLES {
@@ -279,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_lines_are_skipped() {
+    fn a_malformed_line_makes_the_page_unusable() {
         for line in [
             "}{",
             "{}",
@@ -296,7 +310,9 @@ mod tests {
             "é{é=\"é\"} 1",
             "a{b=\"é\"}é",
         ] {
-            assert_eq!(all(line), Ok(vec![]), "{line:?}");
+            assert_eq!(all(line), Err(Unusable::Malformed(1)), "{line:?}");
+            let page = format!("# HELP x\n\nx 1\n{line}\n");
+            assert_eq!(all(&page), Err(Unusable::Malformed(4)), "{line:?}");
         }
         let nan = all("a NaN\n").expect("usable");
         assert!(nan[0].value.is_nan());
