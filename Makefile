@@ -137,6 +137,7 @@ bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 mod
 	bash bench/operator.sh
 	bash bench/soak.sh
 	bash bench/coldstart.sh
+	MODEL_SERVER_BIN=$(RELEASE_DIR)/model-server cargo run -q -p e2e --bin halfopen
 	$(MAKE) fuzz
 
 # How long `make fuzz` runs the metrics-page fuzz target (10 minutes in `make bench`).
