@@ -16,7 +16,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, GetParams, ListParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tracing::debug;
@@ -26,7 +26,7 @@ use crate::crd::IrisModel;
 use crate::error::Error;
 use crate::names::{activator_name, canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
 use crate::reconcile::analysis::Traffic;
-use crate::reconcile::apply::owned::ours;
+use crate::reconcile::apply::owned::{self, ours};
 use crate::reconcile::desired::Desired;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
@@ -104,9 +104,8 @@ pub(crate) async fn unseen(
     Ok(())
 }
 
-/// Reads an object, None when it does not exist. Served from the API server's watch cache
-/// (resourceVersion "0") rather than by a quorum read of etcd: the operator reacts to watch
-/// events, which come from that same cache.
+/// Reads an object, None when it does not exist, from the API server's watch cache
+/// (resourceVersion "0"): the operator reacts to watch events, which come from that same cache.
 pub(crate) async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -114,12 +113,7 @@ where
         + Debug
         + DeserializeOwned,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.get_with(name, &GetParams::any()).await {
-        Ok(object) => Ok(Some(object)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(e) => Err(Error::kube("get")(e)),
-    }
+    owned::read(client, namespace, name).await
 }
 
 /// The pods of an IrisModel and the Warning Events of the few that are not ready.

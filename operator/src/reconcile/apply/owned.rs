@@ -15,12 +15,11 @@ use std::fmt::Debug;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, Preconditions};
+use kube::api::{Api, DeleteParams, GetParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::reconcile::observe;
 
 /// Whether the object is controlled by the owner (same uid).
 pub(crate) fn controlled_by<K: Resource>(obj: &K, owner: &OwnerReference) -> bool {
@@ -57,7 +56,9 @@ pub(crate) fn conflict<K: Resource<DynamicType = ()>>(object: &K) -> Error {
     }
 }
 
-/// Reads a child by name for a write or a delete: what the rule is checked against.
+/// Reads a child by name for a write or a delete: what the rule is checked against. None when
+/// it does not exist. From the API server's watch cache (resourceVersion "0"), as the
+/// operator's watches are.
 pub(crate) async fn read<K>(
     client: &Client,
     namespace: &str,
@@ -69,7 +70,12 @@ where
         + Debug
         + DeserializeOwned,
 {
-    observe::get(client, namespace, name).await
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(object) => Ok(Some(object)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(Error::kube("get")(e)),
+    }
 }
 
 /// The result of bringing one child to its desired state.
