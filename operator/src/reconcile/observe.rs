@@ -208,27 +208,25 @@ pub(crate) async fn scrape(
     let pages: Vec<_> = pods
         .iter()
         .take(MAX_PODS_PER_RECONCILE)
-        .enumerate()
-        .map(|(i, pod)| {
+        .map(|pod| {
             let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
             async move {
                 let Some(ip) = ip else {
-                    return (i, Err("no pod IP yet".to_string()));
+                    return Err("no pod IP yet".to_string());
                 };
                 let page = scraper.metrics(&ip, port, https).await;
                 if let Err(e) = &page {
                     debug!(pod_ip = %ip, "metrics scrape failed: {e}");
                 }
-                (i, page)
+                page
             }
         })
         .collect();
-    let mut answers: Vec<(usize, Result<String, String>)> = futures::stream::iter(pages)
-        .buffer_unordered(CONCURRENT_SCRAPES)
+    // `buffered` keeps the pods' order whatever order the answers come in.
+    futures::stream::iter(pages)
+        .buffered(CONCURRENT_SCRAPES)
         .collect()
-        .await;
-    answers.sort_unstable_by_key(|(i, _)| *i);
-    answers.into_iter().map(|(_, page)| page).collect()
+        .await
 }
 
 /// The ready pods to scrape, in a stable order (by name: the same pods from one reconcile to
@@ -278,21 +276,18 @@ pub(crate) async fn canary(
         }
         None => None,
     };
-    let canary_ready = ready_by_name(canary_pods);
-    let mut ready = canary_ready.clone();
+    // One scrape of both sides, the canary's pods first (they win the cap); the answers come
+    // back in that order.
+    let mut ready = ready_by_name(canary_pods);
+    let split = ready.len();
     ready.extend(ready_by_name(stable_pods));
     let pages = scrape(scraper, &ready, resolved).await;
-    let (mut canary_traffic, mut stable_traffic) = (Vec::new(), Vec::new());
-    for (i, (pod, page)) in ready.iter().zip(pages).enumerate() {
-        if let Ok(page) = page {
-            let side = if i < canary_ready.len() {
-                &mut canary_traffic
-            } else {
-                &mut stable_traffic
-            };
-            side.push(traffic(pod, page));
-        }
-    }
+    let mut read = ready
+        .iter()
+        .zip(pages)
+        .map(|(pod, page)| page.ok().map(|page| traffic(pod, page)));
+    let canary_traffic: Vec<Traffic> = read.by_ref().take(split).flatten().collect();
+    let stable_traffic: Vec<Traffic> = read.flatten().collect();
     Ok(CanaryFacts {
         canary: (!canary_traffic.is_empty()).then(|| Traffic::sum(&canary_traffic)),
         stable: Traffic::sum(&stable_traffic),
