@@ -198,13 +198,19 @@ where
     }
 }
 
-/// The names of the operator's pods.
-pub async fn operator_pods(client: &Client) -> Vec<String> {
+/// The operator's pods.
+pub async fn operator_pod_list(client: &Client) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     pods.list(&ListParams::default().labels(OPERATOR_SELECTOR))
         .await
         .expect("list the operator's pods")
         .items
+}
+
+/// The names of the operator's pods.
+pub async fn operator_pods(client: &Client) -> Vec<String> {
+    operator_pod_list(client)
+        .await
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect()

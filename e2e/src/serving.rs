@@ -151,6 +151,24 @@ pub async fn classes_via_kserve_v1(url: &str, model: &str, rows: &[[f64; 4]]) ->
         .collect()
 }
 
+/// One KServe v1 prediction of the first Iris row through `url` (model `iris`): the response
+/// body of a 2xx answer, else the status and body (or the transport error) as the error.
+pub async fn try_kserve_v1_first_row(url: &str) -> Result<String, String> {
+    let response = http()
+        .post(format!("{url}/v1/models/iris:predict"))
+        .json(&serde_json::json!({"instances": [iris_rows()[0]]}))
+        .send()
+        .await
+        .map_err(|e| format!("POST: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("body: {e}"))?;
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{status}: {text}"))
+    }
+}
+
 /// Open Inference Protocol v2: `POST /v2/models/NAME/infer`, FP32 [N,4], the `label` output.
 pub async fn labels_via_oip_v2(url: &str, model: &str, rows: &[[f64; 4]]) -> Vec<String> {
     let flat: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();

@@ -108,17 +108,7 @@ async fn wait_zero(client: &kube::Client, ns: &str) -> Duration {
 
 /// Sends one KServe v1 prediction of the first iris row through `url`; returns the class.
 async fn predict(url: &str) -> Result<u64, String> {
-    let response = serving::http()
-        .post(format!("{url}/v1/models/iris:predict"))
-        .json(&json!({"instances": [serving::iris_rows()[0]]}))
-        .send()
-        .await
-        .map_err(|e| format!("POST: {e}"))?;
-    let status = response.status();
-    let text = response.text().await.map_err(|e| format!("body: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("{status}: {text}"));
-    }
+    let text = serving::try_kserve_v1_first_row(url).await?;
     let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
     answer["predictions"][0]
         .as_u64()

@@ -21,14 +21,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::cluster::{self, with_temp_ns, OPERATOR_NAMESPACE, OPERATOR_SELECTOR};
+use e2e::cluster::{self, with_temp_ns};
 use e2e::portforward::PortForward;
 use e2e::serving::{self, ClientLoop, ServiceProxy};
 use e2e::{iris, kubectl};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DynamicObject, ListParams};
+use kube::api::DynamicObject;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -158,11 +157,8 @@ fn degraded_because(obj: &DynamicObject, reason: &str) -> Option<String> {
 
 /// The operator's pods and the restarts of each.
 async fn operator_restarts(client: &Client) -> BTreeMap<String, i32> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    pods.list(&ListParams::default().labels(OPERATOR_SELECTOR))
+    cluster::operator_pod_list(client)
         .await
-        .expect("list the operator's pods")
-        .items
         .into_iter()
         .map(|p| {
             let restarts = p
@@ -560,18 +556,11 @@ async fn a_foreign_role_and_binding_named_like_an_activator_are_never_taken_over
 async fn timed_prediction(url: &str) -> (Result<String, String>, Duration) {
     let t0 = Instant::now();
     let answer = async {
-        let response = serving::http()
-            .post(format!("{url}/v1/models/iris:predict"))
-            .json(&json!({"instances": [serving::iris_rows()[0]]}))
-            .send()
-            .await
-            .map_err(|e| format!("POST: {e}"))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| format!("body: {e}"))?;
-        if status.is_success() && text.contains("\"predictions\"") {
+        let text = serving::try_kserve_v1_first_row(url).await?;
+        if text.contains("\"predictions\"") {
             Ok(text)
         } else {
-            Err(format!("{status}: {text}"))
+            Err(format!("no predictions: {text}"))
         }
     }
     .await;
