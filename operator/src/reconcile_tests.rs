@@ -117,12 +117,24 @@ fn status_of(patch: &Value) -> IrisModelStatus {
 }
 
 fn condition<'a>(status: &'a IrisModelStatus, type_: &str) -> (&'a str, &'a str, Option<i64>) {
-    let c = status
+    let c = condition_of(status, type_);
+    (c.status.as_str(), c.reason.as_str(), c.observed_generation)
+}
+
+/// The message of a condition.
+fn message<'a>(status: &'a IrisModelStatus, type_: &str) -> &'a str {
+    &condition_of(status, type_).message
+}
+
+fn condition_of<'a>(
+    status: &'a IrisModelStatus,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition"));
-    (c.status.as_str(), c.reason.as_str(), c.observed_generation)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 fn with_status(mut model: IrisModel, status: IrisModelStatus) -> IrisModel {
@@ -1666,16 +1678,8 @@ async fn a_panic_in_a_reconcile_fails_that_reconcile_only_and_says_so() {
                 condition(&status, "Degraded"),
                 ("True", "ReconcilePanicked", Some(1))
             );
-            let degraded = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Degraded")
-                .expect("Degraded");
-            assert!(
-                degraded.message.contains("slice index starts at 7"),
-                "{}",
-                degraded.message
-            );
+            let degraded = message(&status, "Degraded");
+            assert!(degraded.contains("slice index starts at 7"), "{degraded}");
             // The replicas come from the cached Deployment, not a zeroed status.
             assert_eq!(status.replicas, 1);
         }),
@@ -1763,16 +1767,8 @@ async fn a_role_of_someone_elses_under_the_activators_name_is_refused_not_overwr
                 condition(&status, "Ready"),
                 ("False", "ResourceConflict", Some(1))
             );
-            let ready = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .expect("Ready");
-            assert!(
-                ready.message.starts_with("Role testns/iris-activator "),
-                "{}",
-                ready.message
-            );
+            let ready = message(&status, "Ready");
+            assert!(ready.starts_with("Role testns/iris-activator "), "{ready}");
         }),
         Expect::post(EVENTS, Reply::Echo),
     ]);
