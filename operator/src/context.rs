@@ -9,12 +9,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 
+use crate::artifact::BuiltinCache;
 use crate::cache::ChildCache;
 use crate::crd::IrisModel;
 use crate::metrics::Metrics;
 use crate::names::MANAGER;
-use crate::reconcile::artifact::BuiltinCache;
-use crate::reconcile::scaler::Scalers;
+use crate::rate::Scalers;
 use crate::scrape::{HttpScraper, Scrape};
 
 /// What every reconcile shares.

@@ -50,8 +50,7 @@ pub fn configmap_model(name: &str, cm: &str, task: Task) -> IrisModel {
 
 /// The JSON artifact `model-server train` writes.
 pub fn artifact(task: Task, positive_class: Option<IrisClass>) -> String {
-    let params =
-        crate::reconcile::artifact::training_params(task, positive_class, &TrainingSpec::default());
+    let params = crate::artifact::training_params(task, positive_class, &TrainingSpec::default());
     iris_model::train(&params)
         .expect("training on the builtin data succeeds")
         .to_json_pretty()

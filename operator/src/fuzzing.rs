@@ -3,8 +3,8 @@
 //! it through what the operator does with one, asserting what must hold of any page.
 
 use crate::crd::{AutoscalingSpec, CanaryAnalysis};
+use crate::rate::{PodCount, Sample, Scalers};
 use crate::reconcile::analysis::{self, Traffic, Verdict};
-use crate::reconcile::scaler::{PodCount, Sample, Scalers};
 use crate::scrape::text;
 
 /// The page as the scraper hands it over: UTF-8 (a page that is not is a failed scrape; the

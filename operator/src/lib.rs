@@ -6,6 +6,7 @@
 //! process plumbing: [`run`], [`startup`], [`leader`], [`server`], [`telemetry`], [`config`].
 
 pub mod activator;
+mod artifact;
 mod cache;
 pub mod config;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod metrics;
 #[cfg(test)]
 mod mock;
 mod names;
+mod rate;
 mod reconcile;
 #[cfg(test)]
 mod reconcile_tests;

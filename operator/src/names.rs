@@ -96,3 +96,45 @@ pub(crate) fn labels(name: &str) -> BTreeMap<String, String> {
     ]);
     labels
 }
+
+/// The kinds of object an IrisModel owns: the one list the apply step and the write metrics
+/// go by, so a new child kind cannot be missed by either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ChildKind {
+    Deployment,
+    Service,
+    HorizontalPodAutoscaler,
+    PodDisruptionBudget,
+    /// The activator's ServiceAccount, Role and RoleBinding.
+    ServiceAccount,
+    Role,
+    RoleBinding,
+}
+
+impl ChildKind {
+    #[cfg(test)]
+    pub(crate) const ALL: [ChildKind; 7] = [
+        ChildKind::Deployment,
+        ChildKind::Service,
+        ChildKind::HorizontalPodAutoscaler,
+        ChildKind::PodDisruptionBudget,
+        ChildKind::ServiceAccount,
+        ChildKind::Role,
+        ChildKind::RoleBinding,
+    ];
+
+    /// The API kind, e.g. `Deployment`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => <k8s_openapi::api::apps::v1::Deployment as k8s_openapi::Resource>::KIND,
+            ChildKind::Service => <k8s_openapi::api::core::v1::Service as k8s_openapi::Resource>::KIND,
+            ChildKind::HorizontalPodAutoscaler => {
+                <k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler as k8s_openapi::Resource>::KIND
+            }
+            ChildKind::PodDisruptionBudget => <k8s_openapi::api::policy::v1::PodDisruptionBudget as k8s_openapi::Resource>::KIND,
+            ChildKind::ServiceAccount => <k8s_openapi::api::core::v1::ServiceAccount as k8s_openapi::Resource>::KIND,
+            ChildKind::Role => <k8s_openapi::api::rbac::v1::Role as k8s_openapi::Resource>::KIND,
+            ChildKind::RoleBinding => <k8s_openapi::api::rbac::v1::RoleBinding as k8s_openapi::Resource>::KIND,
+        }
+    }
+}

@@ -11,13 +11,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntr
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
+use crate::artifact::BuiltinCache;
 use crate::cache::testing::holding;
 use crate::context::{Context, Settings};
 use crate::crd::{AutoscalingSpec, IrisModel, IrisModelStatus, Task};
 use crate::fixtures::{configmap_model, model, rolled_out, stored, to_json, UID};
 use crate::mock::{context, context_at, finished, Expect, Reply, NOW};
-use crate::reconcile::apply::stamp;
-use crate::reconcile::artifact::BuiltinCache;
+use crate::reconcile::compare::stamp;
 use crate::reconcile::conditions::at;
 use crate::reconcile::desired::{deployment, hpa, pdb, service};
 use crate::reconcile::resolve::resolve;
@@ -58,7 +58,7 @@ const IMAGE_ID: &str = "docker.io/iris-operator/model-server@sha256:\
 /// The pod list read once after a complete rollout, while status.image has no image ID yet:
 /// one ready pod of the Deployment's current template.
 fn running_pods(deployment: &Deployment) -> Expect {
-    let hash = crate::reconcile::status::template_hash(deployment).expect("a template hash");
+    let hash = crate::reconcile::progress::template_hash(deployment).expect("a template hash");
     Expect::get(
         PODS,
         Reply::Json(
@@ -172,13 +172,7 @@ async fn first_reconcile_creates_children_and_status() {
             assert_eq!(body["spec"]["type"], json!("ClusterIP"));
             assert_eq!(body["spec"]["ports"][0]["port"], json!(5001));
         }),
-        Expect {
-            query: vec![
-                "labelSelector=app.kubernetes.io%2Finstance%3Diris",
-                "resourceVersion=0",
-            ],
-            ..Expect::get(PODS, empty_pod_list())
-        },
+        // No pod is listed: no Deployment was observed, so no pod of it can run yet.
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             assert_eq!(status.observed_generation, Some(1));
@@ -381,7 +375,8 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
         Expect::apply(PDB, applied(1)).checking(move |body| {
             assert_eq!(body, &to_json(&expected_pdb));
         }),
-        Expect::get(PODS, empty_pod_list()),
+        // No pod list: the Deployment was complete when observed; the rollout the apply starts
+        // is explained by the reconcile its watch event brings.
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             assert_eq!(status.observed_generation, Some(2));
@@ -400,7 +395,7 @@ async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
         .expect("reconciles");
     let bodies = finished(server).await;
     assert_eq!(action, Action::requeue(REQUEUE_NOT_READY));
-    let status = status_of(&bodies[4]);
+    let status = status_of(&bodies[3]);
     let ready = |status: &IrisModelStatus| {
         let c = status.conditions.iter().find(|c| c.type_ == "Ready");
         c.expect("Ready").last_transition_time.clone()
@@ -424,7 +419,7 @@ async fn crash_looping_pods_make_it_degraded_with_a_warning() {
         }))
         .expect("status"),
     );
-    let hash = crate::reconcile::status::template_hash(&deployment)
+    let hash = crate::reconcile::progress::template_hash(&deployment)
         .expect("hash")
         .to_string();
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
@@ -482,7 +477,7 @@ fn stuck(pod_status: Value) -> (IrisModel, Deployment, Service, Value) {
         }))
         .expect("status"),
     );
-    let hash = crate::reconcile::status::template_hash(&deployment)
+    let hash = crate::reconcile::progress::template_hash(&deployment)
         .expect("hash")
         .to_string();
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
@@ -685,6 +680,8 @@ async fn drift_is_corrected_and_stale_children_are_deleted() {
         vec![old_pdb.clone()],
     ));
     let server = server.run(vec![
+        // Every read before any write: the pods (status.image does not know them yet).
+        running_pods(&deployment),
         Expect::apply(SERVICE, applied(1)).checking(|body| {
             assert_eq!(
                 body["spec"]["selector"],
@@ -694,7 +691,6 @@ async fn drift_is_corrected_and_stale_children_are_deleted() {
         Expect::delete(PDB).checking(|body| {
             assert_eq!(body["preconditions"]["uid"], json!("uid-iris"));
         }),
-        running_pods(&deployment),
         Expect::apply(STATUS, status_written()),
         Expect::post(EVENTS, Reply::Echo),
     ]);
@@ -735,6 +731,7 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
     ));
     let server = server.run(vec![
         Expect::get(HPA, Reply::NotFound),
+        Expect::get(PODS, empty_pod_list()),
         Expect {
             query: vec!["fieldManager=iris-operator-handoff", "force=true"],
             ..Expect::apply(DEPLOYMENT, applied(1))
@@ -749,7 +746,6 @@ async fn turning_on_autoscaling_hands_replicas_to_the_autoscaler() {
         Expect::apply(HPA, applied(1)).checking(|body| {
             assert_eq!(body["spec"]["maxReplicas"], json!(3));
         }),
-        Expect::get(PODS, empty_pod_list()),
         Expect::apply(STATUS, status_written()),
     ]);
     reconcile(Arc::new(scaled), ctx).await.expect("reconciles");
@@ -928,6 +924,7 @@ async fn a_child_the_api_server_refuses_is_reported() {
     ctx.install_children(holding(vec![deployment.clone()], vec![], vec![], vec![]));
     let server = server.run(vec![
         Expect::get(SERVICE, Reply::NotFound),
+        Expect::get(PODS, empty_pod_list()),
         Expect::apply(
             SERVICE,
             Reply::Failure(
@@ -1025,6 +1022,7 @@ async fn a_model_change_starts_a_canary_and_leaves_the_stable_pods_alone() {
     let server = server.run(vec![
         // The canary's name is looked up before it is created; the stable is not applied.
         Expect::get(CANARY, Reply::NotFound),
+        running_pods(&stable),
         Expect::apply(CANARY, applied(1)).checking(|body| {
             assert_eq!(body["spec"]["replicas"], json!(1));
             assert_eq!(
@@ -1035,7 +1033,6 @@ async fn a_model_change_starts_a_canary_and_leaves_the_stable_pods_alone() {
             let env = &body["spec"]["template"]["spec"]["containers"][0]["env"];
             assert!(env.to_string().contains("\"7\""), "the new seed: {env}");
         }),
-        running_pods(&stable),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             let rollout = status.rollout.clone().expect("rollout status");
@@ -1075,7 +1072,7 @@ async fn a_model_change_starts_a_canary_and_leaves_the_stable_pods_alone() {
 
 /// The model's status one reconcile into a canary of `canary`, `secs` ago.
 fn started(model: &IrisModel, canary: &Deployment, secs: i64) -> IrisModel {
-    let hash = crate::reconcile::status::template_hash(canary).map(str::to_string);
+    let hash = crate::reconcile::progress::template_hash(canary).map(str::to_string);
     let status: IrisModelStatus = serde_json::from_value(json!({
         "observedGeneration": 2,
         "rollout": {"phase": "Canary", "summary": "", "step": 1, "steps": 1,
@@ -1136,9 +1133,9 @@ async fn a_canary_over_its_latency_threshold_is_rolled_back_and_counted() {
     let (pods, table) = pods_and_scraper(slow);
     let (ctx, server) = canary_context(table, &stable, &canary, &service);
     let server = server.run(vec![
+        // One pod list and one scrape serve the analysis and the status.
         Expect::get(PODS, pods),
         Expect::delete(CANARY),
-        running_pods(&stable),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
             let rollout = status.rollout.clone().expect("rollout");
@@ -1183,7 +1180,7 @@ async fn a_canary_that_passes_its_last_step_promotes_the_stable_deployment() {
         model_server_http_request_duration_seconds_bucket{route=\"/predict_iris\",code=\"200\",le=\"+Inf\"} 40\n";
     let (pods, table) = pods_and_scraper(fast);
     let (ctx, server) = canary_context(table, &stable, &canary, &service);
-    let expected_hash = crate::reconcile::status::template_hash(&canary).map(str::to_string);
+    let expected_hash = crate::reconcile::progress::template_hash(&canary).map(str::to_string);
     let server = server.run(vec![
         Expect::get(PODS, pods),
         // The stable Deployment takes the canary's model; the canary stays for now.
@@ -1195,7 +1192,6 @@ async fn a_canary_that_passes_its_last_step_promotes_the_stable_deployment() {
                 expected_hash
             );
         }),
-        Expect::get(PODS, empty_pod_list()),
         Expect::apply(STATUS, status_written()).checking(|body| {
             let rollout = status_of(body).rollout.expect("rollout");
             assert_eq!(rollout.phase, "Promoting");
@@ -1225,9 +1221,9 @@ async fn a_by_hand_action_is_acted_on_and_its_annotation_removed() {
     let (pods, table) = pods_and_scraper("");
     let (ctx, server) = canary_context(table, &stable, &canary, &service);
     let server = server.run(vec![
+        // One pod list and one scrape serve the analysis and the status.
         Expect::get(PODS, pods),
         Expect::delete(CANARY),
-        running_pods(&stable),
         Expect::apply(STATUS, status_written()).checking(|body| {
             assert_eq!(status_of(body).rollout.expect("rollout").phase, "Aborted");
         }),
@@ -1276,9 +1272,9 @@ fn scale_to(replicas: i32) -> Expect {
 fn first_sample(ctx: &Context, model: &IrisModel, ago: i64, requests: u64) {
     ctx.scalers.sample(
         "testns/iris",
-        crate::reconcile::scaler::Sample {
+        crate::rate::Sample {
             now: (NOW - ago) as f64,
-            counts: vec![crate::reconcile::scaler::PodCount {
+            counts: vec![crate::rate::PodCount {
                 pod: "pod-uid-1".into(),
                 requests,
                 started: None,
@@ -1399,7 +1395,7 @@ async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_s
     let spec = model.spec.autoscaling.clone().expect("autoscaling");
     ctx.scalers.sample(
         "testns/iris",
-        crate::reconcile::scaler::Sample {
+        crate::rate::Sample {
             now: (NOW - 10) as f64,
             counts: vec![],
             unreadable: None,
@@ -1541,6 +1537,8 @@ async fn a_model_at_zero_pods_is_ready_through_its_activator_and_says_so() {
     ));
     let no_pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []});
     let server = server.run(vec![
+        // Every read first: the pods, for the scaler.
+        Expect::get(PODS, Reply::Json(no_pods)),
         // The Service still selected the model's pods (they are gone): it now selects the
         // activator's.
         Expect::apply(SERVICE, Reply::Echo).checking(|body| {
@@ -1549,7 +1547,6 @@ async fn a_model_at_zero_pods_is_ready_through_its_activator_and_says_so() {
                 json!("iris-activator")
             );
         }),
-        Expect::get(PODS, Reply::Json(no_pods)),
         // No scale write: at zero pods the activator wakes the model.
         Expect::apply(STATUS, status_written()).checking(|body| {
             let status = status_of(body);
@@ -1606,22 +1603,16 @@ async fn a_model_that_no_longer_scales_to_zero_loses_its_activator() {
     let account = to_json(&stored(&rbac.service_account, 1));
     let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/testns";
     let server = server.run(vec![
-        Expect::delete("/apis/apps/v1/namespaces/testns/deployments/iris-activator"),
-        Expect::get(
-            format!("{rbac}/rolebindings/iris-activator"),
-            Reply::Json(binding),
-        ),
-        Expect::delete(format!("{rbac}/rolebindings/iris-activator")),
-        Expect::get(format!("{rbac}/roles/iris-activator"), Reply::Json(role)),
-        // Deleted only as the object read: a uid precondition.
-        Expect::delete(format!("{rbac}/roles/iris-activator")).checking(|body| {
-            assert_eq!(body["preconditions"]["uid"], json!("uid-iris-activator"));
-        }),
+        // Observe reads the activator's RBAC (it is to be deleted) and the pods first.
         Expect::get(
             "/api/v1/namespaces/testns/serviceaccounts/iris-activator",
             Reply::Json(account),
         ),
-        Expect::delete("/api/v1/namespaces/testns/serviceaccounts/iris-activator"),
+        Expect::get(format!("{rbac}/roles/iris-activator"), Reply::Json(role)),
+        Expect::get(
+            format!("{rbac}/rolebindings/iris-activator"),
+            Reply::Json(binding),
+        ),
         Expect::get(
             PODS,
             Reply::Json(
@@ -1629,6 +1620,13 @@ async fn a_model_that_no_longer_scales_to_zero_loses_its_activator() {
                 "items": [ready_pod("iris-1", "192.0.2.1", false)]}),
             ),
         ),
+        Expect::delete("/apis/apps/v1/namespaces/testns/deployments/iris-activator"),
+        Expect::delete(format!("{rbac}/rolebindings/iris-activator")),
+        // Deleted only as the object read: a uid precondition.
+        Expect::delete(format!("{rbac}/roles/iris-activator")).checking(|body| {
+            assert_eq!(body["preconditions"]["uid"], json!("uid-iris-activator"));
+        }),
+        Expect::delete("/api/v1/namespaces/testns/serviceaccounts/iris-activator"),
         Expect::apply(STATUS, status_written()),
         Expect::post(EVENTS, Reply::Echo),
     ]);

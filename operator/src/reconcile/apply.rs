@@ -1,18 +1,19 @@
-//! The apply step: the desired children against what was observed. Every write and delete
-//! goes through the ownership rule of [`owned`]: a child whose name is taken by an object this
+//! The apply step, the only one that writes: the children (here), the replica count
+//! ([`scale`]), and the status, the rollout annotation and the Events ([`report`]). The
+//! desired children are applied against what was observed; every write and delete goes
+//! through the ownership rule of [`owned`]: a child whose name is taken by an object this
 //! IrisModel does not control is refused, never changed; each other child is written with
 //! server-side apply under one field manager, forcing conflicts, and only when the object in
 //! the cluster is not already what we would apply, so an unchanged reconcile writes nothing.
 //! A child no longer wanted is deleted only when it is ours, with a uid precondition.
 
-mod compare;
-pub(crate) mod owned;
+mod delete;
+pub(crate) mod report;
+mod scale;
 
 use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -20,16 +21,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
-use compare::contains;
-pub(crate) use compare::stamp;
-pub(crate) use owned::Outcome;
+pub(crate) use delete::Outcome;
+pub(crate) use scale::scale;
 
 use crate::error::Error;
 use crate::metrics::{Metrics, Operation, Written};
-use crate::names::{activator_name, canary_name, MANAGER};
+use crate::names::{ChildKind, MANAGER};
+use crate::reconcile::compare::{contains, stamp};
 use crate::reconcile::desired::activator::Activator;
-use crate::reconcile::desired::{canary, ChildKind, Desired};
-use crate::reconcile::observe::Observed;
+use crate::reconcile::desired::{canary, Desired};
+use crate::reconcile::observe::{ActivatorRbac, Observed};
+use crate::reconcile::owned;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::Plan;
 
@@ -47,7 +49,6 @@ pub(crate) async fn children(
     metrics: &Metrics,
     plan: Plan,
 ) -> Result<Option<Deployment>, Error> {
-    refuse_foreign(resolved, observed)?;
     let (namespace, owner) = (&resolved.namespace, &resolved.owner);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
 
@@ -78,20 +79,14 @@ pub(crate) async fn children(
     };
     let outcome = match plan {
         Plan::Canary { replicas } => {
-            // A canary the cache lacks (or holds as someone else's) is looked up first: the
-            // name may be taken.
-            let existing = match &observed.canary {
-                Some(canary) => Some(canary.clone()),
-                None => owned::read(client, namespace, &canary_name(&resolved.name)).await?,
-            };
+            // Ours, or what observe found under the name (the name may be taken).
+            let existing = observed.canary.as_ref().or(observed.canary_name.as_ref());
             let canary = canary::build(&desired.deployment, replicas);
-            apply(&deployments, owner, canary, existing.as_ref(), false)
-                .await?
-                .1
+            apply(&deployments, owner, canary, existing, false).await?.1
         }
         Plan::Promote => Outcome::Unchanged,
         Plan::Roll | Plan::Hold => {
-            owned::delete(&deployments, observed.canary.as_ref(), owner).await?
+            delete::delete(&deployments, observed.canary.as_ref(), owner).await?
         }
     };
     count_write(metrics, ChildKind::Deployment, outcome);
@@ -112,7 +107,7 @@ pub(crate) async fn children(
                 .await?
                 .1
         }
-        None => owned::delete(&hpas, observed.hpa.as_ref(), owner).await?,
+        None => delete::delete(&hpas, observed.hpa.as_ref(), owner).await?,
     };
     count_write(metrics, ChildKind::HorizontalPodAutoscaler, outcome);
     let pdbs = Api::namespaced(client.clone(), namespace);
@@ -122,128 +117,91 @@ pub(crate) async fn children(
                 .await?
                 .1
         }
-        None => owned::delete(&pdbs, observed.pdb.as_ref(), owner).await?,
+        None => delete::delete(&pdbs, observed.pdb.as_ref(), owner).await?,
     };
     count_write(metrics, ChildKind::PodDisruptionBudget, outcome);
-    match desired.activator {
-        Some(activator) => {
+    match (desired.activator, &observed.activator_rbac) {
+        // Observe read the activator's RBAC: it is to be written.
+        (Some(activator), Some(rbac)) => {
+            let observed = observed.activator.as_ref();
             apply_activator(
                 client,
                 (namespace, owner),
                 activator,
-                observed.activator.as_ref(),
+                observed,
+                rbac,
                 metrics,
             )
             .await?
         }
-        None => {
-            delete_activator(
-                client,
-                (namespace, owner),
-                &resolved.name,
-                observed.activator.as_ref(),
-                metrics,
-            )
-            .await?
+        (None, Some(rbac)) => {
+            let observed = observed.activator.as_ref();
+            delete_activator(client, (namespace, owner), observed, rbac, metrics).await?
         }
+        // As desired already, or neither wanted nor running.
+        (_, None) => {}
     }
     Ok(deployment)
 }
 
-/// Applies the activator: its RBAC first (its pod needs the ServiceAccount to start), and only
-/// when its Deployment is not already as desired, so an unchanged reconcile writes nothing. The
-/// ServiceAccount, Role and RoleBinding are read first and all three checked against the
-/// ownership rule before any is written: a Role or RoleBinding of someone else's under the
-/// activator's name is never changed (a ResourceConflict names it). One deleted by hand comes
-/// back with the next change of the activator (or of the operator's image).
+/// Applies the activator: its RBAC first (its pod needs the ServiceAccount to start). Observe
+/// read the ServiceAccount, Role and RoleBinding because the Deployment is not as desired (an
+/// unchanged reconcile writes nothing); all of them are checked against the ownership rule
+/// before any is written: a Role or RoleBinding of someone else's under the activator's name is
+/// never changed (a ResourceConflict names it). One deleted by hand comes back with the next
+/// change of the activator (or of the operator's image).
 async fn apply_activator(
     client: &Client,
     (namespace, owner): (&str, &OwnerReference),
     activator: Activator,
     observed: Option<&Deployment>,
+    rbac: &ActivatorRbac,
     metrics: &Metrics,
 ) -> Result<(), Error> {
-    if let Some(observed) = observed {
-        if contains(
-            Some(&serde_json::to_value(observed)?),
-            &serde_json::to_value(stamp(activator.deployment.clone())?)?,
-        ) {
-            return Ok(());
-        }
-    }
-    let name = activator.deployment.name_any();
-    let account: Option<ServiceAccount> = owned::read(client, namespace, &name).await?;
-    let role: Option<Role> = owned::read(client, namespace, &name).await?;
-    let binding: Option<RoleBinding> = owned::read(client, namespace, &name).await?;
-    owned::claim(account.as_ref(), owner)?;
-    owned::claim(role.as_ref(), owner)?;
-    owned::claim(binding.as_ref(), owner)?;
+    owned::claim(rbac.account.as_ref(), owner)?;
+    owned::claim(rbac.role.as_ref(), owner)?;
+    owned::claim(rbac.binding.as_ref(), owner)?;
     owned::claim(observed, owner)?;
     let accounts = Api::namespaced(client.clone(), namespace);
-    let (_, outcome) = apply(
-        &accounts,
-        owner,
-        activator.service_account,
-        account.as_ref(),
-        false,
-    )
-    .await?;
+    let account = activator.service_account;
+    let (_, outcome) = apply(&accounts, owner, account, rbac.account.as_ref(), false).await?;
     count_write(metrics, ChildKind::ServiceAccount, outcome);
     let roles = Api::namespaced(client.clone(), namespace);
-    let (_, outcome) = apply(&roles, owner, activator.role, role.as_ref(), false).await?;
+    let (_, outcome) = apply(&roles, owner, activator.role, rbac.role.as_ref(), false).await?;
     count_write(metrics, ChildKind::Role, outcome);
     let bindings = Api::namespaced(client.clone(), namespace);
-    let (_, outcome) = apply(
-        &bindings,
-        owner,
-        activator.role_binding,
-        binding.as_ref(),
-        false,
-    )
-    .await?;
+    let binding = activator.role_binding;
+    let (_, outcome) = apply(&bindings, owner, binding, rbac.binding.as_ref(), false).await?;
     count_write(metrics, ChildKind::RoleBinding, outcome);
     let deployments = Api::namespaced(client.clone(), namespace);
-    // Compared above already: written without comparing again.
+    // Compared by observe already: written without comparing again.
     let (_, outcome) = apply(&deployments, owner, activator.deployment, observed, true).await?;
     count_write(metrics, ChildKind::Deployment, outcome);
     Ok(())
 }
 
-/// Deletes the activator of a model that no longer scales to zero (and its RBAC), if it runs:
-/// each only when it is ours, with a uid precondition.
+/// Deletes the activator of a model that no longer scales to zero, and its RBAC: each only
+/// when it is ours, with a uid precondition.
 async fn delete_activator(
     client: &Client,
     (namespace, owner): (&str, &OwnerReference),
-    name: &str,
     observed: Option<&Deployment>,
+    rbac: &ActivatorRbac,
     metrics: &Metrics,
 ) -> Result<(), Error> {
-    if observed.is_none() {
-        return Ok(());
-    }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let outcome = owned::delete(&deployments, observed, owner).await?;
+    let outcome = delete::delete(&deployments, observed, owner).await?;
     count_write(metrics, ChildKind::Deployment, outcome);
-    let name = activator_name(name);
-    let outcome = owned::delete_named::<RoleBinding>(client, namespace, &name, owner).await?;
+    let bindings = Api::namespaced(client.clone(), namespace);
+    let outcome = delete::delete(&bindings, rbac.binding.as_ref(), owner).await?;
     count_write(metrics, ChildKind::RoleBinding, outcome);
-    let outcome = owned::delete_named::<Role>(client, namespace, &name, owner).await?;
+    let roles = Api::namespaced(client.clone(), namespace);
+    let outcome = delete::delete(&roles, rbac.role.as_ref(), owner).await?;
     count_write(metrics, ChildKind::Role, outcome);
-    let outcome = owned::delete_named::<ServiceAccount>(client, namespace, &name, owner).await?;
+    let accounts = Api::namespaced(client.clone(), namespace);
+    let outcome = delete::delete(&accounts, rbac.account.as_ref(), owner).await?;
     count_write(metrics, ChildKind::ServiceAccount, outcome);
     Ok(())
-}
-
-/// Before anything is written: a child under the model's own name (Deployment, Service, HPA,
-/// PDB) or the activator's that this IrisModel does not control is refused, so a reconcile
-/// that cannot finish writes nothing. (Each write checks again through [`owned::claim`].)
-fn refuse_foreign(resolved: &Resolved, observed: &Observed) -> Result<(), Error> {
-    let owner = &resolved.owner;
-    owned::claim(observed.deployment.as_ref(), owner)?;
-    owned::claim(observed.service.as_ref(), owner)?;
-    owned::claim(observed.hpa.as_ref(), owner)?;
-    owned::claim(observed.pdb.as_ref(), owner)?;
-    owned::claim(observed.activator.as_ref(), owner)
 }
 
 /// Whether `manager` owns `spec.replicas` of the Deployment through an apply.
@@ -282,7 +240,7 @@ async fn hand_off_replicas(api: &Api<Deployment>, observed: &Deployment) -> Resu
     Ok(())
 }
 
-fn count_write(metrics: &Metrics, kind: ChildKind, outcome: Outcome) {
+pub(crate) fn count_write(metrics: &Metrics, kind: ChildKind, outcome: Outcome) {
     match outcome {
         Outcome::Applied => metrics.write(Written::Child(kind), Operation::Apply),
         Outcome::Deleted => metrics.write(Written::Child(kind), Operation::Delete),

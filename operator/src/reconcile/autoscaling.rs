@@ -8,11 +8,11 @@ use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition,
 };
 
+use crate::rate::Facts;
 use crate::reconcile::conditions::{Verdict, AUTOSCALING};
+use crate::reconcile::conditions::{REASON_ACTIVATOR_NOT_READY, REASON_SCALED_TO_ZERO};
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rootcause::bound;
-use crate::reconcile::scaler::Facts;
-use crate::reconcile::status::{REASON_ACTIVATOR_NOT_READY, REASON_SCALED_TO_ZERO};
 
 /// Reason while the HorizontalPodAutoscaler has not reported yet (just created).
 pub(crate) const REASON_STARTING: &str = "AutoscalerStarting";
@@ -185,10 +185,10 @@ pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::BuiltinCache;
     use crate::context::Settings;
     use crate::crd::AutoscalingSpec;
     use crate::fixtures::model;
-    use crate::reconcile::artifact::BuiltinCache;
     use crate::reconcile::resolve::resolve;
     use serde_json::json;
 

@@ -16,6 +16,23 @@ pub(crate) const AUTOSCALING: &str = "Autoscaling";
 /// With the Canary strategy: the last model change goes (or went) as planned.
 pub(crate) const ROLLOUT: &str = "Rollout";
 
+// The reasons of the conditions, shared by the steps that set them.
+
+/// Reason of Ready=True.
+pub(crate) const REASON_READY: &str = "Ready";
+/// Reason while pods of the current version are starting or replacing old ones.
+pub(crate) const REASON_ROLLING_OUT: &str = "RollingOut";
+/// Reason of Progressing=False once the rollout is done.
+pub(crate) const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
+/// Reason of Ready=False with zero replicas.
+pub(crate) const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
+/// Ready=True of a scale-to-zero model whose activator holds requests while a pod starts.
+pub(crate) const REASON_WAKING: &str = "Waking";
+/// Ready=False of a scale-to-zero model with no ready pod and no ready activator.
+pub(crate) const REASON_ACTIVATOR_NOT_READY: &str = "ActivatorNotReady";
+/// Reason of Degraded=False.
+pub(crate) const REASON_AS_EXPECTED: &str = "AsExpected";
+
 /// A condition without its transition time: what the operator decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Verdict {

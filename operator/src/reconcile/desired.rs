@@ -12,9 +12,8 @@ pub(crate) mod service;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{EnvVar, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::names::labels;
@@ -30,48 +29,6 @@ pub(crate) struct Desired {
     pub(crate) activator: Option<activator::Activator>,
 }
 
-/// The kinds of object an IrisModel owns: the one list the apply step and the write metrics
-/// go by, so a new child kind cannot be missed by either.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum ChildKind {
-    Deployment,
-    Service,
-    HorizontalPodAutoscaler,
-    PodDisruptionBudget,
-    /// The activator's ServiceAccount, Role and RoleBinding.
-    ServiceAccount,
-    Role,
-    RoleBinding,
-}
-
-impl ChildKind {
-    #[cfg(test)]
-    pub(crate) const ALL: [ChildKind; 7] = [
-        ChildKind::Deployment,
-        ChildKind::Service,
-        ChildKind::HorizontalPodAutoscaler,
-        ChildKind::PodDisruptionBudget,
-        ChildKind::ServiceAccount,
-        ChildKind::Role,
-        ChildKind::RoleBinding,
-    ];
-
-    /// The API kind, e.g. `Deployment`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ChildKind::Deployment => <Deployment as k8s_openapi::Resource>::KIND,
-            ChildKind::Service => <Service as k8s_openapi::Resource>::KIND,
-            ChildKind::HorizontalPodAutoscaler => {
-                <HorizontalPodAutoscaler as k8s_openapi::Resource>::KIND
-            }
-            ChildKind::PodDisruptionBudget => <PodDisruptionBudget as k8s_openapi::Resource>::KIND,
-            ChildKind::ServiceAccount => <ServiceAccount as k8s_openapi::Resource>::KIND,
-            ChildKind::Role => <Role as k8s_openapi::Resource>::KIND,
-            ChildKind::RoleBinding => <RoleBinding as k8s_openapi::Resource>::KIND,
-        }
-    }
-}
-
 /// Builds every child of the resolved IrisModel.
 pub(crate) fn build(resolved: &Resolved) -> Desired {
     Desired {
@@ -80,6 +37,15 @@ pub(crate) fn build(resolved: &Resolved) -> Desired {
         hpa: hpa::build(resolved),
         pdb: pdb::build(resolved),
         activator: activator::build(resolved),
+    }
+}
+
+/// A plain environment variable of a container.
+pub(crate) fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.into()),
+        value_from: None,
     }
 }
 

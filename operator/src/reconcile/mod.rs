@@ -1,16 +1,19 @@
-//! The reconcile of an IrisModel, one straight chain:
-//! observe -> resolve -> build the desired children -> apply -> status, and errors reported in
-//! one place. Each step is a module with its own input and output.
+//! The reconcile of an IrisModel, one pipeline: observe (every read) -> decide (pure: resolve,
+//! the desired children, the rollout, the scaler) -> apply (every write: children, replica
+//! count) -> decide the status from what the apply answered -> apply it (status, annotation,
+//! Events); errors reported in one place. Each step is a module with its own input and output.
 
 pub(crate) mod analysis;
 pub(crate) mod apply;
-pub(crate) mod artifact;
 pub(crate) mod autoscaling;
+pub(crate) mod compare;
 pub(crate) mod conditions;
+pub(crate) mod decide;
 pub(crate) mod desired;
 pub(crate) mod image;
 pub(crate) mod observe;
-pub(crate) mod report;
+pub(crate) mod owned;
+pub(crate) mod progress;
 pub(crate) mod resolve;
 pub(crate) mod rollout;
 pub(crate) mod rootcause;
@@ -28,13 +31,12 @@ use kube::runtime::controller::Action;
 use tracing::{debug, error, warn};
 
 use crate::context::{object_key, Context};
-use crate::crd::{IrisModel, IrisModelStatus, RolloutStrategy};
+use crate::crd::{IrisModel, IrisModelStatus};
 use crate::error::{backoff, Error};
+use apply::report;
 use conditions::{find, READY};
-use desired::Desired;
 use observe::Observed;
-use resolve::Resolved;
-use rollout::{CanaryFacts, Decision};
+use rollout::Decision;
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
 pub(crate) const REQUEUE_READY: Duration = Duration::from_secs(300);
@@ -158,8 +160,10 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
     }
 }
 
-/// resolve -> build -> rollout -> apply -> status: the status the IrisModel should have, and
-/// the rollout's decision (for its Event and the by-hand action).
+/// From what the caches hold to the status: resolve and build the desired children (pure),
+/// read the rest, decide, apply, and decide the status from what the apply answered. Returns
+/// the status the IrisModel should have, and the rollout's decision (for its Event and the
+/// by-hand action).
 async fn converge(
     model: &IrisModel,
     observed: &mut Observed,
@@ -172,132 +176,32 @@ async fn converge(
         observed.config_map.as_ref(),
         &ctx.builtin,
     )?;
-    let mut desired = desired::build(&resolved);
-    observe::unseen(
-        &ctx.client,
-        observed,
-        &desired,
-        &resolved.name,
-        &resolved.namespace,
-    )
-    .await?;
-    let (name, namespace) = (&resolved.name, &resolved.namespace);
-    // A model that scales to zero: its Service selects the activator while it has no pod, and
-    // the scaler takes it to zero pods with the Service pointed there first.
-    let through_activator = scaler::through_activator(
-        &resolved,
-        observed.deployment.as_ref(),
-        observed.service.as_ref(),
-    );
-    let zero_service = resolved.activator.is_some().then(|| {
-        let mut service = desired.service.clone();
-        desired::service::select_activator(&mut service, name);
-        service
-    });
-    if through_activator {
-        desired::service::select_activator(&mut desired.service, name);
-    }
-    let activator_ready = scaler::activator_ready(observed.activator.as_ref());
-    let decision = decide(model, &resolved, &desired, observed, ctx, now).await?;
+    let desired = desired::build(&resolved);
+    let scraper = ctx.scraper.as_ref();
+    let wanted = (model, &resolved, &desired);
+    observe::rest(&ctx.client, scraper, observed, wanted, now).await?;
+    let (desired, mut plan) = decide::plan(model, &resolved, desired, observed, &ctx.scalers, now);
     let deployment = apply::children(
         &ctx.client,
         &resolved,
         desired,
         observed,
         &ctx.metrics,
-        decision.plan,
+        plan.rollout.plan,
     )
     .await?;
-    // The pods are also read once a rollout is complete until status.image knows their digest.
-    let previous_image = model.status.as_ref().and_then(|s| s.image.as_ref());
-    let image_unknown = image::needs_pods(previous_image, &resolved.image);
-    let pods = match &deployment {
-        Some(deployment) => {
-            observe::pods(&ctx.client, deployment, name, namespace, image_unknown).await?
-        }
-        None => observe::Pods::default(),
-    };
-    let rate = match &deployment {
-        Some(deployment) => {
-            // The pods listed above (while a rollout runs or the image is unknown) serve the
-            // autoscaler too: one list a reconcile.
-            let listed = pods.read.then_some(pods.pods.as_slice());
-            let zero = zero_service.map(|service| scaler::Zero {
-                service,
-                observed: observed.service.as_ref(),
-                activator_ready,
-            });
-            scaler::scale(ctx, model, &resolved, deployment, listed, zero, now).await?
-        }
-        None => None,
-    };
-    let live = status::Observed {
-        deployment: deployment.as_ref(),
-        pods: &pods.pods,
-        pods_read: pods.read,
-        events: &pods.events,
-        hpa: observed.hpa.as_ref(),
-        rate: rate.as_ref(),
-        activator: resolved
-            .activator
-            .is_some()
-            .then_some(status::ActivatorView {
-                ready: activator_ready,
-                serving: through_activator,
-            }),
-    };
-    let status = status::served(model, &resolved, &live, &decision, now);
-    let mut decision = decision;
-    if decision.refused.is_some()
-        && find(&status.conditions, READY).is_some_and(|c| c.status == "False")
-    {
-        // Ready turns False for the refusal: its transition's Event says it already.
-        decision.notice = None;
+    if let Some(scale) = &plan.scale {
+        apply::scale(ctx, model, &resolved, scale).await?;
     }
-    Ok((status, decision))
-}
-
-/// The rollout step, fed with what it needs from the cluster: the canary's pods and traffic
-/// while one runs.
-async fn decide(
-    model: &IrisModel,
-    resolved: &Resolved,
-    desired: &Desired,
-    observed: &Observed,
-    ctx: &Context,
-    now: &Time,
-) -> Result<Decision, Error> {
-    let spec = model.spec.rollout.clone().unwrap_or_default();
-    let facts = match &observed.canary {
-        Some(canary) if spec.strategy == RolloutStrategy::Canary => {
-            observe::canary(&ctx.client, ctx.scraper.as_ref(), canary, resolved, now).await?
-        }
-        _ => CanaryFacts::default(),
-    };
-    let desired_hash = status::template_hash(&desired.deployment).unwrap_or_default();
-    let previous = model.status.as_ref();
-    Ok(rollout::decide(&rollout::Facts {
-        spec: &spec,
-        accuracy: resolved.model_status.accuracy,
-        desired_hash,
-        desired_digest: resolved.model_status.digest.as_deref(),
-        served_digest: previous
-            .and_then(|s| s.model.as_ref())
-            .and_then(|m| m.digest.as_deref()),
-        stable: observed.deployment.as_ref(),
-        canary: observed.canary.as_ref(),
-        previous: previous.and_then(|s| s.rollout.as_ref()),
-        action: rollout::Action::parse(
-            model
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(rollout::ACTION_ANNOTATION))
-                .map(String::as_str),
-        ),
-        observed: &facts,
+    let status = decide::status(
+        model,
+        &resolved,
+        observed,
+        deployment.as_ref(),
+        &mut plan,
         now,
-    }))
+    );
+    Ok((status, plan.rollout))
 }
 
 /// When to look again: every 5 minutes when Ready; when not, after as long as it has not been

@@ -1,11 +1,13 @@
-//! The observe step: what the cluster holds, read once. The children come from the
-//! Controllers' watch caches ([`ChildCache`]), so an unchanged reconcile sends no GET; the
-//! ConfigMap a model names is read by GET (its content is not cached: the ConfigMap watch is
-//! metadata only). A desired child the cache lacks is looked up by GET before it is created
-//! ([`unseen`]): the cache holds only objects with the operator's label, and an object of
-//! someone else's with the child's name must be seen, and refused, not taken over. The pods
-//! and their Warning Events are read after the apply, since which of them matter depends on
-//! the Deployment as applied.
+//! The observe step: every read of a reconcile, once, into [`Observed`]. The children come
+//! from the Controllers' watch caches ([`ChildCache`]), so an unchanged reconcile sends no GET;
+//! the ConfigMap a model names is read by GET (its content is not cached: the ConfigMap watch is
+//! metadata only). Once the desired children are known ([`rest`]): each one the cache lacks is
+//! looked up by GET before it is created (the cache holds only objects with the operator's
+//! label, and an object of someone else's with the child's name must be seen, and refused, not
+//! taken over), with the activator's RBAC when it is to be written or deleted; then, when
+//! something needs them, the pods (one list), the Warning Events of the few that are not ready,
+//! and the ready pods' `/metrics` pages (one scrape of each, at most
+//! [`MAX_PODS_PER_RECONCILE`]), read into the canary's traffic and the scaler's sample.
 
 use std::fmt::Debug;
 
@@ -13,39 +15,75 @@ use futures::StreamExt;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::cache::ChildCache;
-use crate::crd::IrisModel;
+use crate::crd::{IrisModel, RolloutStrategy};
 use crate::error::Error;
 use crate::names::{activator_name, canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
+use crate::rate::{PodCount, Sample};
 use crate::reconcile::analysis::Traffic;
-use crate::reconcile::apply::owned::{self, ours};
+use crate::reconcile::compare::{contains, stamp};
 use crate::reconcile::desired::Desired;
+use crate::reconcile::owned::{self, ours};
+use crate::reconcile::progress::{self, template_hash};
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
-use crate::reconcile::status;
+use crate::reconcile::{image, scaler};
 use crate::scrape::{Scrape, CONCURRENT_SCRAPES, MAX_PODS_PER_RECONCILE};
 
-/// The objects an IrisModel names or owns, as read at the start of the reconcile.
+/// The objects an IrisModel names or owns, and what its pods say, as read by this reconcile.
 pub(crate) struct Observed {
     /// The ConfigMap of a `configMap` source, None when absent or not named.
     pub(crate) config_map: Option<ConfigMap>,
     pub(crate) deployment: Option<Deployment>,
-    /// The canary Deployment (`<name>-canary`), while a canary runs.
+    /// The canary Deployment (`<name>-canary`) of this IrisModel, while a canary runs.
     pub(crate) canary: Option<Deployment>,
+    /// What holds the canary's name when a canary may start and none of ours runs: a write
+    /// there is checked against it (None: the name is free).
+    pub(crate) canary_name: Option<Deployment>,
     /// The activator Deployment (`<name>-activator`) of a model that scales to zero.
     pub(crate) activator: Option<Deployment>,
+    /// The activator's ServiceAccount, Role and RoleBinding, read only when the activator is
+    /// to be written or deleted.
+    pub(crate) activator_rbac: Option<ActivatorRbac>,
     pub(crate) service: Option<Service>,
     pub(crate) hpa: Option<HorizontalPodAutoscaler>,
     pub(crate) pdb: Option<PodDisruptionBudget>,
+    /// The pods and what they say (empty until [`rest`]).
+    pub(crate) live: Live,
+}
+
+/// What holds the names of the activator's RBAC objects.
+#[derive(Default)]
+pub(crate) struct ActivatorRbac {
+    pub(crate) account: Option<ServiceAccount>,
+    pub(crate) role: Option<Role>,
+    pub(crate) binding: Option<RoleBinding>,
+}
+
+/// The pods of an IrisModel and what they say, read when something needs them.
+#[derive(Default)]
+pub(crate) struct Live {
+    /// The model's pods (stable and canary); empty when they were not listed.
+    pub(crate) pods: Vec<Pod>,
+    /// Whether the pods were listed.
+    pub(crate) pods_read: bool,
+    /// The Warning Events of the few stable pods that are not ready.
+    pub(crate) events: PodEvents,
+    /// While a canary runs: its pods' and the stable pods' traffic, and why a canary pod
+    /// fails.
+    pub(crate) canary: CanaryFacts,
+    /// For a model autoscaled on its request rate: its ready pods' counters.
+    pub(crate) sample: Option<Sample>,
 }
 
 /// Reads the ConfigMap the model names (if any) by GET, and the children from the cache.
@@ -69,23 +107,41 @@ pub(crate) async fn children(
         config_map,
         deployment: cache.deployments.get(namespace, name),
         canary: ours(cache.deployments.get(namespace, &canary_name(name))),
+        canary_name: None,
         activator: ours(cache.deployments.get(namespace, &activator_name(name))),
+        activator_rbac: None,
         service: cache.services.get(namespace, name),
         hpa: cache.hpas.get(namespace, name),
         pdb: cache.pdbs.get(namespace, name),
+        live: Live::default(),
     })
+}
+
+/// The reads that depend on what is desired: the children the cache lacks, then the pods and
+/// what they say when the rollout, the status or the scaler needs them.
+pub(crate) async fn rest(
+    client: &Client,
+    scraper: &dyn Scrape,
+    observed: &mut Observed,
+    (model, resolved, desired): (&IrisModel, &Resolved, &Desired),
+    now: &Time,
+) -> Result<(), Error> {
+    unseen(client, observed, (model, resolved, desired)).await?;
+    refuse_foreign(resolved, observed)?;
+    let live = live(client, scraper, observed, (model, resolved, desired), now).await?;
+    observed.live = live;
+    Ok(())
 }
 
 /// Looks up, by GET, each desired child the cache does not hold: one about to be created, or
 /// a name taken by an object without the operator's label. Costs nothing once the children
 /// exist.
-pub(crate) async fn unseen(
+async fn unseen(
     client: &Client,
     observed: &mut Observed,
-    desired: &Desired,
-    name: &str,
-    namespace: &str,
+    (model, resolved, desired): (&IrisModel, &Resolved, &Desired),
 ) -> Result<(), Error> {
+    let (name, namespace) = (resolved.name.as_str(), resolved.namespace.as_str());
     if observed.deployment.is_none() {
         observed.deployment = get(client, namespace, name).await?;
     }
@@ -101,7 +157,69 @@ pub(crate) async fn unseen(
     if desired.activator.is_some() && observed.activator.is_none() {
         observed.activator = get(client, namespace, &activator_name(name)).await?;
     }
+    if may_start_canary(model, desired, observed) {
+        observed.canary_name = get(client, namespace, &canary_name(name)).await?;
+    }
+    if activator_changes(desired, observed.activator.as_ref())? {
+        let rbac = activator_name(name);
+        observed.activator_rbac = Some(ActivatorRbac {
+            account: get(client, namespace, &rbac).await?,
+            role: get(client, namespace, &rbac).await?,
+            binding: get(client, namespace, &rbac).await?,
+        });
+    }
     Ok(())
+}
+
+/// A child under the model's own name (Deployment, Service, HPA, PDB) or the activator's (and
+/// its RBAC, when read) that this IrisModel does not control stops the reconcile before anything else is read or
+/// written (a ResourceConflict names it; each write checks again).
+fn refuse_foreign(resolved: &Resolved, observed: &Observed) -> Result<(), Error> {
+    let owner = &resolved.owner;
+    owned::claim(observed.deployment.as_ref(), owner)?;
+    owned::claim(observed.service.as_ref(), owner)?;
+    owned::claim(observed.hpa.as_ref(), owner)?;
+    owned::claim(observed.pdb.as_ref(), owner)?;
+    owned::claim(observed.activator.as_ref(), owner)?;
+    if let Some(rbac) = &observed.activator_rbac {
+        owned::claim(rbac.account.as_ref(), owner)?;
+        owned::claim(rbac.role.as_ref(), owner)?;
+        owned::claim(rbac.binding.as_ref(), owner)?;
+    }
+    Ok(())
+}
+
+/// Whether a canary of this change may start while none of ours runs: its name is then
+/// looked up, since the cache hides (or lacks) what holds it.
+fn may_start_canary(model: &IrisModel, desired: &Desired, observed: &Observed) -> bool {
+    by_canary(model)
+        && observed.canary.is_none()
+        && observed
+            .deployment
+            .as_ref()
+            .is_some_and(|d| template_hash(d) != template_hash(&desired.deployment))
+}
+
+/// Whether the model's changes roll out through a canary.
+pub(crate) fn by_canary(model: &IrisModel) -> bool {
+    model
+        .spec
+        .rollout
+        .as_ref()
+        .is_some_and(|r| r.strategy == RolloutStrategy::Canary)
+}
+
+/// Whether the activator is to be written (wanted, and not as desired) or deleted (not wanted,
+/// and running): its RBAC is then read, for the ownership rule.
+fn activator_changes(desired: &Desired, observed: Option<&Deployment>) -> Result<bool, Error> {
+    Ok(match (&desired.activator, observed) {
+        (Some(activator), Some(observed)) => !contains(
+            Some(&serde_json::to_value(observed)?),
+            &serde_json::to_value(stamp(activator.deployment.clone())?)?,
+        ),
+        (Some(_), None) => true,
+        (None, observed) => observed.is_some(),
+    })
 }
 
 /// Reads an object, None when it does not exist, from the API server's watch cache
@@ -116,47 +234,182 @@ where
     owned::read(client, namespace, name).await
 }
 
-/// The pods of an IrisModel and the Warning Events of the few that are not ready.
-#[derive(Default)]
-pub(crate) struct Pods {
-    pub(crate) pods: Vec<Pod>,
-    pub(crate) events: PodEvents,
-    /// Whether the pods were listed (`pods` is empty otherwise, whatever runs).
-    pub(crate) read: bool,
+/// What needs the pods: the status while the stable rollout is incomplete (to explain why) or
+/// while status.image does not know the running image; a canary's analysis; the scaler.
+struct Needs {
+    explain: bool,
+    canary: bool,
+    rate: bool,
 }
 
-/// Pods are listed while the rollout of the applied Deployment is incomplete, to explain why,
-/// and then the Warning Events of the few that are not ready; and once it is complete when
-/// `image_unknown` (status.image has no image ID of the current image yet) and pods should run.
-pub(crate) async fn pods(
-    client: &Client,
-    deployment: &Deployment,
-    name: &str,
-    namespace: &str,
-    image_unknown: bool,
-) -> Result<Pods, Error> {
-    let rollout = status::rollout(deployment);
-    if rollout.complete && !(image_unknown && rollout.desired > 0) {
-        return Ok(Pods::default());
+impl Needs {
+    fn of(model: &IrisModel, resolved: &Resolved, observed: &Observed) -> Needs {
+        let previous_image = model.status.as_ref().and_then(|s| s.image.as_ref());
+        let image_unknown = image::needs_pods(previous_image, &resolved.image);
+        let explain = observed.deployment.as_ref().is_some_and(|d| {
+            let rollout = progress::rollout(d);
+            !rollout.complete || (image_unknown && rollout.desired > 0)
+        });
+        Needs {
+            explain,
+            canary: observed.canary.is_some() && by_canary(model),
+            rate: observed.deployment.is_some() && scaler::on_request_rate(model),
+        }
     }
-    let pods = list_pods(client, name, namespace).await?;
-    let events = match status::template_hash(deployment) {
-        Some(hash) => pod_events(client, namespace, &pods, hash).await?,
-        None => PodEvents::new(),
+}
+
+/// The pods and what they say, for whichever of the status, the canary and the scaler needs
+/// them: one pod list, the Warning Events of a few not-ready pods, one scrape.
+async fn live(
+    client: &Client,
+    scraper: &dyn Scrape,
+    observed: &Observed,
+    (model, resolved, _desired): (&IrisModel, &Resolved, &Desired),
+    now: &Time,
+) -> Result<Live, Error> {
+    let needs = Needs::of(model, resolved, observed);
+    if !(needs.explain || needs.canary || needs.rate) {
+        return Ok(Live::default());
+    }
+    let namespace = resolved.namespace.as_str();
+    let pods = list_pods(client, &resolved.name, namespace).await?;
+    let events = match observed.deployment.as_ref().and_then(template_hash) {
+        Some(hash) if needs.explain => pod_events(client, namespace, &pods, hash).await?,
+        _ => PodEvents::new(),
     };
-    Ok(Pods {
+    let (canary_pods, stable_pods): (Vec<Pod>, Vec<Pod>) =
+        pods.iter().cloned().partition(is_canary);
+    let failure = match observed.canary.as_ref().and_then(template_hash) {
+        Some(hash) if needs.canary => {
+            let events = pod_events(client, namespace, &canary_pods, hash).await?;
+            rootcause::pod_failure(&canary_pods, hash, &events, now)
+                .map(|(reason, message)| format!("{reason}: {message}"))
+        }
+        _ => None,
+    };
+    let mut canary = CanaryFacts {
+        failure,
+        ..CanaryFacts::default()
+    };
+    let mut sample = None;
+    if needs.canary || needs.rate {
+        // One scrape of both sides, the canary's pods first (they win the cap); the answers
+        // come back in that order.
+        let mut ready = ready_by_name(canary_pods);
+        let split = ready.len();
+        ready.extend(ready_by_name(stable_pods));
+        let pages = scrape(scraper, &ready, resolved).await;
+        let unscraped = ready.len().saturating_sub(pages.len());
+        let read: Vec<(&Pod, Result<Traffic, Unread>)> = ready
+            .iter()
+            .zip(pages)
+            .map(|(pod, page)| (pod, read_page(pod, page)))
+            .collect();
+        if needs.canary {
+            canary.canary = traffic_of(read.iter().take(split));
+            canary.stable = traffic_of(read.iter().skip(split)).unwrap_or_default();
+        }
+        if needs.rate {
+            sample = Some(rate_sample(&read, unscraped, observed, now));
+        }
+    }
+    Ok(Live {
         pods,
+        pods_read: true,
         events,
-        read: true,
+        canary,
+        sample,
     })
 }
 
+fn is_canary(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(TRACK_LABEL))
+        .is_some_and(|t| t == TRACK_CANARY)
+}
+
+/// Why a pod's counters were not read.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Unread {
+    /// The scrape failed (no IP, no answer, an HTTP error).
+    Failed(String),
+    /// The page is unusable (see [`Traffic::read`]).
+    Unusable(String),
+}
+
+/// A pod's prediction traffic from its page, or why there is none.
+pub(crate) fn read_page(pod: &Pod, page: Result<String, String>) -> Result<Traffic, Unread> {
+    let text = page.map_err(Unread::Failed)?;
+    Traffic::read(&text).map_err(|why| {
+        debug!(pod = pod.name_any(), "{why}");
+        Unread::Unusable(why)
+    })
+}
+
+/// The sum of the traffic of the pods whose page was read (None when none was); an unusable
+/// page makes the sum unusable, naming the pod.
+fn traffic_of<'a>(
+    read: impl Iterator<Item = &'a (&'a Pod, Result<Traffic, Unread>)>,
+) -> Option<Traffic> {
+    let traffic: Vec<Traffic> = read
+        .filter_map(|(pod, page)| match page {
+            Ok(traffic) => Some(traffic.clone()),
+            Err(Unread::Failed(_)) => None,
+            Err(Unread::Unusable(why)) => {
+                Some(Traffic::unusable(format!("pod {}: {why}", pod.name_any())))
+            }
+        })
+        .collect();
+    (!traffic.is_empty()).then(|| Traffic::sum(&traffic))
+}
+
+/// The scaler's sample: each read pod's counter, why the others were not read, and the
+/// Deployment's replica count.
+fn rate_sample(
+    read: &[(&Pod, Result<Traffic, Unread>)],
+    unscraped: usize,
+    observed: &Observed,
+    now: &Time,
+) -> Sample {
+    let mut counts = Vec::new();
+    let (mut unreadable, mut unusable) = (None, None);
+    for (pod, page) in read {
+        match page {
+            Ok(traffic) => counts.push(PodCount {
+                pod: pod.uid().unwrap_or_else(|| pod.name_any()),
+                requests: traffic.requests,
+                started: pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .map(scaler::seconds),
+            }),
+            Err(Unread::Failed(e)) => unreadable = Some(format!("pod {}: {e}", pod.name_any())),
+            Err(Unread::Unusable(e)) => {
+                unusable.get_or_insert_with(|| format!("pod {}: {e}", pod.name_any()));
+            }
+        }
+    }
+    let current = observed
+        .deployment
+        .as_ref()
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    Sample {
+        now: scaler::seconds(now),
+        counts,
+        unreadable,
+        unusable,
+        unscraped,
+        current,
+    }
+}
+
 /// The pods of an IrisModel (stable and canary), from the API server's watch cache.
-pub(crate) async fn list_pods(
-    client: &Client,
-    name: &str,
-    namespace: &str,
-) -> Result<Vec<Pod>, Error> {
+async fn list_pods(client: &Client, name: &str, namespace: &str) -> Result<Vec<Pod>, Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     Ok(api
         .list(
@@ -237,64 +490,6 @@ pub(crate) fn ready_by_name(pods: Vec<Pod>) -> Vec<Pod> {
     ready
 }
 
-/// A pod's prediction traffic from its page; a page that is unusable gives none, and why.
-fn traffic(pod: &Pod, page: String) -> Traffic {
-    Traffic::read(&page).unwrap_or_else(|why| {
-        let pod = pod.metadata.name.as_deref().unwrap_or("?");
-        debug!(pod, "{why}");
-        Traffic::unusable(format!("pod {pod}: {why}"))
-    })
-}
-
-/// While a canary runs: the canary pods' and the stable pods' prediction traffic, read from
-/// each ready pod's own /metrics, and why a canary pod is not ready (pod status and Warning
-/// Events of a few of them). One pod list, one scrape per ready pod, the canary's first (at
-/// most [`MAX_PODS_PER_RECONCILE`] in all).
-pub(crate) async fn canary(
-    client: &Client,
-    scraper: &dyn Scrape,
-    canary: &Deployment,
-    resolved: &Resolved,
-    now: &Time,
-) -> Result<CanaryFacts, Error> {
-    let (name, namespace) = (resolved.name.as_str(), resolved.namespace.as_str());
-    let pods = list_pods(client, name, namespace).await?;
-    let is_canary = |pod: &Pod| {
-        pod.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(TRACK_LABEL))
-            .is_some_and(|t| t == TRACK_CANARY)
-    };
-    let (canary_pods, stable_pods): (Vec<Pod>, Vec<Pod>) =
-        pods.into_iter().partition(|pod| is_canary(pod));
-    let failure = match status::template_hash(canary) {
-        Some(hash) => {
-            let events = pod_events(client, namespace, &canary_pods, hash).await?;
-            rootcause::pod_failure(&canary_pods, hash, &events, now)
-                .map(|(reason, message)| format!("{reason}: {message}"))
-        }
-        None => None,
-    };
-    // One scrape of both sides, the canary's pods first (they win the cap); the answers come
-    // back in that order.
-    let mut ready = ready_by_name(canary_pods);
-    let split = ready.len();
-    ready.extend(ready_by_name(stable_pods));
-    let pages = scrape(scraper, &ready, resolved).await;
-    let mut read = ready
-        .iter()
-        .zip(pages)
-        .map(|(pod, page)| page.ok().map(|page| traffic(pod, page)));
-    let canary_traffic: Vec<Traffic> = read.by_ref().take(split).flatten().collect();
-    let stable_traffic: Vec<Traffic> = read.flatten().collect();
-    Ok(CanaryFacts {
-        canary: (!canary_traffic.is_empty()).then(|| Traffic::sum(&canary_traffic)),
-        stable: Traffic::sum(&stable_traffic),
-        failure,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -304,9 +499,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::artifact::BuiltinCache;
     use crate::context::Settings;
     use crate::fixtures::model;
-    use crate::reconcile::artifact::BuiltinCache;
     use crate::reconcile::resolve::resolve;
 
     /// Answers each IP with itself after a while, counting the scrapes in flight.
@@ -370,5 +565,31 @@ mod tests {
         assert_eq!(pages[4], Err("no pod IP yet".to_string()));
         assert_eq!(pages[15], Ok("10.0.0.14".to_string()));
         assert_eq!(scraper.most.load(Ordering::SeqCst), CONCURRENT_SCRAPES);
+    }
+
+    #[test]
+    fn a_pods_unusable_page_is_told_apart_from_a_failed_scrape() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "iris-1", "uid": "u1"}
+        }))
+        .expect("pod");
+        assert_eq!(
+            read_page(&pod, Err("refused".into())),
+            Err(Unread::Failed("refused".into()))
+        );
+        assert_eq!(
+            read_page(&pod, Ok("}{\n".into())),
+            Err(Unread::Unusable(
+                "metrics page unusable: line 1 is not a sample of the Prometheus text format"
+                    .into()
+            ))
+        );
+        let nan = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} NaN\n";
+        assert_eq!(
+            read_page(&pod, Ok(nan.into())),
+            Err(Unread::Unusable(
+                "metrics page unusable: counter model_server_http_requests_total is NaN".into()
+            ))
+        );
     }
 }

@@ -8,13 +8,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
+use crate::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
 use crate::context::{ActivatorSettings, Settings};
 use crate::crd::{
     AuthSpec, AutoscalingSpec, IrisClass, IrisModel, ModelStatus, RolloutStrategy, ServiceSpec,
     Task, TrainingSpec,
 };
 use crate::error::Error;
-use crate::reconcile::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
 
 /// Where the pods get the model from.
 #[derive(Clone, Debug, PartialEq)]
@@ -385,7 +385,7 @@ mod tests {
             ResolvedSource::ConfigMap {
                 name: "iris-model".into(),
                 key: "model.json".into(),
-                content_hash: crate::reconcile::artifact::content_hash(content.as_bytes()),
+                content_hash: crate::artifact::content_hash(content.as_bytes()),
             }
         );
 

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{CanarySpec, RolloutSpec, RolloutStatus, RolloutStrategy};
 use crate::reconcile::analysis::{self, Traffic, Verdict};
-use crate::reconcile::status::{rollout as deployment_rollout, template_hash};
+use crate::reconcile::progress::{rollout as deployment_rollout, template_hash};
 
 /// Annotation on an IrisModel that steers a canary by hand: `pause`, `resume`, `promote` or
 /// `abort`. The operator acts on it once and removes it.

@@ -1,38 +1,22 @@
 //! Autoscaling on the request rate, by the operator itself: no metrics adapter, no KEDA, no
 //! HorizontalPodAutoscaler. Every [`SCALE_INTERVAL`] the reconcile of a model with
-//! `spec.autoscaling.targetRequestsPerSecond` reads each ready pod's own prediction counters
-//! (the `/metrics` the canary analysis reads, [`Traffic`]), takes the rate between two samples,
-//! and writes the replica count the rate asks for to the Deployment's scale subresource, which
-//! stays the one source of the count (as it is for the HPA, and for `kubectl scale`).
-//!
-//! The rule is the HorizontalPodAutoscaler's: desired = ceil(rate / target), kept at the
-//! current count within a 10% tolerance, bounded by min and max replicas; up at once, down
-//! only to the highest count recommended over the scale-down stabilization window. The state
-//! between samples lives in the operator's memory: after a restart (or a change of leader) the
-//! first sample only starts a new series, and the count stays where it is.
+//! `spec.autoscaling.targetRequestsPerSecond` samples each ready pod's own prediction counters
+//! (observe reads them), and this step decides, without a request of its own, the replica count
+//! the rate asks for ([`crate::rate`]: the HorizontalPodAutoscaler's rule over the samples);
+//! apply writes it to the Deployment's scale subresource, which stays the one source of the
+//! count (as it is for the HPA, and for `kubectl scale`). A model that scales to zero has its
+//! Service pointed at its activator in the same apply, before the count goes to zero.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::EventType;
-use kube::ResourceExt;
-use serde_json::json;
 
-use crate::context::Context;
-use crate::crd::{AutoscalingSpec, IrisModel};
-use crate::error::Error;
-use crate::metrics::{Operation, Written};
-use crate::names::MANAGER;
-use crate::reconcile::analysis::Traffic;
+use crate::crd::IrisModel;
+use crate::rate::{Reading, Sample, Scalers};
 use crate::reconcile::desired::service;
-use crate::reconcile::desired::ChildKind;
 use crate::reconcile::resolve::Resolved;
-use crate::reconcile::{apply, observe, report};
 
 /// How often a model autoscaled on its request rate is sampled (its requeue).
 pub(crate) const SCALE_INTERVAL: Duration = Duration::from_secs(5);
@@ -42,309 +26,18 @@ pub(crate) const REASON_RESCALED: &str = "Rescaled";
 pub(crate) const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
 /// Reason of the Event of a model woken from zero pods by its activator.
 pub(crate) const REASON_WOKEN: &str = "Woken";
-/// Samples closer than this are not taken (a watch event right after a tick): the rate over
-/// a fraction of a second is noise.
-const MIN_SAMPLE_GAP_S: f64 = 2.0;
-/// Within this ratio of the target the count stays (the HorizontalPodAutoscaler's tolerance).
-const TOLERANCE: f64 = 0.1;
-/// Series not sampled for this long belong to models that are gone or no longer autoscaled.
-const FORGET_AFTER_S: f64 = 600.0;
 
-/// One pod's prediction counter at a sample.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct PodCount {
-    /// The pod's uid: a pod replaced under the same name starts a new counter.
-    pub(crate) pod: String,
-    pub(crate) requests: u64,
-    /// When the pod started (seconds): a pod that started after the previous sample counts
-    /// all its requests.
-    pub(crate) started: Option<f64>,
-}
-
-/// One look at a model's pods.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Sample {
-    /// When (seconds).
-    pub(crate) now: f64,
-    /// The ready pods' counters that could be read.
-    pub(crate) counts: Vec<PodCount>,
-    /// Why a ready pod's counters could not be read (the last such reason).
-    pub(crate) unreadable: Option<String>,
-    /// Why a ready pod's page was unusable (NaN, negative, over the bounds...): the sample
-    /// then decides nothing, and the series keeps its last good sample.
-    pub(crate) unusable: Option<String>,
-    /// Ready pods not scraped, beyond [`crate::scrape::MAX_PODS_PER_RECONCILE`]: the rate of
-    /// the pods read is extrapolated to them.
-    pub(crate) unscraped: usize,
-    /// The Deployment's replica count.
-    pub(crate) current: i32,
-}
-
-/// What the autoscaler saw and decided at its last sample, for the status.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Facts {
-    /// Prediction requests per second over all the pods read (extrapolated to the ready pods
-    /// beyond the scrape cap, if any).
-    pub(crate) rate: f64,
-    /// Ready pods whose counters were read.
-    pub(crate) read: usize,
-    /// Pods whose counters went into the rate (read now and at the previous sample, or
-    /// started since).
-    pub(crate) pods: usize,
-    /// The Deployment's replica count before this decision.
-    pub(crate) current: i32,
-    /// The count written (after the bounds and the stabilization window).
-    pub(crate) desired: i32,
-    /// The count the rate alone asks for (may exceed maxReplicas).
-    pub(crate) wanted: i32,
-    /// Why no ready pod's counters could be read (the count then stays). With no pod read
-    /// and no reason, no pod was ready.
-    pub(crate) unreadable: Option<String>,
-    /// Seconds since the last prediction request was seen (or the series started, or the
-    /// model woke from zero pods).
-    pub(crate) idle: f64,
-    /// The model went from zero pods to some since the last sample (its activator woke it).
-    pub(crate) woke: bool,
-    /// Idle long enough for zero pods, but the activator is not ready: the count stays.
-    pub(crate) waiting_for_activator: bool,
-}
-
-impl Facts {
-    /// "24.5 requests/s over 2 pods against a target of 10/s per pod".
-    pub(crate) fn rate_phrase(&self, target: i32) -> String {
-        let pods = match self.pods {
-            1 => "1 pod".to_string(),
-            n => format!("{n} pods"),
-        };
-        format!(
-            "{:.1} requests/s over {pods} against a target of {target}/s per pod",
-            self.rate
-        )
-    }
-}
-
-/// The autoscaler's reading of a model: none yet (a first sample starts the series), or facts.
-pub(crate) type Reading = Option<Facts>;
-
-#[derive(Clone, Debug, Default)]
-struct Series {
-    at: f64,
-    counts: HashMap<String, u64>,
-    /// (time, bounded recommendation) over the scale-down window.
-    recommendations: VecDeque<(f64, i32)>,
-    last: Reading,
-    /// When a request was last seen (or the series started, or the model woke).
-    active_at: f64,
-    /// The replica count at the last sample.
-    current: i32,
-}
-
-/// The request-rate series of every model autoscaled on it, by `namespace/name`.
-#[derive(Default)]
-pub(crate) struct Scalers(Mutex<HashMap<String, Series>>);
-
-impl Scalers {
-    /// Takes a sample of a model's pods at `now` (seconds) and decides its replica count.
-    pub(crate) fn sample(
-        &self,
-        key: &str,
-        sample: Sample,
-        spec: &AutoscalingSpec,
-        target: f64,
-    ) -> Reading {
-        let Sample {
-            now,
-            counts,
-            unreadable,
-            unusable,
-            unscraped,
-            current,
-        } = sample;
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|k, s| k == key || now - s.at < FORGET_AFTER_S);
-        let Some(series) = all.get_mut(key) else {
-            if unusable.is_none() {
-                all.insert(key.to_string(), Series::start(now, &counts, current));
-            }
-            return None;
-        };
-        if now - series.at < MIN_SAMPLE_GAP_S {
-            // The last reading, for the status, but deciding nothing: the count may have
-            // changed since it was taken (the activator woke the model a moment after the
-            // operator took it to zero), and a repeated decision would undo that.
-            return series.last.clone().map(|f| Facts {
-                current,
-                desired: current,
-                ..f
-            });
-        }
-        let reading = match unusable {
-            Some(why) => series.hold(now, why, current),
-            None => series.next(now, &counts, unreadable, unscraped, current, spec, target),
-        };
-        // A wake is told once: a reading repeated for a sample too close does not retell it.
-        series.last = reading.clone().map(|f| Facts { woke: false, ..f });
-        reading
-    }
-
-    /// Drops a model's series (it was deleted, or no longer scales on its request rate).
-    pub(crate) fn forget(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-}
-
-impl Series {
-    fn start(now: f64, counts: &[PodCount], current: i32) -> Series {
-        Series {
-            at: now,
-            counts: counts.iter().map(|c| (c.pod.clone(), c.requests)).collect(),
-            active_at: now,
-            current,
-            ..Series::default()
-        }
-    }
-
-    /// A sample with an unusable page: the count stays, and the series keeps its last good
-    /// sample (the next good one takes the rate over the whole gap).
-    fn hold(&mut self, now: f64, why: String, current: i32) -> Reading {
-        let woke = self.current == 0 && current > 0;
-        self.current = current;
-        if woke {
-            self.active_at = now;
-        }
-        Some(Facts {
-            rate: 0.0,
-            read: 0,
-            pods: 0,
-            current,
-            desired: current,
-            wanted: current,
-            unreadable: Some(why),
-            idle: now - self.active_at,
-            woke,
-            waiting_for_activator: false,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn next(
-        &mut self,
-        now: f64,
-        counts: &[PodCount],
-        unreadable: Option<String>,
-        unscraped: usize,
-        current: i32,
-        spec: &AutoscalingSpec,
-        target: f64,
-    ) -> Reading {
-        let (before, dt) = (std::mem::take(&mut self.counts), now - self.at);
-        self.at = now;
-        self.counts = counts.iter().map(|c| (c.pod.clone(), c.requests)).collect();
-        let woke = self.current == 0 && current > 0;
-        self.current = current;
-        if woke {
-            // A request woke the model: its idle time starts again.
-            self.active_at = now;
-        }
-        let stay = |idle| Facts {
-            rate: 0.0,
-            read: 0,
-            pods: 0,
-            current,
-            desired: current,
-            wanted: current,
-            unreadable: None,
-            idle,
-            woke,
-            waiting_for_activator: false,
-        };
-        if current == 0 {
-            // At zero pods the activator wakes the model on a request, not the rate.
-            return Some(stay(now - self.active_at));
-        }
-        if counts.is_empty() {
-            // Nothing read (no pod ready yet, or none answered): no rate is not a zero rate.
-            // The count stays.
-            return Some(Facts {
-                unreadable,
-                ..stay(now - self.active_at)
-            });
-        }
-        let mut requests = 0u64;
-        let mut pods = 0usize;
-        // A pod not read before that has served requests was busy since the last sample
-        // (it started, or turned ready, since): activity, even where its rate is not counted.
-        let mut active = counts
-            .iter()
-            .any(|c| c.requests > 0 && !before.contains_key(&c.pod));
-        for c in counts {
-            let since = match before.get(&c.pod) {
-                // A counter below its last value is a restarted container's: all new.
-                Some(&b) => Some(c.requests.checked_sub(b).unwrap_or(c.requests)),
-                None if c.started.is_some_and(|s| s >= now - dt) => Some(c.requests),
-                None => None,
-            };
-            if let Some(n) = since {
-                requests = requests.saturating_add(n);
-                pods += 1;
-            }
-        }
-        active |= requests > 0;
-        if active {
-            self.active_at = now;
-        }
-        let idle = now - self.active_at;
-        // The pods beyond the scrape cap are taken to serve as the pods read do.
-        let extrapolated = (counts.len() + unscraped) as f64 / counts.len() as f64;
-        let rate = requests as f64 / dt.max(f64::EPSILON) * extrapolated;
-        let wanted = recommend(rate, current, target);
-        // A model that scales to zero keeps one pod until it has been idle long enough.
-        let floor = spec.min_replicas.max(i32::from(spec.scales_to_zero()));
-        let bounded = wanted.clamp(floor, spec.max_replicas);
-        let window = f64::from(spec.scale_down_window());
-        self.recommendations.push_back((now, bounded));
-        while self
-            .recommendations
-            .front()
-            .is_some_and(|(at, _)| *at < now - window)
-        {
-            self.recommendations.pop_front();
-        }
-        let desired = if spec.scales_to_zero() && idle >= f64::from(spec.idle_window()) {
-            0
-        } else if bounded >= current {
-            bounded
-        } else {
-            let highest = self.recommendations.iter().map(|(_, r)| *r).max();
-            highest.unwrap_or(bounded).min(current)
-        };
-        Some(Facts {
-            rate,
-            read: counts.len(),
-            pods,
-            current,
-            desired,
-            wanted,
-            unreadable: None,
-            idle,
-            woke,
-            waiting_for_activator: false,
-        })
-    }
-}
-
-/// The count a rate asks for: ceil(rate / target), or the current count while the rate per
-/// pod is within [`TOLERANCE`] of the target.
-fn recommend(rate: f64, current: i32, target: f64) -> i32 {
-    if current > 0 && (rate / (f64::from(current) * target) - 1.0).abs() <= TOLERANCE {
-        return current;
-    }
-    let wanted = (rate / target).ceil();
-    if wanted >= f64::from(i32::MAX) {
-        i32::MAX
-    } else {
-        wanted as i32
-    }
+/// What the scaler decided in this reconcile.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Scale {
+    /// What it saw and decided, for the status.
+    pub(crate) reading: Reading,
+    /// The replica count to write, with the reason and note of its Event.
+    pub(crate) write: Option<(i32, &'static str, String)>,
+    /// The note of the Event of a model woken from zero pods (told once).
+    pub(crate) woke: Option<String>,
+    /// The count goes to zero: the Service selects the activator, in the same apply.
+    pub(crate) to_zero: bool,
 }
 
 /// Whether the model scales on its request rate (the operator is its autoscaler).
@@ -357,40 +50,75 @@ pub(crate) fn on_request_rate(model: &IrisModel) -> bool {
 }
 
 /// Seconds since the epoch, the scaler's clock.
-fn seconds(time: &Time) -> f64 {
+pub(crate) fn seconds(time: &Time) -> f64 {
     time.0.as_millisecond() as f64 / 1000.0
 }
 
-/// Why a pod's counters were not read.
-#[derive(Debug, PartialEq)]
-enum Unread {
-    /// The scrape failed (no IP, no answer, an HTTP error).
-    Failed(String),
-    /// The page is unusable (see [`Traffic::read`]).
-    Unusable(String),
-}
-
-/// One pod's counters, or why they could not be read.
-fn pod_count(pod: &Pod, page: Result<String, String>) -> Result<PodCount, Unread> {
-    let text = page.map_err(Unread::Failed)?;
-    Ok(PodCount {
-        pod: pod.uid().unwrap_or_else(|| pod.name_any()),
-        requests: Traffic::read(&text).map_err(Unread::Unusable)?.requests,
-        started: pod
-            .status
-            .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .map(seconds),
+/// The request-rate step: from the sample observe took (None when the model has no
+/// Deployment yet), the replica count to write, if it changes. None when the model does not
+/// scale on its request rate (its series is then forgotten). Zero pods only with a ready
+/// activator: without one a Service with no pod behind it would refuse connections, so the
+/// model keeps its pods until the activator is ready.
+pub(crate) fn decide(
+    scalers: &Scalers,
+    resolved: &Resolved,
+    sample: Option<Sample>,
+    activator_ready: bool,
+) -> Option<Scale> {
+    let key = format!("{}/{}", resolved.namespace, resolved.name);
+    let Some((spec, target)) = resolved
+        .autoscaling
+        .as_ref()
+        .and_then(|a| Some((a, a.target_requests_per_second?)))
+    else {
+        scalers.forget(&key);
+        return None;
+    };
+    let mut reading = scalers.sample(&key, sample?, spec, f64::from(target));
+    let woke = reading.as_ref().filter(|f| f.woke).map(|facts| {
+        format!(
+            "0 -> {} replicas: a request reached the activator of the scaled-to-zero model",
+            facts.current
+        )
+    });
+    let mut to_zero = false;
+    if let Some(facts) = reading.as_mut().filter(|f| f.desired == 0 && f.current > 0) {
+        if activator_ready && resolved.activator.is_some() {
+            to_zero = true;
+        } else {
+            facts.desired = facts.current;
+            facts.waiting_for_activator = true;
+        }
+    }
+    let write = reading
+        .as_ref()
+        .filter(|f| f.desired != f.current)
+        .map(|facts| {
+            if facts.desired == 0 {
+                let note = format!(
+                    "{} -> 0 replicas: no prediction request for {:.0} s (idleSeconds {}); the \
+                     activator takes the Service's connections and starts a pod on the next one",
+                    facts.current,
+                    facts.idle,
+                    spec.idle_window()
+                );
+                (0, REASON_SCALED_TO_ZERO, note)
+            } else {
+                let note = format!(
+                    "{} -> {} replicas: {}",
+                    facts.current,
+                    facts.desired,
+                    facts.rate_phrase(target)
+                );
+                (facts.desired, REASON_RESCALED, note)
+            }
+        });
+    Some(Scale {
+        reading,
+        write,
+        woke,
+        to_zero,
     })
-}
-
-/// What the scaler of a model that scales to zero needs to take it there: the Service pointed
-/// at the activator (applied before the count goes to zero, so no connection finds no pod),
-/// the Service as observed, and whether the activator is ready to take the connections.
-pub(crate) struct Zero<'a> {
-    pub(crate) service: Service,
-    pub(crate) observed: Option<&'a Service>,
-    pub(crate) activator_ready: bool,
 }
 
 /// Whether a scale-to-zero model's Service should select its activator: while the Deployment
@@ -427,436 +155,95 @@ pub(crate) fn activator_ready(activator: Option<&Deployment>) -> bool {
         > 0
 }
 
-/// The request-rate step of a reconcile: samples the model's ready pods (`listed` when this
-/// reconcile has listed them already, else listed here), and writes the replica count to the
-/// Deployment's scale subresource when it changes. None when the model does not scale on its
-/// request rate.
-pub(crate) async fn scale(
-    ctx: &Context,
-    model: &IrisModel,
-    resolved: &Resolved,
-    deployment: &Deployment,
-    listed: Option<&[Pod]>,
-    zero: Option<Zero<'_>>,
-    now: &Time,
-) -> Result<Option<Reading>, Error> {
-    let key = format!("{}/{}", resolved.namespace, resolved.name);
-    let Some((spec, target)) = resolved
-        .autoscaling
-        .as_ref()
-        .and_then(|a| Some((a, a.target_requests_per_second?)))
-    else {
-        ctx.scalers.forget(&key);
-        return Ok(None);
-    };
-    let pods = match listed {
-        Some(pods) => pods.to_vec(),
-        None => observe::list_pods(&ctx.client, &resolved.name, &resolved.namespace).await?,
-    };
-    let ready = observe::ready_by_name(pods);
-    let pages = observe::scrape(ctx.scraper.as_ref(), &ready, resolved).await;
-    let unscraped = ready.len().saturating_sub(pages.len());
-    let mut counts = Vec::new();
-    let (mut failure, mut unusable) = (None, None);
-    for (pod, page) in ready.iter().zip(pages) {
-        match pod_count(pod, page) {
-            Ok(count) => counts.push(count),
-            Err(Unread::Failed(e)) => failure = Some(format!("pod {}: {e}", pod.name_any())),
-            Err(Unread::Unusable(e)) => {
-                unusable.get_or_insert_with(|| format!("pod {}: {e}", pod.name_any()));
-            }
-        }
-    }
-    let current = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let sample = Sample {
-        now: seconds(now),
-        counts,
-        unreadable: failure,
-        unusable,
-        unscraped,
-        current,
-    };
-    let mut reading = ctx.scalers.sample(&key, sample, spec, f64::from(target));
-    if let Some(facts) = reading.as_ref().filter(|f| f.woke) {
-        let note = format!(
-            "0 -> {} replicas: a request reached the activator of the scaled-to-zero model",
-            facts.current
-        );
-        tracing::info!(irismodel = %key, "woken from zero pods: {note}");
-        report::publish_event(model, ctx, EventType::Normal, REASON_WOKEN, note).await;
-    }
-    if let Some(facts) = reading.as_mut().filter(|f| f.desired == 0 && f.current > 0) {
-        match zero {
-            Some(zero) if zero.activator_ready => {
-                let services: Api<Service> =
-                    Api::namespaced(ctx.client.clone(), &resolved.namespace);
-                let (_, outcome) = apply::apply(
-                    &services,
-                    &resolved.owner,
-                    zero.service,
-                    zero.observed,
-                    false,
-                )
-                .await?;
-                if outcome == apply::Outcome::Applied {
-                    ctx.metrics
-                        .write(Written::Child(ChildKind::Service), Operation::Apply);
-                }
-            }
-            _ => {
-                // Without a ready activator a Service with no pod behind it would refuse
-                // connections: the model keeps its pods until the activator is ready.
-                facts.desired = facts.current;
-                facts.waiting_for_activator = true;
-            }
-        }
-    }
-    if let Some(facts) = reading.as_ref().filter(|f| f.desired != f.current) {
-        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &resolved.namespace);
-        api.patch_scale(
-            &resolved.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": facts.desired}})),
-        )
-        .await
-        .map_err(Error::kube("scale the deployment"))?;
-        ctx.metrics
-            .write(Written::Child(ChildKind::Deployment), Operation::Scale);
-        let (reason, note) = if facts.desired == 0 {
-            (
-                REASON_SCALED_TO_ZERO,
-                format!(
-                    "{} -> 0 replicas: no prediction request for {:.0} s (idleSeconds {}); the \
-                     activator takes the Service's connections and starts a pod on the next one",
-                    facts.current,
-                    facts.idle,
-                    spec.idle_window()
-                ),
-            )
-        } else {
-            (
-                REASON_RESCALED,
-                format!(
-                    "{} -> {} replicas: {}",
-                    facts.current,
-                    facts.desired,
-                    facts.rate_phrase(target)
-                ),
-            )
-        };
-        tracing::info!(irismodel = %key, manager = MANAGER, "scaled on the request rate: {note}");
-        report::publish_event(model, ctx, EventType::Normal, reason, note).await;
-    }
-    Ok(Some(reading))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::BuiltinCache;
+    use crate::context::Settings;
+    use crate::crd::AutoscalingSpec;
+    use crate::fixtures::model;
+    use crate::rate::PodCount;
+    use crate::reconcile::resolve::resolve;
 
-    fn spec(min: i32, max: i32, window: i32) -> AutoscalingSpec {
-        AutoscalingSpec {
+    fn resolved(min: i32, idle: Option<i32>) -> Resolved {
+        let mut model = model("iris", 1);
+        model.spec.autoscaling = Some(AutoscalingSpec {
             min_replicas: min,
-            max_replicas: max,
+            max_replicas: 5,
             target_cpu_utilization_percentage: 70,
-            scale_down_stabilization_seconds: Some(window),
-            idle_seconds: None,
+            scale_down_stabilization_seconds: Some(0),
+            idle_seconds: idle,
             target_requests_per_second: Some(10),
-        }
+        });
+        resolve(&model, &Settings::default(), None, &BuiltinCache::default()).expect("resolves")
     }
 
-    fn look(now: f64, counts: Vec<PodCount>, current: i32) -> Sample {
-        Sample {
+    fn sample(now: f64, requests: u64, current: i32) -> Option<Sample> {
+        Some(Sample {
             now,
-            counts,
+            counts: vec![PodCount {
+                pod: "p1".into(),
+                requests,
+                started: Some(0.0),
+            }],
             unreadable: None,
             unusable: None,
             unscraped: 0,
             current,
-        }
-    }
-
-    fn counts(pods: &[(&str, u64)]) -> Vec<PodCount> {
-        pods.iter()
-            .map(|(pod, requests)| PodCount {
-                pod: pod.to_string(),
-                requests: *requests,
-                started: Some(0.0),
-            })
-            .collect()
+        })
     }
 
     #[test]
-    fn the_first_sample_starts_a_series_and_decides_nothing() {
-        let scalers = Scalers::default();
-        let s = spec(1, 5, 0);
+    fn a_rate_over_the_target_writes_the_count_with_its_event() {
+        let (scalers, resolved) = (Scalers::default(), resolved(1, None));
+        let first = decide(&scalers, &resolved, sample(0.0, 0, 1), true).expect("autoscaled");
+        assert_eq!((first.reading, first.write), (None, None));
+        let second = decide(&scalers, &resolved, sample(10.0, 300, 1), true).expect("autoscaled");
+        let (replicas, reason, note) = second.write.expect("a new count");
+        assert_eq!((replicas, reason), (3, REASON_RESCALED));
         assert_eq!(
-            scalers.sample("ns/a", look(100.0, counts(&[("p1", 50)]), 1), &s, 10.0),
-            None
+            note,
+            "1 -> 3 replicas: 30.0 requests/s over 1 pod against a target of 10/s per pod"
         );
-        // 300 requests in 10 s on one pod, target 10/s per pod: 3 pods, at once.
-        let facts = scalers
-            .sample("ns/a", look(110.0, counts(&[("p1", 350)]), 1), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((facts.rate, facts.wanted, facts.desired), (30.0, 3, 3));
-        assert_eq!((facts.current, facts.pods), (1, 1));
+        assert!(!second.to_zero && second.woke.is_none());
     }
 
     #[test]
-    fn the_count_is_bounded_and_the_wanted_count_is_kept_for_the_status() {
-        let scalers = Scalers::default();
-        let s = spec(2, 4, 0);
-        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 2), &s, 10.0);
-        let facts = scalers
-            .sample("ns/a", look(10.0, counts(&[("p1", 1000)]), 2), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((facts.wanted, facts.desired), (10, 4));
-        let idle = scalers
-            .sample("ns/a", look(20.0, counts(&[("p1", 1000)]), 4), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((idle.rate, idle.wanted, idle.desired), (0.0, 0, 2));
-    }
-
-    #[test]
-    fn within_the_tolerance_the_count_stays() {
-        assert_eq!(recommend(21.0, 2, 10.0), 2);
-        assert_eq!(recommend(19.0, 2, 10.0), 2);
-        assert_eq!(recommend(23.0, 2, 10.0), 3);
-        assert_eq!(recommend(0.0, 0, 10.0), 0);
-        assert_eq!(recommend(1e300, 1, 1.0), i32::MAX);
-    }
-
-    #[test]
-    fn down_only_to_the_highest_recommendation_of_the_window() {
-        let scalers = Scalers::default();
-        let s = spec(1, 5, 30);
-        let mut total = 0;
-        let mut at = |t: f64, per_s: u64, current: i32| {
-            total += per_s * 10;
-            scalers
-                .sample("ns/a", look(t, counts(&[("p1", total)]), current), &s, 10.0)
-                .map(|f| f.desired)
-        };
-        assert_eq!(at(0.0, 0, 1), None);
-        assert_eq!(at(10.0, 40, 1), Some(4));
-        // The load drops: the window still holds the 4 of 10 s ago.
-        assert_eq!(at(20.0, 10, 4), Some(4));
-        assert_eq!(at(30.0, 10, 4), Some(4));
-        assert_eq!(at(40.0, 10, 4), Some(4));
-        // 30 s after the peak it has left the window.
-        assert_eq!(at(50.0, 10, 4), Some(1));
-    }
-
-    #[test]
-    fn counters_of_new_restarted_and_replaced_pods() {
-        let scalers = Scalers::default();
-        let s = spec(1, 10, 0);
-        scalers.sample("ns/a", look(0.0, counts(&[("p1", 500)]), 1), &s, 10.0);
-        // p1 restarted (its counter went down: 100 are new); p2 started after the first
-        // sample (all 100 count); p3 was running before it, but never read (not counted).
-        let mut now = counts(&[("p1", 100), ("p2", 100), ("p3", 900)]);
-        now[1].started = Some(5.0);
-        now[2].started = Some(-100.0);
-        let facts = scalers
-            .sample("ns/a", look(10.0, now, 1), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((facts.rate, facts.pods), (20.0, 2));
-    }
-
-    #[test]
-    fn no_counters_read_keeps_the_count_and_says_why() {
-        let scalers = Scalers::default();
-        let s = spec(1, 5, 0);
-        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 3), &s, 10.0);
-        let facts = scalers
-            .sample(
-                "ns/a",
-                Sample {
-                    unreadable: Some("pod a: connection refused".into()),
-                    ..look(10.0, vec![], 3)
-                },
-                &s,
-                10.0,
-            )
-            .expect("a reading");
-        assert_eq!(facts.desired, 3);
-        assert_eq!(
-            facts.unreadable.as_deref(),
-            Some("pod a: connection refused")
-        );
-    }
-
-    #[test]
-    fn samples_too_close_repeat_the_last_reading_and_old_series_are_forgotten() {
-        let scalers = Scalers::default();
-        let s = spec(1, 5, 0);
-        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 1), &s, 10.0);
-        let first = scalers
-            .sample("ns/a", look(10.0, counts(&[("p1", 300)]), 1), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((first.rate, first.desired), (30.0, 3));
-        // 1 s later the count is 3 already: the same rate, and no decision.
-        let again = scalers
-            .sample("ns/a", look(11.0, counts(&[("p1", 9999)]), 3), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((again.rate, again.current, again.desired), (30.0, 3, 3));
-        // Another model's sample 10 minutes later drops the stale series.
-        scalers.sample("ns/b", look(700.0, counts(&[]), 1), &s, 10.0);
-        assert_eq!(
-            scalers.sample("ns/a", look(710.0, counts(&[("p1", 0)]), 1), &s, 10.0),
-            None
-        );
-    }
-
-    fn to_zero(idle: i32) -> AutoscalingSpec {
-        AutoscalingSpec {
-            idle_seconds: Some(idle),
-            ..spec(0, 3, 0)
+    fn zero_pods_only_with_a_ready_activator_and_the_service_moves_first() {
+        let resolved = resolved(0, Some(30));
+        for ready in [false, true] {
+            let scalers = Scalers::default();
+            decide(&scalers, &resolved, sample(0.0, 5, 1), ready);
+            let idle = decide(&scalers, &resolved, sample(40.0, 5, 1), ready).expect("autoscaled");
+            let facts = idle.reading.as_ref().expect("a reading");
+            if ready {
+                assert!(idle.to_zero);
+                assert_eq!(
+                    idle.write.as_ref().map(|w| (w.0, w.1)),
+                    Some((0, REASON_SCALED_TO_ZERO))
+                );
+            } else {
+                assert!(!idle.to_zero && idle.write.is_none());
+                assert!(facts.waiting_for_activator);
+                assert_eq!(facts.desired, 1);
+            }
         }
     }
 
     #[test]
-    fn an_idle_model_goes_to_zero_pods_only_after_its_idle_time() {
-        let scalers = Scalers::default();
-        let s = to_zero(30);
-        let at = |t: f64, requests: u64, current: i32| {
-            scalers
-                .sample(
-                    "ns/a",
-                    look(t, counts(&[("p1", requests)]), current),
-                    &s,
-                    10.0,
-                )
-                .map(|f| (f.desired, f.idle))
-        };
-        assert_eq!(at(0.0, 10, 1), None);
-        // No request for 10 and 20 s: one pod stays (the floor while not idle is 1, not 0).
-        assert_eq!(at(10.0, 10, 1), Some((1, 10.0)));
-        assert_eq!(at(20.0, 10, 1), Some((1, 20.0)));
-        // A request resets the idle time.
-        assert_eq!(at(25.0, 11, 1), Some((1, 0.0)));
-        assert_eq!(at(50.0, 11, 1), Some((1, 25.0)));
-        assert_eq!(at(55.0, 11, 1), Some((0, 30.0)));
-    }
-
-    #[test]
-    fn at_zero_pods_the_count_stays_and_a_wake_is_told_once_and_restarts_the_idle_time() {
-        let scalers = Scalers::default();
-        let s = to_zero(30);
-        scalers.sample("ns/a", look(0.0, vec![], 0), &s, 10.0);
-        let zero = scalers
-            .sample("ns/a", look(100.0, vec![], 0), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((zero.current, zero.desired, zero.woke), (0, 0, false));
-        // The activator scaled it to 1; its pod is not ready yet.
-        let woken = scalers
-            .sample("ns/a", look(105.0, vec![], 1), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((woken.desired, woken.woke, woken.idle), (1, true, 0.0));
-        // A sample too close repeats the reading without the wake.
-        let again = scalers
-            .sample("ns/a", look(106.0, vec![], 1), &s, 10.0)
-            .expect("a reading");
-        assert!(!again.woke);
-        // Its pod counts the held request: not idle, one pod.
-        let mut served = counts(&[("p2", 1)]);
-        served[0].started = Some(104.0);
-        let facts = scalers
-            .sample("ns/a", look(110.0, served, 1), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((facts.desired, facts.idle, facts.woke), (1, 0.0, false));
-    }
-
-    #[test]
-    fn a_model_with_a_floor_of_one_never_goes_to_zero() {
-        let scalers = Scalers::default();
-        let s = spec(1, 3, 0);
-        scalers.sample("ns/a", look(0.0, counts(&[("p1", 0)]), 1), &s, 10.0);
-        let facts = scalers
-            .sample("ns/a", look(100_000.0, counts(&[("p1", 0)]), 1), &s, 10.0)
-            .expect("a reading");
-        assert_eq!(facts.desired, 1);
-    }
-
-    #[test]
-    fn an_unusable_page_holds_the_count_and_keeps_the_last_good_sample() {
-        let scalers = Scalers::default();
-        let s = spec(1, 5, 0);
-        let garbage = |now: f64, current: i32| Sample {
-            unusable: Some("pod a: metrics page unusable: counter x is NaN".into()),
-            ..look(now, vec![], current)
-        };
-        // A first sample that is garbage starts no series.
-        assert_eq!(scalers.sample("ns/a", garbage(0.0, 2), &s, 10.0), None);
+    fn a_wake_is_told_and_a_model_no_longer_rate_autoscaled_is_forgotten() {
+        let (scalers, resolved) = (Scalers::default(), resolved(0, Some(30)));
+        decide(&scalers, &resolved, sample(0.0, 0, 0), true);
+        let woke = decide(&scalers, &resolved, sample(10.0, 0, 1), true).expect("autoscaled");
         assert_eq!(
-            scalers.sample("ns/a", look(10.0, counts(&[("p1", 100)]), 2), &s, 10.0),
-            None
+            woke.woke.as_deref(),
+            Some("0 -> 1 replicas: a request reached the activator of the scaled-to-zero model")
         );
-        let held = scalers
-            .sample("ns/a", garbage(20.0, 2), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((held.desired, held.read, held.rate), (2, 0, 0.0));
-        assert_eq!(
-            held.unreadable.as_deref(),
-            Some("pod a: metrics page unusable: counter x is NaN")
-        );
-        // The next good sample takes the rate from the last good one (600 in 20 s), not from
-        // nothing (which would read as no traffic and scale down).
-        let facts = scalers
-            .sample("ns/a", look(30.0, counts(&[("p1", 700)]), 2), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((facts.rate, facts.pods, facts.desired), (30.0, 1, 3));
-    }
-
-    #[test]
-    fn the_rate_is_extrapolated_to_the_pods_beyond_the_scrape_cap() {
-        let scalers = Scalers::default();
-        let s = spec(1, 40, 0);
-        let pods: Vec<(String, u64)> = (0..16).map(|i| (format!("p{i}"), 0)).collect();
-        let named = |n: u64| {
-            pods.iter()
-                .map(|(p, _)| (p.as_str(), n))
-                .collect::<Vec<_>>()
-        };
-        let capped = |now: f64, n: u64| Sample {
-            unscraped: 16,
-            ..look(now, counts(&named(n)), 32)
-        };
-        scalers.sample("ns/a", capped(0.0, 0), &s, 10.0);
-        // 16 pods read at 10/s each, 16 more not read: 320/s, on target for 32 pods.
-        let facts = scalers
-            .sample("ns/a", capped(10.0, 100), &s, 10.0)
-            .expect("a reading");
-        assert_eq!((facts.rate, facts.read, facts.desired), (320.0, 16, 32));
-    }
-
-    #[test]
-    fn a_pods_unusable_page_is_told_apart_from_a_failed_scrape() {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "iris-1", "uid": "u1"}
-        }))
-        .expect("pod");
-        assert_eq!(
-            pod_count(&pod, Err("refused".into())),
-            Err(Unread::Failed("refused".into()))
-        );
-        assert_eq!(
-            pod_count(&pod, Ok("}{\n".into())),
-            Err(Unread::Unusable(
-                "metrics page unusable: line 1 is not a sample of the Prometheus text format"
-                    .into()
-            ))
-        );
-        let nan = "model_server_http_requests_total{route=\"/predict_iris\",code=\"200\"} NaN\n";
-        assert_eq!(
-            pod_count(&pod, Ok(nan.into())),
-            Err(Unread::Unusable(
-                "metrics page unusable: counter model_server_http_requests_total is NaN".into()
-            ))
-        );
+        let mut plain = resolved.clone();
+        plain.autoscaling = None;
+        assert_eq!(decide(&scalers, &plain, sample(20.0, 0, 1), true), None);
+        // Forgotten: the next sample starts a new series and decides nothing.
+        let again = decide(&scalers, &resolved, sample(30.0, 0, 1), true).expect("autoscaled");
+        assert_eq!(again.reading, None);
     }
 }

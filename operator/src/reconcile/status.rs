@@ -8,106 +8,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{IrisModel, IrisModelStatus, RolloutStatus};
 use crate::error::Error;
-use crate::names::{activator_name, selector_string, MODEL_HASH_ANNOTATION};
+use crate::names::{activator_name, selector_string};
 use crate::reconcile::autoscaling;
 use crate::reconcile::conditions::{
-    find, merge, Verdict, AUTOSCALING, DEGRADED, PROGRESSING, READY, ROLLOUT,
+    find, merge, Verdict, AUTOSCALING, DEGRADED, PROGRESSING, READY, REASON_ACTIVATOR_NOT_READY,
+    REASON_AS_EXPECTED, REASON_READY, REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE,
+    REASON_SCALED_TO_ZERO, REASON_WAKING, ROLLOUT,
 };
 use crate::reconcile::image;
+use crate::reconcile::progress::{rollout, template_hash, Rollout};
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::{
     Decision, PHASE_ABORTED, PHASE_CANARY, PHASE_PAUSED, PHASE_PROMOTED, PHASE_PROMOTING,
 };
 use crate::reconcile::rootcause::{bound, pod_failure, PodEvents};
-use crate::reconcile::scaler;
-
-/// Reason of Ready=True.
-pub(crate) const REASON_READY: &str = "Ready";
-/// Reason while pods of the current version are starting or replacing old ones.
-pub(crate) const REASON_ROLLING_OUT: &str = "RollingOut";
-/// Reason of Progressing=False once the rollout is done.
-pub(crate) const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
-/// Reason of Ready=False with zero replicas.
-pub(crate) const REASON_SCALED_TO_ZERO: &str = "ScaledToZero";
-/// Ready=True of a scale-to-zero model whose activator holds requests while a pod starts.
-pub(crate) const REASON_WAKING: &str = "Waking";
-/// Ready=False of a scale-to-zero model with no ready pod and no ready activator.
-pub(crate) const REASON_ACTIVATOR_NOT_READY: &str = "ActivatorNotReady";
-/// Reason of Degraded=False.
-pub(crate) const REASON_AS_EXPECTED: &str = "AsExpected";
-
-/// What the Deployment reports about its rollout.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Rollout {
-    /// Pods the Deployment wants.
-    pub(crate) desired: i32,
-    pub(crate) replicas: i32,
-    pub(crate) ready: i32,
-    pub(crate) updated: i32,
-    pub(crate) available: i32,
-    /// The controller has seen the current spec, all pods run it, no old pod is left, and all
-    /// are available.
-    pub(crate) complete: bool,
-    /// A Deployment condition that will not fix itself (deadline exceeded, replica failure).
-    pub(crate) failure: Option<(String, String)>,
-}
-
-/// Reads the rollout state of a Deployment as written by the Deployment controller.
-pub(crate) fn rollout(deployment: &Deployment) -> Rollout {
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
-    let replicas = status.replicas.unwrap_or(0);
-    let ready = status.ready_replicas.unwrap_or(0);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let seen = match (status.observed_generation, deployment.metadata.generation) {
-        (Some(observed), Some(generation)) => observed >= generation,
-        (_, None) => true,
-        (None, Some(_)) => false,
-    };
-    let complete = seen && updated == desired && replicas == updated && available >= desired;
-
-    let conditions = status.conditions.unwrap_or_default();
-    let failure = conditions.iter().find_map(|c| {
-        let stuck = (c.type_ == "Progressing"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-            || (c.type_ == "ReplicaFailure" && c.status == "True");
-        stuck.then(|| {
-            (
-                c.reason.clone().unwrap_or_else(|| c.type_.clone()),
-                bound(c.message.as_deref().unwrap_or_default()),
-            )
-        })
-    });
-    Rollout {
-        desired,
-        replicas,
-        ready,
-        updated,
-        available,
-        complete,
-        failure,
-    }
-}
-
-/// The current pod-template hash of a Deployment.
-pub(crate) fn template_hash(deployment: &Deployment) -> Option<&str> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(MODEL_HASH_ANNOTATION)
-        .map(String::as_str)
-}
 
 /// The observations the status is derived from.
 pub(crate) struct Observed<'a> {
@@ -122,7 +36,7 @@ pub(crate) struct Observed<'a> {
     /// The HorizontalPodAutoscaler as the watch cache has it (with its status).
     pub(crate) hpa: Option<&'a HorizontalPodAutoscaler>,
     /// The request-rate autoscaler's reading, when the model scales on its request rate.
-    pub(crate) rate: Option<&'a scaler::Reading>,
+    pub(crate) rate: Option<&'a crate::rate::Reading>,
     /// The activator of a model that scales to zero.
     pub(crate) activator: Option<ActivatorView>,
 }
@@ -379,6 +293,7 @@ pub(crate) fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::MODEL_HASH_ANNOTATION;
     use serde_json::json;
 
     fn deployment(spec_replicas: i32, generation: i64, status: serde_json::Value) -> Deployment {

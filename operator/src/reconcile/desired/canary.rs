@@ -41,8 +41,8 @@ mod tests {
     use crate::fixtures::model;
     use crate::names::selector_labels;
     use crate::reconcile::desired::deployment;
+    use crate::reconcile::progress::template_hash;
     use crate::reconcile::resolve::resolve;
-    use crate::reconcile::status::template_hash;
 
     #[test]
     fn the_canary_runs_the_same_model_under_its_own_name_and_track() {

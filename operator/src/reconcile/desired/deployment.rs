@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::{child_meta, placement, security};
+use super::{child_meta, env_var, placement, security};
 use crate::crd::Task;
 use crate::names::{labels, selector_labels, GRPC_PORT_NAME, MODEL_HASH_ANNOTATION, PORT_NAME};
 use crate::reconcile::resolve::{Resolved, ResolvedSource};
@@ -262,14 +262,6 @@ fn probe(path: &str, scheme: &str, period_seconds: i32, failure_threshold: i32) 
         success_threshold: Some(1),
         failure_threshold: Some(failure_threshold),
         ..Probe::default()
-    }
-}
-
-pub(crate) fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: Some(value.into()),
-        value_from: None,
     }
 }
 

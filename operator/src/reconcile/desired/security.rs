@@ -6,7 +6,7 @@
 use iris_model::env;
 use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use super::deployment::env_var;
+use super::env_var;
 use crate::reconcile::resolve::Resolved;
 
 /// Volume of the `spec.tls.secretName` Secret.
@@ -137,10 +137,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::artifact::BuiltinCache;
     use crate::context::Settings;
     use crate::crd::AuthSpec;
     use crate::fixtures::model;
-    use crate::reconcile::artifact::BuiltinCache;
     use crate::reconcile::desired::{deployment, service};
     use crate::reconcile::resolve::resolve;
 

@@ -6,7 +6,8 @@
 //!   never changed, and the reconcile fails with `ResourceConflict` naming it;
 //! - a child is deleted only when it is controlled by this IrisModel, with a uid precondition,
 //!   so the delete cannot reach an object re-created under the same name meanwhile; a foreign
-//!   object under the name of a child no longer wanted is left alone.
+//!   object under the name of a child no longer wanted is left alone (the writes and deletes
+//!   are in [`crate::reconcile::apply`], the reads in [`crate::reconcile::observe`]).
 //!
 //! Names derived from the model's (`<name>-canary`, `<name>-activator`) cannot collide with
 //! another IrisModel's children: the CRD refuses model names with those suffixes.
@@ -15,7 +16,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, GetParams, Preconditions};
+use kube::api::{Api, GetParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -76,71 +77,6 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(e) => Err(Error::kube("get")(e)),
     }
-}
-
-/// The result of bringing one child to its desired state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Already as desired: no request sent.
-    Unchanged,
-    /// Written with server-side apply.
-    Applied,
-    /// Removed because it is no longer wanted.
-    Deleted,
-    /// Neither wanted nor present (or present but someone else's, and left alone).
-    Absent,
-}
-
-/// Deletes a child that is no longer wanted: only when this IrisModel controls it, and with
-/// its uid as a precondition.
-pub(crate) async fn delete<K>(
-    api: &Api<K>,
-    observed: Option<&K>,
-    owner: &OwnerReference,
-) -> Result<Outcome, Error>
-where
-    K: Resource + Clone + Debug + DeserializeOwned,
-{
-    let Some(observed) = observed.filter(|o| controlled_by(*o, owner)) else {
-        return Ok(Outcome::Absent);
-    };
-    let Some(uid) = observed.uid() else {
-        // Every stored object has a uid; without one there is nothing safe to delete.
-        return Ok(Outcome::Absent);
-    };
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&observed.name_any(), &params).await {
-        Ok(_) => Ok(Outcome::Deleted),
-        // Gone already, or replaced by another object under the same name (uid precondition).
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-            Ok(Outcome::Absent)
-        }
-        Err(e) => Err(Error::kube("delete")(e)),
-    }
-}
-
-/// Deletes a child known only by name (one no watch cache holds): read, then [`delete`].
-pub(crate) async fn delete_named<K>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    owner: &OwnerReference,
-) -> Result<Outcome, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + DeserializeOwned,
-{
-    let found: Option<K> = read(client, namespace, name).await?;
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    delete(&api, found.as_ref(), owner).await
 }
 
 #[cfg(test)]
