@@ -7,11 +7,10 @@
 //! taken over), with the activator's RBAC when it is to be written or deleted; then, when
 //! something needs them, the pods (one list), the Warning Events of the few that are not ready,
 //! and the ready pods' `/metrics` pages (one scrape of each, at most
-//! [`MAX_PODS_PER_RECONCILE`]), read into the canary's traffic and the scaler's sample.
+//! [`crate::scrape::MAX_PODS_PER_RECONCILE`]; [`pages`]), read into the canary's traffic and
+//! the scaler's sample.
 
 use std::fmt::Debug;
-
-use futures::StreamExt;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -20,15 +19,14 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tracing::debug;
 
 use crate::cache::ChildCache;
 use crate::crd::{IrisModel, RolloutStrategy};
 use crate::error::Error;
 use crate::names::{activator_name, canary_name, selector_string, TRACK_CANARY, TRACK_LABEL};
-use crate::rate::{PodCount, Sample};
+use crate::rate::Sample;
 use crate::reconcile::analysis::Traffic;
 use crate::reconcile::compare::{contains, stamp};
 use crate::reconcile::desired::Desired;
@@ -38,7 +36,10 @@ use crate::reconcile::resolve::Resolved;
 use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::{image, scaler};
-use crate::scrape::{Scrape, CONCURRENT_SCRAPES, MAX_PODS_PER_RECONCILE};
+use crate::scrape::Scrape;
+use pages::{rate_sample, read_page, ready_by_name, scrape, traffic_of, Unread};
+
+mod pages;
 
 /// The objects an IrisModel names or owns, and what its pods say, as read by this reconcile.
 pub(crate) struct Observed {
@@ -310,7 +311,12 @@ async fn live(
             canary.stable = traffic_of(read.iter().skip(split)).unwrap_or_default();
         }
         if needs.rate {
-            sample = Some(rate_sample(&read, unscraped, observed, now));
+            sample = Some(rate_sample(
+                &read,
+                unscraped,
+                observed.deployment.as_ref(),
+                now,
+            ));
         }
     }
     Ok(Live {
@@ -328,84 +334,6 @@ fn is_canary(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|l| l.get(TRACK_LABEL))
         .is_some_and(|t| t == TRACK_CANARY)
-}
-
-/// Why a pod's counters were not read.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Unread {
-    /// The scrape failed (no IP, no answer, an HTTP error).
-    Failed(String),
-    /// The page is unusable (see [`Traffic::read`]).
-    Unusable(String),
-}
-
-/// A pod's prediction traffic from its page, or why there is none.
-pub(crate) fn read_page(pod: &Pod, page: Result<String, String>) -> Result<Traffic, Unread> {
-    let text = page.map_err(Unread::Failed)?;
-    Traffic::read(&text).map_err(|why| {
-        debug!(pod = pod.name_any(), "{why}");
-        Unread::Unusable(why)
-    })
-}
-
-/// The sum of the traffic of the pods whose page was read (None when none was); an unusable
-/// page makes the sum unusable, naming the pod.
-fn traffic_of<'a>(
-    read: impl Iterator<Item = &'a (&'a Pod, Result<Traffic, Unread>)>,
-) -> Option<Traffic> {
-    let traffic: Vec<Traffic> = read
-        .filter_map(|(pod, page)| match page {
-            Ok(traffic) => Some(traffic.clone()),
-            Err(Unread::Failed(_)) => None,
-            Err(Unread::Unusable(why)) => {
-                Some(Traffic::unusable(format!("pod {}: {why}", pod.name_any())))
-            }
-        })
-        .collect();
-    (!traffic.is_empty()).then(|| Traffic::sum(&traffic))
-}
-
-/// The scaler's sample: each read pod's counter, why the others were not read, and the
-/// Deployment's replica count.
-fn rate_sample(
-    read: &[(&Pod, Result<Traffic, Unread>)],
-    unscraped: usize,
-    observed: &Observed,
-    now: &Time,
-) -> Sample {
-    let mut counts = Vec::new();
-    let (mut unreadable, mut unusable) = (None, None);
-    for (pod, page) in read {
-        match page {
-            Ok(traffic) => counts.push(PodCount {
-                pod: pod.uid().unwrap_or_else(|| pod.name_any()),
-                requests: traffic.requests,
-                started: pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.start_time.as_ref())
-                    .map(scaler::seconds),
-            }),
-            Err(Unread::Failed(e)) => unreadable = Some(format!("pod {}: {e}", pod.name_any())),
-            Err(Unread::Unusable(e)) => {
-                unusable.get_or_insert_with(|| format!("pod {}: {e}", pod.name_any()));
-            }
-        }
-    }
-    let current = observed
-        .deployment
-        .as_ref()
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    Sample {
-        now: scaler::seconds(now),
-        counts,
-        unreadable,
-        unusable,
-        unscraped,
-        current,
-    }
 }
 
 /// The pods of an IrisModel (stable and canary), from the API server's watch cache.
@@ -447,49 +375,6 @@ async fn pod_events(
     Ok(events)
 }
 
-/// Each pod's `/metrics` page (over HTTPS when the model serves TLS), in the order of `pods`,
-/// for the first [`MAX_PODS_PER_RECONCILE`] of them only (the rest are not scraped: the
-/// answer is shorter than `pods` then), [`CONCURRENT_SCRAPES`] at a time; a pod without an IP
-/// yet, or that does not answer, gives why not.
-pub(crate) async fn scrape(
-    scraper: &dyn Scrape,
-    pods: &[Pod],
-    resolved: &Resolved,
-) -> Vec<Result<String, String>> {
-    let (port, https) = (resolved.port, resolved.tls_secret.is_some());
-    // Gathered first: a stream over a closure borrowing the scraper is not provably Send.
-    let pages: Vec<_> = pods
-        .iter()
-        .take(MAX_PODS_PER_RECONCILE)
-        .map(|pod| {
-            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-            async move {
-                let Some(ip) = ip else {
-                    return Err("no pod IP yet".to_string());
-                };
-                let page = scraper.metrics(&ip, port, https).await;
-                if let Err(e) = &page {
-                    debug!(pod_ip = %ip, "metrics scrape failed: {e}");
-                }
-                page
-            }
-        })
-        .collect();
-    // `buffered` keeps the pods' order whatever order the answers come in.
-    futures::stream::iter(pages)
-        .buffered(CONCURRENT_SCRAPES)
-        .collect()
-        .await
-}
-
-/// The ready pods to scrape, in a stable order (by name: the same pods from one reconcile to
-/// the next, when there are more than [`MAX_PODS_PER_RECONCILE`]).
-pub(crate) fn ready_by_name(pods: Vec<Pod>) -> Vec<Pod> {
-    let mut ready: Vec<Pod> = pods.into_iter().filter(rootcause::is_ready).collect();
-    ready.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    ready
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -503,6 +388,7 @@ mod tests {
     use crate::context::Settings;
     use crate::fixtures::model;
     use crate::reconcile::resolve::resolve;
+    use crate::scrape::{CONCURRENT_SCRAPES, MAX_PODS_PER_RECONCILE};
 
     /// Answers each IP with itself after a while, counting the scrapes in flight.
     #[derive(Default)]
