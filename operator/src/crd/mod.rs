@@ -26,7 +26,9 @@ pub use autoscaling::{AutoscalingSpec, DEFAULT_IDLE_SECONDS, DEFAULT_SCALE_DOWN_
 pub use model::{
     BuiltinSource, ConfigMapSource, IrisClass, ModelSource, ModelSpec, Task, TrainingSpec,
 };
-pub use rollout::{CanaryAnalysis, CanarySpec, CanaryStep, RolloutSpec, RolloutStrategy};
+pub use rollout::{
+    CanaryAnalysis, CanarySpec, CanaryStep, RolloutSpec, RolloutStrategy, MAX_CANARY_REPLICAS,
+};
 pub use security::{AuthSpec, PullSecretRef, TlsSpec};
 pub use service::{ServiceSpec, ServiceType};
 pub use status::{AnalysisStatus, ImageStatus, IrisModelStatus, ModelStatus, RolloutStatus};
@@ -88,6 +90,10 @@ pub use status::{AnalysisStatus, ImageStatus, IrisModelStatus, ModelStatus, Roll
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.port) ? self.port : 5001) != (has(self.grpcPort) ? self.grpcPort : 8081)").message("spec.grpcPort must differ from spec.port"))]
 #[x_kube(validation = Rule::new("!(has(self.auth) && has(self.auth.protectMetrics) && self.auth.protectMetrics && has(self.rollout) && has(self.rollout.strategy) && self.rollout.strategy == 'Canary')").message("spec.auth.protectMetrics cannot be used with spec.rollout.strategy Canary: the canary analysis reads the pods' /metrics, and the operator holds no token (it never reads Secrets)"))]
+// A canary's pods carry its weight (pods are the traffic split): beside S stable pods a weight W
+// takes ceil(S*W/(100-W)) canary pods, 99 times S at 99%. Refuse a step that would need more
+// than MAX_CANARY_REPLICAS (100, the bound of `replicas`): S*W <= 100*(100-W).
+#[x_kube(validation = Rule::new("!has(self.rollout) || !has(self.rollout.canary) || !has(self.rollout.canary.steps) || self.rollout.canary.steps.all(s, (has(self.autoscaling) ? self.autoscaling.maxReplicas : (has(self.replicas) ? self.replicas : 1)) * s.weight <= 100 * (100 - s.weight))").message("spec.rollout.canary.steps[].weight needs more than 100 canary pods: beside S stable pods (spec.replicas, or spec.autoscaling.maxReplicas) a step of weight W runs ceil(S*W/(100-W)) canary pods, and a canary may have at most 100, like spec.replicas; lower the weight or the replicas"))]
 pub struct IrisModelSpec {
     /// Number of model-server pods. Ignored when `autoscaling` is set (the autoscaler owns the
     /// count then). `kubectl scale irismodel/<name> --replicas=N` changes this field.

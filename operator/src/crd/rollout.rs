@@ -92,11 +92,18 @@ fn default_ready_deadline() -> i32 {
     120
 }
 
+/// Most pods a canary may run: a step whose weight would need more, beside the most stable pods
+/// the spec allows, is refused at apply (a CEL rule on the spec holds the same figure).
+pub const MAX_CANARY_REPLICAS: i32 = 100;
+
 /// One canary step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
-    /// Share of the pods (and so of the traffic), in percent, that run the new model.
+    /// Share of the pods (and so of the traffic), in percent, that run the new model. Beside S
+    /// stable pods (`replicas`, or `autoscaling.maxReplicas`) a weight W takes
+    /// ceil(S*W/(100-W)) canary pods, at most 100: 99 beside one stable pod is 99 canary pods,
+    /// and beside 100 stable pods the weight may be at most 50.
     #[schemars(range(min = 1, max = 99))]
     pub weight: i32,
 
