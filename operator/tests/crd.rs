@@ -3,7 +3,7 @@
 
 use kube::core::cel::Validator;
 use kube::CustomResourceExt;
-use operator::crd::IrisModel;
+use operator::crd::{IrisModel, MAX_CANARY_REPLICAS};
 use serde_json::{json, Value};
 
 const COMMITTED: &str = include_str!("../../crds/irismodel.yaml");
@@ -126,7 +126,7 @@ fn validations_at(path: &[&str]) -> Vec<String> {
 
 #[test]
 fn each_cross_field_rule_is_in_the_schema() {
-    let expected: [(&[&str], &str); 15] = [
+    let expected: [(&[&str], &str); 16] = [
         (&[], "self.metadata.name.matches("),
         (&[], "!self.metadata.name.endsWith('-canary')"),
         (&[], "size(self.metadata.name) <= 63"),
@@ -148,6 +148,7 @@ fn each_cross_field_rule_is_in_the_schema() {
         (&["spec", "autoscaling"], "!has(self.idleSeconds)"),
         (&["spec", "service"], "self.type == 'NodePort'"),
         (&["spec"], "self.auth.protectMetrics"),
+        (&["spec"], "self.rollout.canary.steps.all("),
         (&["spec", "tls", "secretName"], "self.matches("),
         (&["spec", "auth", "secretName"], "self.matches("),
         (&["spec", "auth", "key"], "self.matches("),
@@ -398,5 +399,64 @@ fn cel_rules_reject_bad_specs_with_a_message_naming_the_field() {
     for (spec, needle) in bad {
         let err = validate_spec(spec.clone()).expect_err(&format!("accepted {spec}"));
         assert!(err.contains(needle), "{spec}: {err}");
+    }
+}
+
+/// Canary pods for a weight beside `stable` pods, as the operator counts them.
+fn canary_pods(stable: i32, weight: i32) -> i32 {
+    (stable * weight + (100 - weight) - 1) / (100 - weight)
+}
+
+/// A canary's pods carry its weight, so a high weight beside many stable pods would ask for
+/// thousands of pods (99 beside 100 is 9,900): a step is refused once it needs more than
+/// MAX_CANARY_REPLICAS, counting the stable pods as `replicas` or `autoscaling.maxReplicas`.
+#[test]
+fn a_canary_step_needing_more_than_the_most_canary_pods_is_refused() {
+    fn canary(weight: i32) -> Value {
+        json!({"strategy": "Canary", "canary": {"steps": [{"weight": 25}, {"weight": weight}]}})
+    }
+    let fits = [
+        (json!({"replicas": 1, "rollout": canary(99)}), 1, 99),
+        (json!({"replicas": 100, "rollout": canary(50)}), 100, 50),
+        (json!({"replicas": 10, "rollout": canary(90)}), 10, 90),
+        (json!({"rollout": canary(99)}), 1, 99),
+        (
+            json!({"replicas": 100, "rollout": {"strategy": "Canary"}}),
+            100,
+            50,
+        ),
+        (
+            json!({"replicas": 100, "autoscaling": {"maxReplicas": 4}, "rollout": canary(96)}),
+            4,
+            96,
+        ),
+    ];
+    for (spec, stable, weight) in fits {
+        assert!(canary_pods(stable, weight) <= MAX_CANARY_REPLICAS, "{spec}");
+        assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
+    }
+    let too_many = [
+        (json!({"replicas": 100, "rollout": canary(51)}), 100, 51),
+        (json!({"replicas": 100, "rollout": canary(99)}), 100, 99),
+        (json!({"replicas": 10, "rollout": canary(91)}), 10, 91),
+        (
+            json!({"replicas": 1, "autoscaling": {"maxReplicas": 100}, "rollout": canary(60)}),
+            100,
+            60,
+        ),
+        // Refused whatever the strategy: the steps are checked as written.
+        (
+            json!({"replicas": 2, "rollout": {"canary": {"steps": [{"weight": 99}]}}}),
+            2,
+            99,
+        ),
+    ];
+    for (spec, stable, weight) in too_many {
+        assert!(canary_pods(stable, weight) > MAX_CANARY_REPLICAS, "{spec}");
+        let err = validate_spec(spec.clone()).expect_err(&format!("accepted {spec}"));
+        assert!(
+            err.contains("spec.rollout.canary.steps[].weight needs more than 100 canary pods"),
+            "{spec}: {err}"
+        );
     }
 }

@@ -7,9 +7,13 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-use super::predict::{Prediction, Predictor, MAX_CLASSES};
+use super::predict::{Prediction, Predictor};
 use super::{IrisClass, Task, TrainingParams};
-use crate::iris::{FEATURE_NAMES, N_FEATURES};
+use crate::iris::N_FEATURES;
+
+mod validate;
+
+pub(crate) use validate::validate;
 
 /// The artifact format version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -335,147 +339,4 @@ pub(crate) fn compute_digest(raw: &RawArtifact) -> String {
     // A struct of strings and numbers always serializes; an empty input cannot match.
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     hex::encode(Sha256::digest(&bytes))
-}
-
-fn finite(field: impl FnOnce() -> String, v: f64) -> Result<f64, ArtifactError> {
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(ArtifactError::NonFinite { field: field() })
-    }
-}
-
-fn features_row(name: &str, row: &[f64]) -> Result<[f64; N_FEATURES], ArtifactError> {
-    if row.len() != N_FEATURES {
-        return Err(ArtifactError::Shape(format!(
-            "{name} has {} values, expected {N_FEATURES} (one per feature)",
-            row.len()
-        )));
-    }
-    let mut out = [0.0; N_FEATURES];
-    for (i, v) in row.iter().enumerate() {
-        out[i] = finite(|| format!("{name}[{i}]"), *v)?;
-    }
-    Ok(out)
-}
-
-/// Checks every invariant the server relies on and builds the predictor.
-pub(crate) fn validate(raw: RawArtifact) -> Result<ModelArtifact, ArtifactError> {
-    if raw.schema_version != SCHEMA_VERSION {
-        return Err(ArtifactError::UnsupportedSchemaVersion {
-            found: raw.schema_version,
-        });
-    }
-    if raw.feature_names != FEATURE_NAMES {
-        return Err(ArtifactError::InvalidValue {
-            field: "feature_names",
-            reason: format!("got {:?}, expected {:?}", raw.feature_names, FEATURE_NAMES),
-        });
-    }
-    match (raw.task, raw.positive_class) {
-        (Task::Binary, None) => {
-            return Err(ArtifactError::InvalidValue {
-                field: "positive_class",
-                reason: "a binary model needs a positive class".into(),
-            })
-        }
-        (Task::Multiclass, Some(p)) => {
-            return Err(ArtifactError::InvalidValue {
-                field: "positive_class",
-                reason: format!("a multiclass model has no positive class, got {p}"),
-            })
-        }
-        _ => {}
-    }
-    let labels = expected_labels(raw.task, raw.positive_class);
-    if raw.class_labels != labels {
-        return Err(ArtifactError::InvalidValue {
-            field: "class_labels",
-            reason: format!("got {:?}, expected {labels:?}", raw.class_labels),
-        });
-    }
-    let means = features_row("scaler.means", &raw.scaler.means)?;
-    let stds = features_row("scaler.stds", &raw.scaler.stds)?;
-    if let Some(i) = stds.iter().position(|s| *s <= 0.0) {
-        return Err(ArtifactError::InvalidValue {
-            field: "scaler.stds",
-            reason: format!("scaler.stds[{i}] is {}, must be > 0", stds[i]),
-        });
-    }
-    let outputs = match raw.task {
-        Task::Binary => 1,
-        Task::Multiclass => MAX_CLASSES,
-    };
-    if raw.coefficients.len() != outputs {
-        return Err(ArtifactError::Shape(format!(
-            "coefficients has {} rows, expected {outputs} for a {} model",
-            raw.coefficients.len(),
-            raw.task
-        )));
-    }
-    if raw.intercepts.len() != outputs {
-        return Err(ArtifactError::Shape(format!(
-            "intercepts has {} values, expected {outputs} for a {} model",
-            raw.intercepts.len(),
-            raw.task
-        )));
-    }
-    let mut weights = Vec::with_capacity(outputs);
-    for (k, row) in raw.coefficients.iter().enumerate() {
-        weights.push(features_row(&format!("coefficients[{k}]"), row)?);
-    }
-    for (k, b) in raw.intercepts.iter().enumerate() {
-        finite(|| format!("intercepts[{k}]"), *b)?;
-    }
-    let h = &raw.hyper_parameters;
-    finite(|| "hyper_parameters.l2_penalty".into(), h.l2_penalty)?;
-    finite(|| "hyper_parameters.test_fraction".into(), h.test_fraction)?;
-    if h.l2_penalty < 0.0 {
-        return Err(ArtifactError::InvalidValue {
-            field: "hyper_parameters.l2_penalty",
-            reason: format!("{} is negative", h.l2_penalty),
-        });
-    }
-    if !(h.test_fraction > 0.0 && h.test_fraction < 1.0) {
-        return Err(ArtifactError::InvalidValue {
-            field: "hyper_parameters.test_fraction",
-            reason: format!("{} is not strictly between 0 and 1", h.test_fraction),
-        });
-    }
-    let accuracy = finite(
-        || "evaluation.held_out_accuracy".into(),
-        raw.evaluation.held_out_accuracy,
-    )?;
-    if !(0.0..=1.0).contains(&accuracy) {
-        return Err(ArtifactError::InvalidValue {
-            field: "evaluation.held_out_accuracy",
-            reason: format!("{accuracy} is outside [0, 1]"),
-        });
-    }
-    if raw.digest.is_empty() {
-        return Err(ArtifactError::MissingDigest);
-    }
-    if raw.digest.len() != 64
-        || !raw
-            .digest
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(ArtifactError::InvalidValue {
-            field: "digest",
-            reason: format!(
-                "{:?} is not a sha256 digest (64 lowercase hex characters)",
-                raw.digest
-            ),
-        });
-    }
-    let computed = compute_digest(&raw);
-    if computed != raw.digest {
-        return Err(ArtifactError::DigestMismatch {
-            recorded: raw.digest,
-            computed,
-        });
-    }
-    let predictor = Predictor::new(raw.task, means, stds, &weights, &raw.intercepts);
-    Ok(ModelArtifact { raw, predictor })
 }
