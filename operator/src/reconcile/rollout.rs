@@ -14,6 +14,7 @@
 //!   Deployment takes the new template (a surge-one rolling update, so no request fails), and
 //!   the canary goes once that is complete.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -131,63 +132,77 @@ pub(crate) struct Facts<'a> {
 pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
     let stable_hash = facts.stable.and_then(template_hash);
     let changing = stable_hash.is_some_and(|h| h != facts.desired_hash);
-    // The quality gate: a model below minAccuracy gets no pod, whatever the strategy (unless
-    // it already serves: then there is nothing to keep it from).
+    if let Some(refused) = quality_gate(facts, changing) {
+        return refused;
+    }
+    let previous = facts.previous;
+    let Some(stable_hash) = stable_hash.filter(|_| facts.spec.strategy == RolloutStrategy::Canary)
+    else {
+        // A rolling update; also the first deployment of a canary model (nothing to compare
+        // it with). A rollout status of a past canary stays as history.
+        return decision(Plan::Roll, previous.cloned(), None);
+    };
+    if !changing {
+        return settled(facts, stable_hash);
+    }
+    change(facts, stable_hash)
+}
+
+/// The quality gate: a model below minAccuracy gets no pod, whatever the strategy (unless it
+/// already serves: then there is nothing to keep it from).
+fn quality_gate(facts: &Facts<'_>, changing: bool) -> Option<Decision> {
     if let (Some(min), Some(accuracy)) = (facts.spec.min_accuracy, facts.accuracy) {
         if accuracy < min && (changing || facts.stable.is_none()) {
             let message = format!("held-out accuracy {accuracy:.2} < minAccuracy {min:.2}");
-            return Decision {
+            return Some(Decision {
                 plan: Plan::Hold,
                 status: facts.previous.cloned(),
                 notice: Some((true, "BelowMinAccuracy", message.clone())),
                 refused: Some(("BelowMinAccuracy", message)),
-            };
+            });
         }
     }
+    None
+}
+
+/// The stable pods run the desired model: a promotion finishing, or nothing to do.
+fn settled(facts: &Facts<'_>, stable_hash: &str) -> Decision {
     let previous = facts.previous;
-    if facts.spec.strategy == RolloutStrategy::RollingUpdate || stable_hash.is_none() {
-        // A rolling update; also the first deployment of a canary model (nothing to compare
-        // it with). A rollout status of a past canary stays as history.
-        return decision(Plan::Roll, previous.cloned(), None);
-    }
-    let stable_hash = stable_hash.unwrap_or_default();
-    let canary_hash = facts.canary.and_then(template_hash);
     let stable = facts.stable.map(deployment_rollout).unwrap_or_default();
-
-    if !changing {
-        // The stable pods run the desired model: a promotion finishing, or nothing to do.
-        return match previous {
-            Some(p) if p.phase == PHASE_PROMOTING && !stable.complete => {
-                decision(Plan::Promote, Some(p.clone()), None)
-            }
-            Some(p) if p.phase == PHASE_PROMOTING => {
-                let status = RolloutStatus {
-                    phase: PHASE_PROMOTED.to_string(),
-                    summary: format!("Promoted {}", short(p.canary_digest.as_deref())),
-                    stable_hash: Some(stable_hash.to_string()),
-                    stable_digest: p.canary_digest.clone(),
-                    intended_weight: 100,
-                    achieved_weight: 100,
-                    step_started_at: None,
-                    message: "every step passed: the new model serves on all pods".to_string(),
-                    ..p.clone()
-                };
-                let notice = (false, "CanaryPromoted", status.message.clone());
-                decision(Plan::Roll, Some(status), Some(notice))
-            }
-            Some(p) if facts.canary.is_some() && running(p) => {
-                let status = ended(
-                    p,
-                    PHASE_ABORTED,
-                    "the spec went back to the stable model: canary removed",
-                );
-                decision(Plan::Roll, Some(status), None)
-            }
-            _ => decision(Plan::Roll, previous.cloned(), None),
-        };
+    match previous {
+        Some(p) if p.phase == PHASE_PROMOTING && !stable.complete => {
+            decision(Plan::Promote, Some(p.clone()), None)
+        }
+        Some(p) if p.phase == PHASE_PROMOTING => {
+            let status = RolloutStatus {
+                phase: PHASE_PROMOTED.to_string(),
+                summary: format!("Promoted {}", short(p.canary_digest.as_deref())),
+                stable_hash: Some(stable_hash.to_string()),
+                stable_digest: p.canary_digest.clone(),
+                intended_weight: 100,
+                achieved_weight: 100,
+                step_started_at: None,
+                message: "every step passed: the new model serves on all pods".to_string(),
+                ..p.clone()
+            };
+            let notice = (false, "CanaryPromoted", status.message.clone());
+            decision(Plan::Roll, Some(status), Some(notice))
+        }
+        Some(p) if facts.canary.is_some() && running(p) => {
+            let status = ended(
+                p,
+                PHASE_ABORTED,
+                "the spec went back to the stable model: canary removed",
+            );
+            decision(Plan::Roll, Some(status), None)
+        }
+        _ => decision(Plan::Roll, previous.cloned(), None),
     }
+}
 
-    // A change is pending.
+/// A change is pending: held, started, acted on by hand, or its step judged.
+fn change(facts: &Facts<'_>, stable_hash: &str) -> Decision {
+    let previous = facts.previous;
     if previous.is_some_and(|p| p.failed_hash.as_deref() == Some(facts.desired_hash)) {
         return decision(Plan::Hold, previous.cloned(), None);
     }
@@ -227,12 +242,26 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
         }
     };
 
+    let current = match by_hand(current, facts) {
+        ControlFlow::Break(acted) => return acted,
+        ControlFlow::Continue(current) => current,
+    };
+    if current.phase == PHASE_PAUSED {
+        return canary(current, None, facts);
+    }
+    judge_step(current, facts)
+}
+
+/// The by-hand action of the annotation, if any applies: its decision, or the status as it was.
+fn by_hand(current: RolloutStatus, facts: &Facts<'_>) -> ControlFlow<Decision, RolloutStatus> {
     match facts.action {
-        Some(Action::Abort) => return rollback(&current, PHASE_ABORTED, "aborted by hand", facts),
+        Some(Action::Abort) => {
+            ControlFlow::Break(rollback(&current, PHASE_ABORTED, "aborted by hand", facts))
+        }
         Some(Action::Promote) => {
             let status = promoting(&current, "promoted by hand");
             let notice = (false, "CanaryPromoting", status.message.clone());
-            return decision(Plan::Promote, Some(status), Some(notice));
+            ControlFlow::Break(decision(Plan::Promote, Some(status), Some(notice)))
         }
         Some(Action::Pause) if current.phase != PHASE_PAUSED => {
             let status = RolloutStatus {
@@ -240,7 +269,7 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
                 message: format!("paused by hand at step {}", current.step),
                 ..current
             };
-            return canary(summarised(status), None, facts);
+            ControlFlow::Break(canary(summarised(status), None, facts))
         }
         Some(Action::Resume) if current.phase == PHASE_PAUSED => {
             // The step starts again: its hold and deadline count from the resume.
@@ -250,15 +279,17 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Decision {
                 message: format!("resumed by hand at step {}", current.step),
                 ..current
             };
-            return canary(summarised(status), None, facts);
+            ControlFlow::Break(canary(summarised(status), None, facts))
         }
-        _ => {}
+        _ => ControlFlow::Continue(current),
     }
-    if current.phase == PHASE_PAUSED {
-        return canary(current, None, facts);
-    }
+}
 
-    // Judge the step.
+/// Judges the running step from the canary's readiness and traffic: wait, hold, pass to the
+/// next step or promote, or roll back.
+fn judge_step(current: RolloutStatus, facts: &Facts<'_>) -> Decision {
+    let canary_spec = &facts.spec.canary;
+    let canary_hash = facts.canary.and_then(template_hash);
     let wanted = canary_replicas(facts.stable, current.intended_weight);
     let ready = match facts.canary {
         Some(c) if canary_hash == Some(facts.desired_hash) => {
@@ -464,7 +495,7 @@ pub(crate) fn canary_replicas(stable: Option<&Deployment>, weight: i32) -> i32 {
         .max(1);
     let weight = weight.clamp(1, 99);
     let needed = (f64::from(stable) * f64::from(weight) / f64::from(100 - weight)).ceil() as i32;
-    needed.max(1)
+    needed.clamp(1, crate::crd::MAX_CANARY_REPLICAS)
 }
 
 /// The first 19 characters of a digest (`sha256:` and 12 hex digits), for messages.
@@ -892,6 +923,8 @@ mod tests {
         assert_eq!(canary_replicas(Some(&stable(3)), 50), 3);
         assert_eq!(canary_replicas(Some(&stable(4)), 20), 1);
         assert_eq!(canary_replicas(Some(&stable(1)), 90), 9);
+        // Capped whatever a stored spec asks (the CRD refuses it in new ones).
+        assert_eq!(canary_replicas(Some(&stable(100)), 99), 100);
         assert_eq!(Action::parse(Some(" Promote ")), Some(Action::Promote));
         assert_eq!(Action::parse(Some("go")), None);
     }
