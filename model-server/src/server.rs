@@ -31,8 +31,9 @@ use crate::auth::GrpcAuthLayer;
 use crate::config::ServeArgs;
 use crate::conn::{serve_http, LimitedTcp};
 use crate::grpc::{GrpcMetricsLayer, InferenceService};
-use crate::http::{app_with_auth, AppState};
+use crate::http::app_with_auth;
 use crate::security::Security;
+use crate::state::AppState;
 use crate::tls::{grpc_incoming, TlsListener};
 
 /// Timing of a graceful shutdown.
@@ -401,8 +402,9 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
-    use crate::http::{app, Limits};
+    use crate::http::app;
     use crate::model::{train, TrainingParams};
+    use crate::state::Limits;
 
     const LIMIT: Duration = Duration::from_secs(10);
 

@@ -4,10 +4,11 @@
 //! contents, little-endian bytes for binary and raw outputs).
 
 use super::Output;
-use crate::grpc::proto::InferTensorContents;
-use crate::http::{ApiError, AppState};
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::proto::InferTensorContents;
+use crate::state::AppState;
 
 /// An element type an input tensor may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +146,7 @@ pub fn decode_rows(
             )))
         }
     };
-    crate::http::check_batch_size(state, rows)?;
+    state.check_batch_size(rows)?;
     let count = rows * N_FEATURES;
     let count_error = |got: usize, what: &str| {
         ApiError::bad_request(format!(

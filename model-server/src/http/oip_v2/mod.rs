@@ -18,6 +18,8 @@
 
 mod request;
 
+use std::sync::LazyLock;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -28,11 +30,13 @@ use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
 use super::extract::{ModelName, ModelVersion};
-use super::{json_bytes, ApiError, AppState};
+use super::json_bytes;
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction};
 use crate::oip::codec::{self, Input, Values};
 use crate::oip::{self, Output, TensorMetadata};
+use crate::state::AppState;
 use request::{InferBody, InputTensor, INFERENCE_HEADER_CONTENT_LENGTH};
 
 #[derive(Serialize)]
@@ -43,7 +47,9 @@ struct ServerMetadata {
 }
 
 /// `GET /v2` body, serialized once.
-pub(crate) fn server_metadata() -> Bytes {
+static SERVER_METADATA: LazyLock<Bytes> = LazyLock::new(server_metadata);
+
+fn server_metadata() -> Bytes {
     serde_json::to_vec(&ServerMetadata {
         name: oip::SERVER_NAME,
         version: oip::SERVER_VERSION,
@@ -72,8 +78,9 @@ struct ModelParameters<'a> {
     held_out_accuracy: f64,
 }
 
-/// `GET /v2/models/{name}` body, serialized once.
-pub(crate) fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
+/// `GET /v2/models/{name}` body (serialized once, on first use: see
+/// [`AppState::v2_model_metadata`]).
+fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
     let meta = ModelMetadata {
         name,
         versions: [model.short_digest()],
@@ -94,8 +101,8 @@ pub(crate) fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
 }
 
 /// `GET /v2`.
-pub(crate) async fn server(State(state): State<AppState>) -> Response {
-    json_bytes(state.inner.v2_server_metadata.clone())
+pub(crate) async fn server() -> Response {
+    json_bytes(SERVER_METADATA.clone())
 }
 
 /// `GET /v2/health/live`: 200 while the process serves HTTP.
@@ -115,7 +122,7 @@ pub(crate) async fn model(
     ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
     state.check_model(&name)?;
-    Ok(json_bytes(state.inner.v2_model_metadata.clone()))
+    Ok(json_bytes(state.v2_model_metadata(model_metadata)))
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
@@ -124,7 +131,7 @@ pub(crate) async fn model_version(
     ModelVersion(name, version): ModelVersion,
 ) -> Result<Response, ApiError> {
     state.check_version(&name, &version)?;
-    Ok(json_bytes(state.inner.v2_model_metadata.clone()))
+    Ok(json_bytes(state.v2_model_metadata(model_metadata)))
 }
 
 #[derive(Serialize)]
