@@ -117,22 +117,7 @@ impl InferenceService {
                     raw_output_contents.push(codec::raw(kind, model, &predictions));
                     None
                 } else {
-                    Some(match kind {
-                        Output::Label => InferTensorContents {
-                            bytes_contents: codec::labels(model, &predictions)
-                                .map(|l| l.as_bytes().to_vec())
-                                .collect(),
-                            ..Default::default()
-                        },
-                        Output::Probabilities => InferTensorContents {
-                            fp64_contents: codec::probabilities(&predictions).collect(),
-                            ..Default::default()
-                        },
-                        Output::Predict => InferTensorContents {
-                            int64_contents: codec::classes(&predictions).collect(),
-                            ..Default::default()
-                        },
-                    })
+                    Some(typed_output(kind, model, &predictions))
                 };
                 InferOutputTensor {
                     name: kind.name().to_owned(),
@@ -151,6 +136,30 @@ impl InferenceService {
             outputs: tensors,
             raw_output_contents,
         })
+    }
+}
+
+/// One output tensor as typed `contents`.
+fn typed_output(
+    kind: Output,
+    model: &crate::model::ModelArtifact,
+    predictions: &[crate::model::Prediction],
+) -> InferTensorContents {
+    match kind {
+        Output::Label => InferTensorContents {
+            bytes_contents: codec::labels(model, predictions)
+                .map(|l| l.as_bytes().to_vec())
+                .collect(),
+            ..Default::default()
+        },
+        Output::Probabilities => InferTensorContents {
+            fp64_contents: codec::probabilities(predictions).collect(),
+            ..Default::default()
+        },
+        Output::Predict => InferTensorContents {
+            int64_contents: codec::classes(predictions).collect(),
+            ..Default::default()
+        },
     }
 }
 

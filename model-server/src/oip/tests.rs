@@ -80,6 +80,7 @@ fn json_values() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one case per numeric type, written out to be read
 fn raw_values_of_every_numeric_type() {
     let le64: Vec<u8> = flat().iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(decode("FP64", &[2, 4], Values::Raw(&le64)).unwrap(), ROWS);
