@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::conn::ConnLimits;
-use crate::http::Limits;
 use crate::model::{IrisClass, Task, TrainingParams};
 use crate::source::ModelSource;
+use crate::state::Limits;
 
 /// Environment variable names, one per flag (shared with the operator, which sets them).
 pub use iris_model::env;

@@ -17,7 +17,7 @@
 //!   keep-alive PINGs every [`ConnLimits::keepalive_interval`], the connection closed when
 //!   one is not answered within [`ConnLimits::keepalive_timeout`].
 //!
-//! The request timeout is a router layer (see [`crate::http::Limits::request_timeout`]) and
+//! The request timeout is a router layer (see [`crate::state::Limits::request_timeout`]) and
 //! tonic's `Server::timeout`.
 
 use std::future::Future;

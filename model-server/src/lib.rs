@@ -6,15 +6,30 @@
 //! The model itself (data, training, artifact, prediction) is the `iris-model` crate, which
 //! the operator uses without this server; it is re-exported here as [`model`] and [`iris`].
 
+//!
+//! Modules from the top down; each uses only those below it:
+//! - `server` (bind, serve, shut down), `security` (re-read TLS and tokens files), `config`;
+//! - the transports: `http` (axum) and `grpc` (tonic), and `auth` and `tls` around them;
+//! - `oip`: the Open Inference Protocol model and the tensor codec both transports use;
+//! - what everything shares: `state` ([`state::AppState`], [`state::Limits`]), `error`
+//!   ([`error::ApiError`], mapped to HTTP statuses and gRPC codes), `metrics` (the registry
+//!   both transports record into), `conn` (connection bounds), `paths` (route templates),
+//!   `proto` (the generated gRPC messages), `source` (where the model comes from).
+
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod error;
 pub mod grpc;
 pub mod http;
+mod metrics;
 pub mod oip;
+pub mod paths;
+pub mod proto;
 pub mod security;
 pub mod server;
 pub mod source;
+pub mod state;
 #[cfg(test)]
 mod test_models;
 pub mod tls;

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Auth, Tokens};
 use crate::config::ServeArgs;
-use crate::http::metrics::{Metrics, Reloaded};
+use crate::metrics::{Metrics, Reloaded};
 use crate::tls::{CertStore, TlsError, TlsFiles, GRPC_ALPN, HTTP_ALPN};
 
 /// TLS (both ports) and authentication (both ports); each optional.

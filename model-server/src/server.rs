@@ -31,8 +31,9 @@ use crate::auth::GrpcAuthLayer;
 use crate::config::ServeArgs;
 use crate::conn::{serve_http, LimitedTcp};
 use crate::grpc::{GrpcMetricsLayer, InferenceService};
-use crate::http::{app_with_auth, AppState};
+use crate::http::app_with_auth;
 use crate::security::Security;
+use crate::state::AppState;
 use crate::tls::{grpc_incoming, TlsListener};
 
 /// Timing of a graceful shutdown.
@@ -59,17 +60,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let addr = SocketAddr::new(args.host, args.port);
-    let listeners = (0..workers)
-        .map(|_| reuse_port_listener(addr))
-        .collect::<std::io::Result<Vec<_>>>()
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let grpc_addr = (args.grpc_port != 0).then(|| SocketAddr::new(args.host, args.grpc_port));
-    let grpc_listener = grpc_addr
-        .map(|addr| {
-            reuse_port_listener(addr).with_context(|| format!("cannot listen on {addr} (gRPC)"))
-        })
-        .transpose()?;
+    let ports = Ports::bind(args, workers)?;
     let main_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,59 +83,127 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         delay: Duration::from_secs(args.shutdown_delay_seconds),
         grace: Duration::from_secs(args.shutdown_grace_seconds),
     };
-
     // Count termination signals: the first starts the shutdown, a second cuts it short.
     let (count_tx, count_rx) = watch::channel(0u32);
-    let nth_signal = |n: u32| {
-        let mut rx = count_rx.clone();
-        async move {
-            // Err only if the sender is gone, which happens only after all workers ended.
-            let _ = rx.wait_for(|count| *count >= n).await;
-        }
-    };
-    let mut threads = Vec::with_capacity(workers);
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let state = state.clone();
-        let security = security.clone();
-        let (first, second) = (nth_signal(1), nth_signal(2));
-        let thread = std::thread::Builder::new()
-            .name(format!("http-{i}"))
-            .spawn(move || -> std::io::Result<()> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener)?;
-                    serve_until(listener, state, security, timing, first, second).await
-                })
-            })
-            .context("cannot start a worker thread")?;
-        threads.push(thread);
+    let (addr, grpc_addr) = (ports.addr, ports.grpc_addr);
+    let threads = ports.spawn(&state, &security, timing, &count_rx)?;
+    log_ready(args, &state, &security, workers, addr, grpc_addr, started);
+    if security.has_files() {
+        main_rt.spawn(security.reload_every(
+            Duration::from_secs(args.reload_seconds),
+            state.shared_metrics(),
+        ));
     }
-    if let Some(listener) = grpc_listener {
-        let state = state.clone();
-        let security = security.clone();
-        let (first, second) = (nth_signal(1), nth_signal(2));
-        let thread = std::thread::Builder::new()
-            .name("grpc".to_owned())
-            .spawn(move || -> std::io::Result<()> {
-                // One listener for gRPC (HTTP/2 multiplexes many calls on few connections, so
-                // per-worker SO_REUSEPORT listeners would leave workers idle): a work-stealing
-                // runtime with as many threads as the HTTP workers spreads the calls instead.
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(workers)
-                    .thread_name("grpc")
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener)?;
-                    serve_grpc_until(listener, state, security, timing, first, second).await
-                })
+    main_rt.block_on(until_workers_end(signals, threads, &count_tx, timing))
+}
+
+/// The bound sockets: one per HTTP worker on the same port, and the gRPC one if enabled.
+struct Ports {
+    addr: SocketAddr,
+    workers: usize,
+    http: Vec<std::net::TcpListener>,
+    grpc_addr: Option<SocketAddr>,
+    grpc: Option<std::net::TcpListener>,
+}
+
+type Worker = std::thread::JoinHandle<std::io::Result<()>>;
+
+impl Ports {
+    fn bind(args: &ServeArgs, workers: usize) -> anyhow::Result<Ports> {
+        let addr = SocketAddr::new(args.host, args.port);
+        let http = (0..workers)
+            .map(|_| reuse_port_listener(addr))
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let grpc_addr = (args.grpc_port != 0).then(|| SocketAddr::new(args.host, args.grpc_port));
+        let grpc = grpc_addr
+            .map(|addr| {
+                reuse_port_listener(addr).with_context(|| format!("cannot listen on {addr} (gRPC)"))
             })
-            .context("cannot start the gRPC thread")?;
-        threads.push(thread);
+            .transpose()?;
+        Ok(Ports {
+            addr,
+            workers,
+            http,
+            grpc_addr,
+            grpc,
+        })
     }
 
+    /// Starts a thread per HTTP worker and one for gRPC, each serving until the first
+    /// signal counted in `count` and cut short by the second.
+    fn spawn(
+        self,
+        state: &AppState,
+        security: &Security,
+        timing: ShutdownTiming,
+        count: &watch::Receiver<u32>,
+    ) -> anyhow::Result<Vec<Worker>> {
+        let mut threads = Vec::with_capacity(self.workers + 1);
+        for (i, listener) in self.http.into_iter().enumerate() {
+            let (state, security) = (state.clone(), security.clone());
+            let (first, second) = (nth_signal(count, 1), nth_signal(count, 2));
+            let thread = std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || -> std::io::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve_until(listener, state, security, timing, first, second).await
+                    })
+                })
+                .context("cannot start a worker thread")?;
+            threads.push(thread);
+        }
+        if let Some(listener) = self.grpc {
+            let (state, security) = (state.clone(), security.clone());
+            let (first, second) = (nth_signal(count, 1), nth_signal(count, 2));
+            let workers = self.workers;
+            let thread = std::thread::Builder::new()
+                .name("grpc".to_owned())
+                .spawn(move || -> std::io::Result<()> {
+                    // One listener for gRPC (HTTP/2 multiplexes many calls on few connections,
+                    // so per-worker SO_REUSEPORT listeners would leave workers idle): a
+                    // work-stealing runtime with as many threads as the HTTP workers spreads
+                    // the calls instead.
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(workers)
+                        .thread_name("grpc")
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        serve_grpc_until(listener, state, security, timing, first, second).await
+                    })
+                })
+                .context("cannot start the gRPC thread")?;
+            threads.push(thread);
+        }
+        Ok(threads)
+    }
+}
+
+/// Resolves once `count` reaches `n` (or its sender is gone, which happens only after all
+/// workers ended).
+fn nth_signal(count: &watch::Receiver<u32>, n: u32) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = count.clone();
+    async move {
+        let _ = rx.wait_for(|count| *count >= n).await;
+    }
+}
+
+/// The one line that says the server is up, and with what.
+fn log_ready(
+    args: &ServeArgs,
+    state: &AppState,
+    security: &Security,
+    workers: usize,
+    addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
+    started: Instant,
+) {
     let m = state.model();
     info!(
         %addr,
@@ -162,47 +221,46 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "ready"
     );
+}
 
-    if security.has_files() {
-        main_rt.spawn(security.reload_every(
-            Duration::from_secs(args.reload_seconds),
-            state.shared_metrics(),
-        ));
-    }
-    main_rt.block_on(async move {
-        let mut signals = signals;
-        let mut joined = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| match t.join() {
-                    Ok(result) => result.context("worker failed"),
-                    Err(_) => Err(anyhow::anyhow!("worker thread panicked")),
-                })
-                .collect::<anyhow::Result<Vec<()>>>()
-        });
-        loop {
-            tokio::select! {
-                signal = signals.recv() => {
-                    count_tx.send_modify(|n| *n += 1);
-                    if *count_tx.borrow() == 1 {
-                        info!(
-                            signal,
-                            delay = ?timing.delay,
-                            grace = ?timing.grace,
-                            "shutdown requested: readiness off, finishing in-flight requests"
-                        );
-                    } else {
-                        warn!(signal, "second signal: stopping now");
-                    }
-                }
-                result = &mut joined => {
-                    result.context("cannot join the workers")??;
-                    info!("all connections closed; exiting");
-                    return Ok(());
+/// Counts signals into `count` (the workers watch it) until every worker has ended.
+async fn until_workers_end(
+    mut signals: Signals,
+    threads: Vec<Worker>,
+    count: &watch::Sender<u32>,
+    timing: ShutdownTiming,
+) -> anyhow::Result<()> {
+    let mut joined = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| match t.join() {
+                Ok(result) => result.context("worker failed"),
+                Err(_) => Err(anyhow::anyhow!("worker thread panicked")),
+            })
+            .collect::<anyhow::Result<Vec<()>>>()
+    });
+    loop {
+        tokio::select! {
+            signal = signals.recv() => {
+                count.send_modify(|n| *n += 1);
+                if *count.borrow() == 1 {
+                    info!(
+                        signal,
+                        delay = ?timing.delay,
+                        grace = ?timing.grace,
+                        "shutdown requested: readiness off, finishing in-flight requests"
+                    );
+                } else {
+                    warn!(signal, "second signal: stopping now");
                 }
             }
+            result = &mut joined => {
+                result.context("cannot join the workers")??;
+                info!("all connections closed; exiting");
+                return Ok(());
+            }
         }
-    })
+    }
 }
 
 /// A listening socket that shares its port with the other workers' (`SO_REUSEPORT`).
@@ -401,8 +459,9 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
-    use crate::http::{app, Limits};
+    use crate::http::app;
     use crate::model::{train, TrainingParams};
+    use crate::state::Limits;
 
     const LIMIT: Duration = Duration::from_secs(10);
 

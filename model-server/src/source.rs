@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::model::{self, ArtifactError, ModelArtifact, TrainError, TrainingParams};
+use iris_model::model::{self, ArtifactError, ModelArtifact, TrainError, TrainingParams};
 
 /// The `--source` / `MODEL_SOURCE` value: `builtin` or `file:/path/model.json`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,8 +33,8 @@ use tower::{Layer, Service};
 
 pub use tokens::{parse, Tokens, TokensError, MAX_TOKEN_LEN};
 
-use crate::grpc::GrpcMethod;
-use crate::http::ApiError;
+use crate::error::ApiError;
+use crate::proto::GrpcMethod;
 
 /// The `realm` of `WWW-Authenticate`.
 pub const REALM: &str = "iris";

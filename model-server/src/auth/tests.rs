@@ -8,8 +8,9 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use super::*;
-use crate::http::metrics::RouteId;
-use crate::http::{app_with_auth, AppState, Limits};
+use crate::http::app_with_auth;
+use crate::metrics::RouteId;
+use crate::state::{AppState, Limits};
 use crate::test_models::TempDir;
 
 fn tokens(content: &str) -> (TempDir, Arc<Tokens>) {

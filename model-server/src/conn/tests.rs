@@ -9,10 +9,10 @@ use tokio::sync::oneshot;
 use tokio::time::{timeout, Instant};
 
 use super::ConnLimits;
-use crate::http::{AppState, Limits};
 use crate::model::{train, TrainingParams};
 use crate::security::Security;
 use crate::server::{serve_grpc_until, serve_until, ShutdownTiming};
+use crate::state::{AppState, Limits};
 
 /// Upper bound of every wait: a test that would hang fails instead.
 const LIMIT: Duration = Duration::from_secs(10);

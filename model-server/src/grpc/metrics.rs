@@ -1,5 +1,5 @@
-//! gRPC calls counted and timed by method and status code, into the same lock-free
-//! histograms and `/metrics` registry as HTTP requests (`model_server_grpc_requests_total`,
+//! gRPC calls counted and timed by method and status code, into the shared [`Metrics`] (the
+//! same lock-free histograms and `/metrics` registry as HTTP requests (`model_server_grpc_requests_total`,
 //! `model_server_grpc_request_duration_seconds`).
 //!
 //! A tower layer around the tonic server, so that calls tonic refuses itself (a message over
@@ -20,92 +20,8 @@ use axum::http::{HeaderValue, Request, Response};
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::http::metrics::Metrics;
-
-/// An RPC of `inference.GRPCInferenceService`, for the `method` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GrpcMethod {
-    /// ServerLive.
-    ServerLive,
-    /// ServerReady.
-    ServerReady,
-    /// ModelReady.
-    ModelReady,
-    /// ServerMetadata.
-    ServerMetadata,
-    /// ModelMetadata.
-    ModelMetadata,
-    /// ModelInfer.
-    ModelInfer,
-    /// Any other path.
-    Unknown,
-}
-
-/// Number of [`GrpcMethod`]s.
-pub(crate) const N_METHODS: usize = GrpcMethod::Unknown as usize + 1;
-/// Number of gRPC status codes (0 OK .. 16 UNAUTHENTICATED).
-pub(crate) const N_CODES: usize = 17;
-
-impl GrpcMethod {
-    /// Every method, in label order.
-    pub(crate) const ALL: [GrpcMethod; N_METHODS] = [
-        GrpcMethod::ServerLive,
-        GrpcMethod::ServerReady,
-        GrpcMethod::ModelReady,
-        GrpcMethod::ServerMetadata,
-        GrpcMethod::ModelMetadata,
-        GrpcMethod::ModelInfer,
-        GrpcMethod::Unknown,
-    ];
-
-    /// The `method` label.
-    pub(crate) const fn label(self) -> &'static str {
-        match self {
-            GrpcMethod::ServerLive => "ServerLive",
-            GrpcMethod::ServerReady => "ServerReady",
-            GrpcMethod::ModelReady => "ModelReady",
-            GrpcMethod::ServerMetadata => "ServerMetadata",
-            GrpcMethod::ModelMetadata => "ModelMetadata",
-            GrpcMethod::ModelInfer => iris_model::contract::PREDICTION_METHOD,
-            GrpcMethod::Unknown => "unknown",
-        }
-    }
-
-    /// The method of a request path such as `/inference.GRPCInferenceService/ModelInfer`.
-    pub(crate) fn of_path(path: &str) -> GrpcMethod {
-        let Some(method) = path.strip_prefix("/inference.GRPCInferenceService/") else {
-            return GrpcMethod::Unknown;
-        };
-        GrpcMethod::ALL
-            .into_iter()
-            .find(|m| *m != GrpcMethod::Unknown && m.label() == method)
-            .unwrap_or(GrpcMethod::Unknown)
-    }
-}
-
-/// The `code` label of status code `i` (0..17), as gRPC spells it.
-pub(crate) fn code_label(i: usize) -> &'static str {
-    const NAMES: [&str; N_CODES] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.get(i).copied().unwrap_or("UNKNOWN")
-}
+use crate::metrics::Metrics;
+use crate::proto::GrpcMethod;
 
 /// Counts, times and (see the module docs) fixes up the status of every gRPC call.
 #[derive(Clone)]

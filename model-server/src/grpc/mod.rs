@@ -8,8 +8,8 @@
 //! client sent raw inputs (as Triton answers) or asked for binary data (`binary_data` on an
 //! output or `binary_data_output` on the request), typed `contents` otherwise.
 //!
-//! Errors are [`ApiError`]s turned into statuses by one `From<ApiError> for Status`:
-//! 400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 413 -> RESOURCE_EXHAUSTED, 503 -> UNAVAILABLE.
+//! Errors are [`ApiError`]s turned into statuses by `From<ApiError> for Status` (see
+//! [`crate::error`]). The messages are [`crate::proto`].
 
 pub(crate) mod metrics;
 #[cfg(test)]
@@ -17,41 +17,22 @@ mod tests;
 
 use std::collections::HashMap;
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
-pub use metrics::GrpcMethod;
 pub(crate) use metrics::GrpcMetricsLayer;
 
-use crate::http::{ApiError, AppState};
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::oip::codec::{self, Input, Values};
 use crate::oip::{self, Output};
-use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
-use proto::infer_parameter::ParameterChoice;
-use proto::model_infer_response::InferOutputTensor;
-use proto::model_metadata_response::TensorMetadata;
-use proto::*;
-
-/// Generated from `proto/open_inference_grpc.proto` (package `inference`).
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod proto {
-    tonic::include_proto!("inference");
-}
-
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Status {
-        let code = match e.status().as_u16() {
-            400 | 415 | 422 => Code::InvalidArgument,
-            404 => Code::NotFound,
-            405 => Code::Unimplemented,
-            408 => Code::DeadlineExceeded,
-            413 => Code::ResourceExhausted,
-            503 => Code::Unavailable,
-            _ => Code::Internal,
-        };
-        Status::new(code, e.message().to_owned())
-    }
-}
+use crate::proto::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use crate::proto::infer_parameter::ParameterChoice;
+use crate::proto::model_infer_response::InferOutputTensor;
+use crate::proto::model_metadata_response::TensorMetadata;
+use crate::proto::*;
+use crate::state::AppState;
 
 /// The gRPC service: the served model, its readiness and its metrics, shared with REST.
 #[derive(Clone, Debug)]
@@ -136,22 +117,7 @@ impl InferenceService {
                     raw_output_contents.push(codec::raw(kind, model, &predictions));
                     None
                 } else {
-                    Some(match kind {
-                        Output::Label => InferTensorContents {
-                            bytes_contents: codec::labels(model, &predictions)
-                                .map(|l| l.as_bytes().to_vec())
-                                .collect(),
-                            ..Default::default()
-                        },
-                        Output::Probabilities => InferTensorContents {
-                            fp64_contents: codec::probabilities(&predictions).collect(),
-                            ..Default::default()
-                        },
-                        Output::Predict => InferTensorContents {
-                            int64_contents: codec::classes(&predictions).collect(),
-                            ..Default::default()
-                        },
-                    })
+                    Some(typed_output(kind, model, &predictions))
                 };
                 InferOutputTensor {
                     name: kind.name().to_owned(),
@@ -170,6 +136,30 @@ impl InferenceService {
             outputs: tensors,
             raw_output_contents,
         })
+    }
+}
+
+/// One output tensor as typed `contents`.
+fn typed_output(
+    kind: Output,
+    model: &crate::model::ModelArtifact,
+    predictions: &[crate::model::Prediction],
+) -> InferTensorContents {
+    match kind {
+        Output::Label => InferTensorContents {
+            bytes_contents: codec::labels(model, predictions)
+                .map(|l| l.as_bytes().to_vec())
+                .collect(),
+            ..Default::default()
+        },
+        Output::Probabilities => InferTensorContents {
+            fp64_contents: codec::probabilities(predictions).collect(),
+            ..Default::default()
+        },
+        Output::Predict => InferTensorContents {
+            int64_contents: codec::classes(predictions).collect(),
+            ..Default::default()
+        },
     }
 }
 

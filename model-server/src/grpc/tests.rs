@@ -7,10 +7,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tonic::{Code, Request};
 
-use super::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use super::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use super::*;
-use crate::http::Limits;
+use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use crate::state::Limits;
 
 const ROWS: [[f64; 4]; 2] = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]];
 

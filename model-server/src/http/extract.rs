@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A request body type, with the shape a client should have sent (used in error messages).
 pub(crate) trait RequestShape {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{JsonBody, ModelName, RequestShape};
 use super::tutorial::{predict_rows, Row};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub(crate) struct PredictRequest {

@@ -15,8 +15,9 @@ use axum::routing::post;
 use axum::Router;
 use tower::ServiceExt;
 
-use super::metrics::{Metrics, MetricsLayer, ModelInfo, RouteId};
-use super::paths;
+use super::metrics::MetricsLayer;
+use crate::metrics::{Metrics, ModelInfo, RouteId};
+use crate::paths;
 
 fn metrics() -> Arc<Metrics> {
     let info = ModelInfo {

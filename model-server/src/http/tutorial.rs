@@ -16,9 +16,10 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::extract::{JsonBody, RequestShape};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::state::AppState;
 
 /// A row of four measurements. Its own `Deserialize` so that a row of the wrong length
 /// says "expected 4 numbers" (serde's fixed arrays report extra elements as a JSON syntax
@@ -135,7 +136,7 @@ pub(crate) fn predict_rows(
     rows: &[Row],
     field: &str,
 ) -> Result<Vec<Prediction>, ApiError> {
-    check_batch_size(state, rows.len())?;
+    state.check_batch_size(rows.len())?;
     for (i, row) in rows.iter().enumerate() {
         check_finite(&row.0, || format!("{field}[{i}]"))?;
     }
@@ -151,18 +152,6 @@ pub(crate) fn predict_rows(
         .collect();
     state.metrics().count_predictions(&counts);
     Ok(predictions)
-}
-
-/// 413 when a batch has more rows than `--max-batch-rows`.
-pub(crate) fn check_batch_size(state: &AppState, rows: usize) -> Result<(), ApiError> {
-    let max = state.limits().max_batch_rows;
-    if rows > max {
-        Err(ApiError::too_large(format!(
-            "batch of {rows} rows exceeds the limit of {max} rows per request"
-        )))
-    } else {
-        Ok(())
-    }
 }
 
 /// 400 naming the first NaN or infinite value (JSON has no NaN, but `1e400` parses to inf).

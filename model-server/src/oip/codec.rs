@@ -4,10 +4,11 @@
 //! contents, little-endian bytes for binary and raw outputs).
 
 use super::Output;
-use crate::grpc::proto::InferTensorContents;
-use crate::http::{ApiError, AppState};
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::proto::InferTensorContents;
+use crate::state::AppState;
 
 /// An element type an input tensor may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,32 +121,9 @@ pub fn decode_rows(
     input: &Input<'_>,
 ) -> Result<Vec<[f64; N_FEATURES]>, ApiError> {
     let name = input.name;
-    let ty = InputType::parse(input.datatype)
-        .filter(|t| t.is_float() || !matches!(input.values, Values::Json(_)))
-        .ok_or_else(|| {
-            ApiError::bad_request(match input.values {
-                Values::Json(_) => format!(
-                    "input {name:?} has datatype {:?}; this model takes FP32 or FP64",
-                    input.datatype
-                ),
-                _ => format!(
-                    "input {name:?} has datatype {:?}; this model takes FP32, FP64, INT8..INT64 \
-                     or UINT8..UINT64",
-                    input.datatype
-                ),
-            })
-        })?;
-    let rows = match input.shape {
-        [n, f] if *n >= 0 && *f == N_FEATURES as i64 => usize::try_from(*n).unwrap_or(usize::MAX),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "input {name:?} has shape {:?}; expected [N, {N_FEATURES}] (N rows of \
-                 sepal_length, sepal_width, petal_length, petal_width)",
-                input.shape
-            )))
-        }
-    };
-    crate::http::check_batch_size(state, rows)?;
+    let ty = input_type(input)?;
+    let rows = batch_rows(input)?;
+    state.check_batch_size(rows)?;
     let count = rows * N_FEATURES;
     let count_error = |got: usize, what: &str| {
         ApiError::bad_request(format!(
@@ -172,38 +150,7 @@ pub fn decode_rows(
             bytes.chunks_exact(ty.size()).map(|b| ty.read(b)).collect()
         }
         Values::Contents(c) => {
-            let (len, field, values): (usize, &str, Vec<f64>) = match ty {
-                InputType::Fp32 => (
-                    c.fp32_contents.len(),
-                    "fp32_contents",
-                    c.fp32_contents.iter().map(|x| f64::from(*x)).collect(),
-                ),
-                InputType::Fp64 => (
-                    c.fp64_contents.len(),
-                    "fp64_contents",
-                    c.fp64_contents.clone(),
-                ),
-                InputType::Int8 | InputType::Int16 | InputType::Int32 => (
-                    c.int_contents.len(),
-                    "int_contents",
-                    c.int_contents.iter().map(|x| f64::from(*x)).collect(),
-                ),
-                InputType::Int64 => (
-                    c.int64_contents.len(),
-                    "int64_contents",
-                    c.int64_contents.iter().map(|x| *x as f64).collect(),
-                ),
-                InputType::Uint8 | InputType::Uint16 | InputType::Uint32 => (
-                    c.uint_contents.len(),
-                    "uint_contents",
-                    c.uint_contents.iter().map(|x| f64::from(*x)).collect(),
-                ),
-                InputType::Uint64 => (
-                    c.uint64_contents.len(),
-                    "uint64_contents",
-                    c.uint64_contents.iter().map(|x| *x as f64).collect(),
-                ),
-            };
+            let (len, field, values) = typed_contents(c, ty);
             if len != count {
                 return Err(count_error(len, field));
             }
@@ -228,6 +175,78 @@ pub fn decode_rows(
             row
         })
         .collect())
+}
+
+/// The element type of `input`: JSON data must be FP32 or FP64; bytes and typed contents
+/// may be any numeric type.
+fn input_type(input: &Input<'_>) -> Result<InputType, ApiError> {
+    let name = input.name;
+    InputType::parse(input.datatype)
+        .filter(|t| t.is_float() || !matches!(input.values, Values::Json(_)))
+        .ok_or_else(|| {
+            ApiError::bad_request(match input.values {
+                Values::Json(_) => format!(
+                    "input {name:?} has datatype {:?}; this model takes FP32 or FP64",
+                    input.datatype
+                ),
+                _ => format!(
+                    "input {name:?} has datatype {:?}; this model takes FP32, FP64, INT8..INT64 \
+                 or UINT8..UINT64",
+                    input.datatype
+                ),
+            })
+        })
+}
+
+/// The batch size N of an input of shape `[N, 4]`; 400 for any other shape.
+fn batch_rows(input: &Input<'_>) -> Result<usize, ApiError> {
+    let name = input.name;
+    match input.shape {
+        [n, f] if *n >= 0 && *f == N_FEATURES as i64 => {
+            Ok(usize::try_from(*n).unwrap_or(usize::MAX))
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "input {name:?} has shape {:?}; expected [N, {N_FEATURES}] (N rows of \
+                 sepal_length, sepal_width, petal_length, petal_width)",
+            input.shape
+        ))),
+    }
+}
+
+/// The typed `contents` field that `ty` reads (its length, its name, its values as f64).
+fn typed_contents(c: &InferTensorContents, ty: InputType) -> (usize, &'static str, Vec<f64>) {
+    match ty {
+        InputType::Fp32 => (
+            c.fp32_contents.len(),
+            "fp32_contents",
+            c.fp32_contents.iter().map(|x| f64::from(*x)).collect(),
+        ),
+        InputType::Fp64 => (
+            c.fp64_contents.len(),
+            "fp64_contents",
+            c.fp64_contents.clone(),
+        ),
+        InputType::Int8 | InputType::Int16 | InputType::Int32 => (
+            c.int_contents.len(),
+            "int_contents",
+            c.int_contents.iter().map(|x| f64::from(*x)).collect(),
+        ),
+        InputType::Int64 => (
+            c.int64_contents.len(),
+            "int64_contents",
+            c.int64_contents.iter().map(|x| *x as f64).collect(),
+        ),
+        InputType::Uint8 | InputType::Uint16 | InputType::Uint32 => (
+            c.uint_contents.len(),
+            "uint_contents",
+            c.uint_contents.iter().map(|x| f64::from(*x)).collect(),
+        ),
+        InputType::Uint64 => (
+            c.uint64_contents.len(),
+            "uint64_contents",
+            c.uint64_contents.iter().map(|x| *x as f64).collect(),
+        ),
+    }
 }
 
 /// Predicts every row and counts the predictions per class.

@@ -12,7 +12,7 @@ pub mod codec;
 #[cfg(test)]
 mod tests;
 
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::model::ModelArtifact;
 

@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 
 use super::codec::{self, Input, Values};
 use super::Output;
-use crate::grpc::proto::InferTensorContents;
-use crate::http::{AppState, Limits};
 use crate::iris::N_FEATURES;
+use crate::proto::InferTensorContents;
+use crate::state::{AppState, Limits};
 
 const ROWS: [[f64; N_FEATURES]; 2] = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]];
 
@@ -31,7 +31,7 @@ fn decode(
     datatype: &str,
     shape: &[i64],
     values: Values<'_>,
-) -> Result<Vec<[f64; N_FEATURES]>, crate::http::ApiError> {
+) -> Result<Vec<[f64; N_FEATURES]>, crate::error::ApiError> {
     codec::decode_rows(
         &state(),
         &Input {
@@ -45,7 +45,7 @@ fn decode(
 
 #[track_caller]
 fn refused(
-    result: Result<Vec<[f64; N_FEATURES]>, crate::http::ApiError>,
+    result: Result<Vec<[f64; N_FEATURES]>, crate::error::ApiError>,
     status: StatusCode,
     needle: &str,
 ) {
@@ -80,6 +80,7 @@ fn json_values() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one case per numeric type, written out to be read
 fn raw_values_of_every_numeric_type() {
     let le64: Vec<u8> = flat().iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(decode("FP64", &[2, 4], Values::Raw(&le64)).unwrap(), ROWS);

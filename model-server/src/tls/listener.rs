@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::conn::{accept_error, Gate, Limited};
-use crate::http::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// A handshake not finished after this long is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,9 +17,9 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::*;
-use crate::http::{AppState, Limits};
 use crate::security::{Security, Tls};
 use crate::server::ShutdownTiming;
+use crate::state::{AppState, Limits};
 use crate::test_models::TempDir;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -374,9 +374,9 @@ mod grpc {
 
     use super::*;
     use crate::auth::{Auth, Tokens};
-    use crate::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-    use crate::grpc::proto::{ServerLiveRequest, ServerMetadataRequest};
-    use crate::grpc::GrpcMethod;
+    use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use crate::proto::GrpcMethod;
+    use crate::proto::{ServerLiveRequest, ServerMetadataRequest};
 
     async fn channel(addr: SocketAddr, config: Arc<ClientConfig>) -> tonic::transport::Channel {
         // The URI's scheme only names the :scheme header; the connector does TLS.

@@ -18,6 +18,8 @@
 
 mod request;
 
+use std::sync::LazyLock;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -28,12 +30,14 @@ use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
 use super::extract::{ModelName, ModelVersion};
-use super::{json_bytes, ApiError, AppState};
+use super::json_bytes;
+use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::model::{ModelArtifact, Prediction};
 use crate::oip::codec::{self, Input, Values};
 use crate::oip::{self, Output, TensorMetadata};
-use request::{InferBody, InputTensor, INFERENCE_HEADER_CONTENT_LENGTH};
+use crate::state::AppState;
+use request::{InferBody, InferRequest, InputTensor, INFERENCE_HEADER_CONTENT_LENGTH};
 
 #[derive(Serialize)]
 struct ServerMetadata {
@@ -43,7 +47,9 @@ struct ServerMetadata {
 }
 
 /// `GET /v2` body, serialized once.
-pub(crate) fn server_metadata() -> Bytes {
+static SERVER_METADATA: LazyLock<Bytes> = LazyLock::new(server_metadata);
+
+fn server_metadata() -> Bytes {
     serde_json::to_vec(&ServerMetadata {
         name: oip::SERVER_NAME,
         version: oip::SERVER_VERSION,
@@ -72,8 +78,9 @@ struct ModelParameters<'a> {
     held_out_accuracy: f64,
 }
 
-/// `GET /v2/models/{name}` body, serialized once.
-pub(crate) fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
+/// `GET /v2/models/{name}` body (serialized once, on first use: see
+/// [`AppState::v2_model_metadata`]).
+fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
     let meta = ModelMetadata {
         name,
         versions: [model.short_digest()],
@@ -94,8 +101,8 @@ pub(crate) fn model_metadata(name: &str, model: &ModelArtifact) -> Bytes {
 }
 
 /// `GET /v2`.
-pub(crate) async fn server(State(state): State<AppState>) -> Response {
-    json_bytes(state.inner.v2_server_metadata.clone())
+pub(crate) async fn server() -> Response {
+    json_bytes(SERVER_METADATA.clone())
 }
 
 /// `GET /v2/health/live`: 200 while the process serves HTTP.
@@ -115,7 +122,7 @@ pub(crate) async fn model(
     ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
     state.check_model(&name)?;
-    Ok(json_bytes(state.inner.v2_model_metadata.clone()))
+    Ok(json_bytes(state.v2_model_metadata(model_metadata)))
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
@@ -124,7 +131,7 @@ pub(crate) async fn model_version(
     ModelVersion(name, version): ModelVersion,
 ) -> Result<Response, ApiError> {
     state.check_version(&name, &version)?;
-    Ok(json_bytes(state.inner.v2_model_metadata.clone()))
+    Ok(json_bytes(state.v2_model_metadata(model_metadata)))
 }
 
 #[derive(Serialize)]
@@ -185,83 +192,14 @@ fn run_inference(state: &AppState, body: InferBody) -> Result<Response, ApiError
         request: req,
         binary,
     } = body;
-    let binary_default = req
-        .parameters
-        .as_ref()
-        .and_then(|p| p.binary_data_output)
-        .unwrap_or(false);
-    let outputs: Vec<(Output, bool)> = match req.outputs.as_deref() {
-        None | Some([]) => Output::ALL.map(|o| (o, binary_default)).to_vec(),
-        Some(list) => list
-            .iter()
-            .map(|o| {
-                let binary = o
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.binary_data)
-                    .unwrap_or(binary_default);
-                Output::from_name(&o.name).map(|kind| (kind, binary))
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let outputs = requested_outputs(&req)?;
     let [input] = <[InputTensor; 1]>::try_from(req.inputs).map_err(|inputs| {
         ApiError::bad_request(format!(
             "expected exactly one input tensor of shape [N, {N_FEATURES}], got {}",
             inputs.len()
         ))
     })?;
-    let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
-    let values = match (binary_size, &input.data) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(format!(
-                "input {:?} has both \"data\" and parameters.binary_data_size; give one",
-                input.name
-            )))
-        }
-        (None, None) => {
-            return Err(ApiError::bad_request(format!(
-                "input {:?} has neither \"data\" nor parameters.binary_data_size",
-                input.name
-            )))
-        }
-        (Some(size), None) => {
-            let size = usize::try_from(size).unwrap_or(usize::MAX);
-            if size > binary.len() {
-                return Err(ApiError::bad_request(format!(
-                    "input {:?} has binary_data_size {size}, but only {} bytes of binary data \
-                     follow the JSON header (Inference-Header-Content-Length); truncated body?",
-                    input.name,
-                    binary.len()
-                )));
-            }
-            if size < binary.len() {
-                return Err(ApiError::bad_request(format!(
-                    "{} bytes of binary data follow the JSON header, but the inputs' \
-                     binary_data_size add up to {size}",
-                    binary.len()
-                )));
-            }
-            Values::Raw(&binary)
-        }
-        (None, Some(data)) => {
-            if !binary.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "{} bytes of binary data follow the JSON header, but no input has \
-                     parameters.binary_data_size",
-                    binary.len()
-                )));
-            }
-            if let Some(len) = data.nested_row_len {
-                if len != N_FEATURES {
-                    return Err(ApiError::bad_request(format!(
-                        "input {:?} has nested rows of {len} values; expected {N_FEATURES}",
-                        input.name
-                    )));
-                }
-            }
-            Values::Json(&data.values)
-        }
-    };
+    let values = input_values(&input, &binary)?;
     let rows = codec::decode_rows(
         state,
         &Input {
@@ -296,14 +234,94 @@ fn run_inference(state: &AppState, body: InferBody) -> Result<Response, ApiError
     if outputs.iter().all(|(_, binary)| !binary) {
         return Ok(Json(body).into_response());
     }
-    let mut out = serde_json::to_vec(&body).map_err(|e| {
+    with_binary(&body, &binary_out)
+}
+
+/// The outputs asked for (all three by default), each with whether it is sent as binary.
+fn requested_outputs(req: &InferRequest) -> Result<Vec<(Output, bool)>, ApiError> {
+    let binary_default = req
+        .parameters
+        .as_ref()
+        .and_then(|p| p.binary_data_output)
+        .unwrap_or(false);
+    match req.outputs.as_deref() {
+        None | Some([]) => Ok(Output::ALL.map(|o| (o, binary_default)).to_vec()),
+        Some(list) => list
+            .iter()
+            .map(|o| {
+                let binary = o
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.binary_data)
+                    .unwrap_or(binary_default);
+                Output::from_name(&o.name).map(|kind| (kind, binary))
+            })
+            .collect(),
+    }
+}
+
+/// The values of the one input: its JSON `data`, or all of the binary section.
+fn input_values<'a>(input: &'a InputTensor, binary: &'a [u8]) -> Result<Values<'a>, ApiError> {
+    let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+    match (binary_size, &input.data) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(format!(
+            "input {:?} has both \"data\" and parameters.binary_data_size; give one",
+            input.name
+        ))),
+        (None, None) => Err(ApiError::bad_request(format!(
+            "input {:?} has neither \"data\" nor parameters.binary_data_size",
+            input.name
+        ))),
+        (Some(size), None) => {
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > binary.len() {
+                return Err(ApiError::bad_request(format!(
+                    "input {:?} has binary_data_size {size}, but only {} bytes of binary data \
+                     follow the JSON header (Inference-Header-Content-Length); truncated body?",
+                    input.name,
+                    binary.len()
+                )));
+            }
+            if size < binary.len() {
+                return Err(ApiError::bad_request(format!(
+                    "{} bytes of binary data follow the JSON header, but the inputs' \
+                     binary_data_size add up to {size}",
+                    binary.len()
+                )));
+            }
+            Ok(Values::Raw(binary))
+        }
+        (None, Some(data)) => {
+            if !binary.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "{} bytes of binary data follow the JSON header, but no input has \
+                     parameters.binary_data_size",
+                    binary.len()
+                )));
+            }
+            if let Some(len) = data.nested_row_len {
+                if len != N_FEATURES {
+                    return Err(ApiError::bad_request(format!(
+                        "input {:?} has nested rows of {len} values; expected {N_FEATURES}",
+                        input.name
+                    )));
+                }
+            }
+            Ok(Values::Json(&data.values))
+        }
+    }
+}
+
+/// The JSON header followed by the binary outputs, with `Inference-Header-Content-Length`.
+fn with_binary(body: &InferResponse<'_>, binary_out: &[u8]) -> Result<Response, ApiError> {
+    let mut out = serde_json::to_vec(body).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             format!("failed to encode the response: {e}"),
         )
     })?;
     let header_len = out.len();
-    out.extend_from_slice(&binary_out);
+    out.extend_from_slice(binary_out);
     Ok((
         [
             (

@@ -11,11 +11,12 @@ use axum::http::HeaderName;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::error::ApiError;
 use crate::http::extract::{
     check_json_content_type, is_json_essence, parse_json, read_body, unsupported_media_type,
     RequestShape,
 };
-use crate::http::{ApiError, AppState};
+use crate::state::AppState;
 
 /// The binary extension's request and response header: length of the JSON part of the body.
 pub(crate) const INFERENCE_HEADER_CONTENT_LENGTH: HeaderName =

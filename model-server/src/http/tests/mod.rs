@@ -12,8 +12,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{app, AppState, Limits};
+use super::app;
 use crate::model::ModelArtifact;
+use crate::state::{AppState, Limits};
 
 pub(super) fn binary_model() -> ModelArtifact {
     crate::test_models::binary().clone()

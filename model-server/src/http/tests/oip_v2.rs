@@ -179,6 +179,7 @@ async fn infer_outputs_filter() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one table of bad inputs, each with the message it gets
 async fn infer_bad_input() {
     let r = router(&binary_state());
     let uri = "/v2/models/iris/infer";

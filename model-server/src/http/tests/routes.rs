@@ -5,7 +5,7 @@ use axum::http::{header, Request, StatusCode};
 use serde_json::json;
 
 use super::*;
-use crate::http::metrics::RouteId;
+use crate::metrics::RouteId;
 
 const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
 const VIRGINICA: [f64; 4] = [6.2, 3.4, 5.4, 2.3];

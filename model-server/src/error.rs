@@ -1,6 +1,8 @@
-//! The one error type of the HTTP API: a status code and a message, sent as
-//! `{"error": "..."}`. Every rejection (bad JSON, wrong content type, oversized body, unknown
-//! model, unknown route) becomes one of these, so clients always get the same shape.
+//! The one error type of both transports: a status code and a message. HTTP sends it as
+//! `{"error": "..."}` with that status; gRPC as the matching code (400 -> INVALID_ARGUMENT,
+//! 404 -> NOT_FOUND, 413 -> RESOURCE_EXHAUSTED, 503 -> UNAVAILABLE). Every rejection (bad
+//! JSON, wrong content type, oversized body, unknown model, unknown route) becomes one of
+//! these, so clients always get the same shape.
 
 use std::borrow::Cow;
 
@@ -9,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use tonic::{Code, Status};
 
 /// A 4xx (or 503) answer with a message that says what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,5 +113,21 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response()
+    }
+}
+
+/// The gRPC status of an error: its HTTP status mapped to the code gRPC specifies for it.
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let code = match e.status().as_u16() {
+            400 | 415 | 422 => Code::InvalidArgument,
+            404 => Code::NotFound,
+            405 => Code::Unimplemented,
+            408 => Code::DeadlineExceeded,
+            413 => Code::ResourceExhausted,
+            503 => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        Status::new(code, e.message().to_owned())
     }
 }
