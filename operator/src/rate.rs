@@ -239,25 +239,7 @@ impl Series {
                 ..stay(now - self.active_at)
             });
         }
-        let mut requests = 0u64;
-        let mut pods = 0usize;
-        // A pod not read before that has served requests was busy since the last sample
-        // (it started, or turned ready, since): activity, even where its rate is not counted.
-        let mut active = counts
-            .iter()
-            .any(|c| c.requests > 0 && !before.contains_key(&c.pod));
-        for c in counts {
-            let since = match before.get(&c.pod) {
-                // A counter below its last value is a restarted container's: all new.
-                Some(&b) => Some(c.requests.checked_sub(b).unwrap_or(c.requests)),
-                None if c.started.is_some_and(|s| s >= now - dt) => Some(c.requests),
-                None => None,
-            };
-            if let Some(n) = since {
-                requests = requests.saturating_add(n);
-                pods += 1;
-            }
-        }
+        let (requests, pods, mut active) = counted(&before, counts, now - dt);
         active |= requests > 0;
         if active {
             self.active_at = now;
@@ -300,6 +282,34 @@ impl Series {
             waiting_for_activator: false,
         })
     }
+}
+
+/// The requests served since the last sample by the pods read now (`before` holds their counters
+/// then): the sum, how many pods it covers, and whether a pod not read before served any (it
+/// started, or turned ready, since: activity, even where its rate is not counted). A pod that
+/// started after `since` counts all its requests; a counter below its last value is a restarted
+/// container's, all new.
+fn counted(before: &HashMap<String, u64>, counts: &[PodCount], since: f64) -> (u64, usize, bool) {
+    let mut requests = 0u64;
+    let mut pods = 0usize;
+    // A pod not read before that has served requests was busy since the last sample
+    // (it started, or turned ready, since): activity, even where its rate is not counted.
+    let active = counts
+        .iter()
+        .any(|c| c.requests > 0 && !before.contains_key(&c.pod));
+    for c in counts {
+        let since = match before.get(&c.pod) {
+            // A counter below its last value is a restarted container's: all new.
+            Some(&b) => Some(c.requests.checked_sub(b).unwrap_or(c.requests)),
+            None if c.started.is_some_and(|s| s >= since) => Some(c.requests),
+            None => None,
+        };
+        if let Some(n) = since {
+            requests = requests.saturating_add(n);
+            pods += 1;
+        }
+    }
+    (requests, pods, active)
 }
 
 /// The count a rate asks for: ceil(rate / target), or the current count while the rate per

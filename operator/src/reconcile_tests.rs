@@ -317,6 +317,7 @@ async fn a_missing_configmap_gives_ready_false_an_event_and_a_backoff() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // a scenario reads as one list of requests
 async fn a_changed_spec_rolls_out_and_bumps_observed_generation() {
     let old = model("iris", 1);
     let (deployment, service) = children(&old);
@@ -552,6 +553,7 @@ async fn a_pod_without_a_sandbox_is_degraded_with_the_events_message_written_onc
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // a table of failures and their causes
 async fn each_pod_failure_becomes_its_reason_with_the_cause() {
     let waiting = |reason: &str, last: Value| {
         json!({"phase": "Running", "containerStatuses": [{"name": "model-server", "ready": false,
@@ -769,6 +771,7 @@ fn autoscaled_children(
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // a scenario reads as one list of requests
 async fn an_autoscaler_that_cannot_act_is_in_the_status_and_an_event_and_so_is_its_recovery() {
     let mut model = model("iris", 1);
     model.spec.autoscaling = Some(AutoscalingSpec {

@@ -50,46 +50,15 @@ pub(crate) async fn children(
     plan: Plan,
 ) -> Result<Option<Deployment>, Error> {
     let (namespace, owner) = (&resolved.namespace, &resolved.owner);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-
-    let deployment = if plan.applies_stable() {
-        let handoff = resolved.replicas.is_none()
-            && observed
-                .deployment
-                .as_ref()
-                .is_some_and(|d| owns_replicas(d, MANAGER));
-        if let (true, Some(current)) = (handoff, observed.deployment.as_ref()) {
-            hand_off_replicas(&deployments, current).await?;
-            metrics.write(Written::Child(ChildKind::Deployment), Operation::Apply);
-        }
-        let (deployment, outcome) = apply(
-            &deployments,
-            owner,
-            desired.deployment.clone(),
-            observed.deployment.as_ref(),
-            handoff,
-        )
-        .await?;
-        count_write(metrics, ChildKind::Deployment, outcome);
-        Some(deployment)
-    } else {
-        // A canary runs, or the quality gate holds the change back: the stable pods are left
-        // exactly as they are.
-        observed.deployment.clone()
-    };
-    let outcome = match plan {
-        Plan::Canary { replicas } => {
-            // Ours, or what observe found under the name (the name may be taken).
-            let existing = observed.canary.as_ref().or(observed.canary_name.as_ref());
-            let canary = canary::build(&desired.deployment, replicas);
-            apply(&deployments, owner, canary, existing, false).await?.1
-        }
-        Plan::Promote => Outcome::Unchanged,
-        Plan::Roll | Plan::Hold => {
-            delete::delete(&deployments, observed.canary.as_ref(), owner).await?
-        }
-    };
-    count_write(metrics, ChildKind::Deployment, outcome);
+    let deployment = deployments(
+        client,
+        resolved,
+        &desired.deployment,
+        observed,
+        metrics,
+        plan,
+    )
+    .await?;
     let services = Api::namespaced(client.clone(), namespace);
     let (_, outcome) = apply(
         &services,
@@ -101,24 +70,10 @@ pub(crate) async fn children(
     .await?;
     count_write(metrics, ChildKind::Service, outcome);
     let hpas = Api::namespaced(client.clone(), namespace);
-    let outcome = match desired.hpa {
-        Some(hpa) => {
-            apply(&hpas, owner, hpa, observed.hpa.as_ref(), false)
-                .await?
-                .1
-        }
-        None => delete::delete(&hpas, observed.hpa.as_ref(), owner).await?,
-    };
+    let outcome = wanted(&hpas, owner, desired.hpa, observed.hpa.as_ref()).await?;
     count_write(metrics, ChildKind::HorizontalPodAutoscaler, outcome);
     let pdbs = Api::namespaced(client.clone(), namespace);
-    let outcome = match desired.pdb {
-        Some(pdb) => {
-            apply(&pdbs, owner, pdb, observed.pdb.as_ref(), false)
-                .await?
-                .1
-        }
-        None => delete::delete(&pdbs, observed.pdb.as_ref(), owner).await?,
-    };
+    let outcome = wanted(&pdbs, owner, desired.pdb, observed.pdb.as_ref()).await?;
     count_write(metrics, ChildKind::PodDisruptionBudget, outcome);
     match (desired.activator, &observed.activator_rbac) {
         // Observe read the activator's RBAC: it is to be written.
@@ -142,6 +97,77 @@ pub(crate) async fn children(
         (_, None) => {}
     }
     Ok(deployment)
+}
+
+/// The stable Deployment as the rollout's plan says (with the hand-off of `spec.replicas` to an
+/// autoscaler turned on), and the canary's: run with N pods, kept while promoting, or removed.
+/// Returns the stable Deployment as the API server has it now.
+async fn deployments(
+    client: &Client,
+    resolved: &Resolved,
+    desired: &Deployment,
+    observed: &Observed,
+    metrics: &Metrics,
+    plan: Plan,
+) -> Result<Option<Deployment>, Error> {
+    let (namespace, owner) = (&resolved.namespace, &resolved.owner);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+
+    let deployment = if plan.applies_stable() {
+        let handoff = resolved.replicas.is_none()
+            && observed
+                .deployment
+                .as_ref()
+                .is_some_and(|d| owns_replicas(d, MANAGER));
+        if let (true, Some(current)) = (handoff, observed.deployment.as_ref()) {
+            hand_off_replicas(&deployments, current).await?;
+            metrics.write(Written::Child(ChildKind::Deployment), Operation::Apply);
+        }
+        let (deployment, outcome) = apply(
+            &deployments,
+            owner,
+            desired.clone(),
+            observed.deployment.as_ref(),
+            handoff,
+        )
+        .await?;
+        count_write(metrics, ChildKind::Deployment, outcome);
+        Some(deployment)
+    } else {
+        // A canary runs, or the quality gate holds the change back: the stable pods are left
+        // exactly as they are.
+        observed.deployment.clone()
+    };
+    let outcome = match plan {
+        Plan::Canary { replicas } => {
+            // Ours, or what observe found under the name (the name may be taken).
+            let existing = observed.canary.as_ref().or(observed.canary_name.as_ref());
+            let canary = canary::build(desired, replicas);
+            apply(&deployments, owner, canary, existing, false).await?.1
+        }
+        Plan::Promote => Outcome::Unchanged,
+        Plan::Roll | Plan::Hold => {
+            delete::delete(&deployments, observed.canary.as_ref(), owner).await?
+        }
+    };
+    count_write(metrics, ChildKind::Deployment, outcome);
+    Ok(deployment)
+}
+
+/// Applies a child that is wanted, or deletes one that is not (only when it is ours).
+async fn wanted<K>(
+    api: &Api<K>,
+    owner: &OwnerReference,
+    desired: Option<K>,
+    observed: Option<&K>,
+) -> Result<Outcome, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    match desired {
+        Some(desired) => Ok(apply(api, owner, desired, observed, false).await?.1),
+        None => delete::delete(api, observed, owner).await,
+    }
 }
 
 /// Applies the activator: its RBAC first (its pod needs the ServiceAccount to start). Observe

@@ -91,19 +91,8 @@ pub(crate) fn verdict(
 /// Reason of Autoscaling=False when no ready pod's request counters could be read.
 pub(crate) const REASON_NO_COUNTERS: &str = "RequestCountersUnavailable";
 
-/// The Autoscaling condition of a model that scales on its request rate, from the operator's
-/// own autoscaler ([`crate::reconcile::scaler`]).
-pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Option<Verdict> {
-    let autoscaling = resolved.autoscaling.as_ref()?;
-    let target = autoscaling.target_requests_per_second?;
-    let Some(facts) = reading else {
-        return Some(Verdict::new(
-            AUTOSCALING,
-            false,
-            REASON_STARTING,
-            "the first sample of the pods' request counters is taken; the rate needs a second",
-        ));
-    };
+/// The verdict of a model at, going to, or held from zero pods; None otherwise.
+fn zero_verdict(autoscaling: &crate::crd::AutoscalingSpec, facts: &Facts) -> Option<Verdict> {
     // Stable while the model stays idle: a message that counted the seconds would rewrite
     // the status of every idle model on each sample.
     let idle = format!(
@@ -136,6 +125,25 @@ pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Opti
             REASON_SCALED_TO_ZERO,
             format!("scaling to zero pods: {idle}"),
         ));
+    }
+    None
+}
+
+/// The Autoscaling condition of a model that scales on its request rate, from the operator's
+/// own autoscaler ([`crate::reconcile::scaler`]).
+pub(crate) fn rate_verdict(resolved: &Resolved, reading: Option<&Facts>) -> Option<Verdict> {
+    let autoscaling = resolved.autoscaling.as_ref()?;
+    let target = autoscaling.target_requests_per_second?;
+    let Some(facts) = reading else {
+        return Some(Verdict::new(
+            AUTOSCALING,
+            false,
+            REASON_STARTING,
+            "the first sample of the pods' request counters is taken; the rate needs a second",
+        ));
+    };
+    if let Some(verdict) = zero_verdict(autoscaling, facts) {
+        return Some(verdict);
     }
     if let Some(why) = &facts.unreadable {
         return Some(Verdict::new(

@@ -11,8 +11,8 @@ use kube::{Resource, ResourceExt};
 use crate::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
 use crate::context::{ActivatorSettings, Settings};
 use crate::crd::{
-    AuthSpec, AutoscalingSpec, IrisClass, IrisModel, ModelStatus, RolloutStrategy, ServiceSpec,
-    Task, TrainingSpec,
+    AuthSpec, AutoscalingSpec, ConfigMapSource, IrisClass, IrisModel, IrisModelSpec, ModelStatus,
+    RolloutStrategy, ServiceSpec, Task, TrainingSpec,
 };
 use crate::error::Error;
 
@@ -93,6 +93,118 @@ pub(crate) fn name_and_namespace(model: &IrisModel) -> Result<(String, String), 
     Ok((name, namespace))
 }
 
+/// The rules between fields that the CRD's schema does not hold.
+fn check_spec(spec: &IrisModelSpec) -> Result<(), Error> {
+    let task = spec.model.task;
+    if task == Task::Multiclass && spec.model.positive_class.is_some() {
+        return Err(Error::InvalidSpec(
+            "spec.model.positiveClass is only allowed when spec.model.task is binary".into(),
+        ));
+    }
+
+    let protects_metrics = spec.auth.as_ref().is_some_and(|a| a.protect_metrics);
+    let canary = spec
+        .rollout
+        .as_ref()
+        .is_some_and(|r| r.strategy == RolloutStrategy::Canary);
+    if protects_metrics && canary {
+        return Err(Error::InvalidSpec(
+            "spec.auth.protectMetrics cannot be used with spec.rollout.strategy Canary: the \
+             canary analysis reads the pods' /metrics and the operator holds no token"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The model's source, as the pods will load it, with its digest and accuracy when the operator
+/// can know them (a builtin model, trained once per parameter set; a ConfigMap artifact,
+/// validated as the server validates it).
+fn model_source(
+    model: &IrisModel,
+    config_map: Option<&ConfigMap>,
+    builtin: &BuiltinCache,
+    namespace: &str,
+) -> Result<(ResolvedSource, String, Option<ModelFacts>), Error> {
+    let spec = &model.spec;
+    let task = spec.model.task;
+    let source = &spec.model.source;
+    let set = [
+        source.builtin.is_some(),
+        source.config_map.is_some(),
+        source.file.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(Error::InvalidSpec(
+            "set exactly one of spec.model.source.builtin, configMap or file".into(),
+        ));
+    }
+
+    if let Some(cm_source) = &source.config_map {
+        return config_map_source(model, cm_source, config_map, namespace);
+    }
+    if let Some(path) = &source.file {
+        if !path.starts_with('/') {
+            return Err(Error::InvalidSpec(
+                "spec.model.source.file must be an absolute path".into(),
+            ));
+        }
+        return Ok((
+            ResolvedSource::File(path.clone()),
+            format!("file:{path}"),
+            None,
+        ));
+    }
+    let training = &spec.model.training;
+    let facts = builtin
+        .facts(task, model.positive_class(), training)
+        .map_err(Error::TrainingFailed)?;
+    Ok((
+        ResolvedSource::Builtin(training.clone()),
+        "builtin".to_string(),
+        Some(facts),
+    ))
+}
+
+/// A ConfigMap source: the artifact under its key, validated as the server validates it.
+fn config_map_source(
+    model: &IrisModel,
+    cm_source: &ConfigMapSource,
+    config_map: Option<&ConfigMap>,
+    namespace: &str,
+) -> Result<(ResolvedSource, String, Option<ModelFacts>), Error> {
+    let (task, namespace) = (model.spec.model.task, namespace.to_string());
+
+    let cm = config_map.ok_or_else(|| Error::ConfigMapNotFound {
+        namespace: namespace.clone(),
+        name: cm_source.name.clone(),
+    })?;
+    let content =
+        config_map_value(cm, &cm_source.key).ok_or_else(|| Error::ConfigMapKeyNotFound {
+            namespace: namespace.clone(),
+            name: cm_source.name.clone(),
+            key: cm_source.key.clone(),
+        })?;
+    let facts = std::str::from_utf8(&content)
+        .map_err(|_| "it is not UTF-8 text".to_string())
+        .and_then(|text| check_artifact(text, task, model.spec.model.positive_class))
+        .map_err(|reason| Error::InvalidArtifact {
+            namespace: namespace.clone(),
+            name: cm_source.name.clone(),
+            key: cm_source.key.clone(),
+            reason,
+        })?;
+    Ok((
+        ResolvedSource::ConfigMap {
+            name: cm_source.name.clone(),
+            key: cm_source.key.clone(),
+            content_hash: content_hash(&content),
+        },
+        format!("configMap:{}/{}", cm_source.name, cm_source.key),
+        Some(facts),
+    ))
+}
+
 /// Validates the IrisModel against what only the operator can check.
 ///
 /// `config_map` is the ConfigMap named by a configMap source as read from the API (None when it
@@ -110,88 +222,10 @@ pub(crate) fn resolve(
     let spec = &model.spec;
     let task = spec.model.task;
     let positive_class = model.positive_class();
-    if task == Task::Multiclass && spec.model.positive_class.is_some() {
-        return Err(Error::InvalidSpec(
-            "spec.model.positiveClass is only allowed when spec.model.task is binary".into(),
-        ));
-    }
+    check_spec(spec)?;
+    let (resolved_source, source_name, facts) =
+        model_source(model, config_map, builtin, &namespace)?;
 
-    let source = &spec.model.source;
-    let set = [
-        source.builtin.is_some(),
-        source.config_map.is_some(),
-        source.file.is_some(),
-    ];
-    if set.iter().filter(|s| **s).count() != 1 {
-        return Err(Error::InvalidSpec(
-            "set exactly one of spec.model.source.builtin, configMap or file".into(),
-        ));
-    }
-
-    let (resolved_source, source_name, facts) = if let Some(cm_source) = &source.config_map {
-        let cm = config_map.ok_or_else(|| Error::ConfigMapNotFound {
-            namespace: namespace.clone(),
-            name: cm_source.name.clone(),
-        })?;
-        let content =
-            config_map_value(cm, &cm_source.key).ok_or_else(|| Error::ConfigMapKeyNotFound {
-                namespace: namespace.clone(),
-                name: cm_source.name.clone(),
-                key: cm_source.key.clone(),
-            })?;
-        let facts = std::str::from_utf8(&content)
-            .map_err(|_| "it is not UTF-8 text".to_string())
-            .and_then(|text| check_artifact(text, task, spec.model.positive_class))
-            .map_err(|reason| Error::InvalidArtifact {
-                namespace: namespace.clone(),
-                name: cm_source.name.clone(),
-                key: cm_source.key.clone(),
-                reason,
-            })?;
-        (
-            ResolvedSource::ConfigMap {
-                name: cm_source.name.clone(),
-                key: cm_source.key.clone(),
-                content_hash: content_hash(&content),
-            },
-            format!("configMap:{}/{}", cm_source.name, cm_source.key),
-            Some(facts),
-        )
-    } else if let Some(path) = &source.file {
-        if !path.starts_with('/') {
-            return Err(Error::InvalidSpec(
-                "spec.model.source.file must be an absolute path".into(),
-            ));
-        }
-        (
-            ResolvedSource::File(path.clone()),
-            format!("file:{path}"),
-            None,
-        )
-    } else {
-        let training = &spec.model.training;
-        let facts = builtin
-            .facts(task, positive_class, training)
-            .map_err(Error::TrainingFailed)?;
-        (
-            ResolvedSource::Builtin(training.clone()),
-            "builtin".to_string(),
-            Some(facts),
-        )
-    };
-
-    let protects_metrics = spec.auth.as_ref().is_some_and(|a| a.protect_metrics);
-    let canary = spec
-        .rollout
-        .as_ref()
-        .is_some_and(|r| r.strategy == RolloutStrategy::Canary);
-    if protects_metrics && canary {
-        return Err(Error::InvalidSpec(
-            "spec.auth.protectMetrics cannot be used with spec.rollout.strategy Canary: the \
-             canary analysis reads the pods' /metrics and the operator holds no token"
-                .into(),
-        ));
-    }
     let tls_secret = spec.tls.as_ref().map(|t| t.secret_name.clone());
 
     let image = match spec.image.as_deref().map(str::trim) {

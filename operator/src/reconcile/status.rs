@@ -73,57 +73,14 @@ pub(crate) fn served(
         rollout.desired
     );
 
-    let ready = if let (None, Some((reason, message))) = (observed.deployment, &decision.refused) {
-        Verdict::new(READY, false, *reason, message.clone())
-    } else if observed.deployment.is_none() {
-        Verdict::new(
-            READY,
-            false,
-            REASON_ROLLING_OUT,
-            "Deployment not created yet",
-        )
-    } else if let Some(verdict) = observed
-        .activator
-        .filter(|a| a.serving && failure.is_none())
-        .map(|a| activator_ready_verdict(a, &rollout, resolved))
-    {
-        verdict
-    } else if rollout.desired == 0 {
-        Verdict::new(
-            READY,
-            false,
-            REASON_SCALED_TO_ZERO,
-            "spec.replicas is 0: no pod serves the model",
-        )
-    } else if rollout.complete {
-        Verdict::new(
-            READY,
-            true,
-            REASON_READY,
-            format!(
-                "{} of {} replicas available at {}",
-                rollout.available, rollout.desired, resolved.endpoint
-            ),
-        )
-    } else if let Some((reason, message)) = &failure {
-        Verdict::new(READY, false, reason, message)
-    } else {
-        Verdict::new(READY, false, REASON_ROLLING_OUT, progress.clone())
-    };
-
-    let progressing = match (&failure, rollout.complete && observed.deployment.is_some()) {
-        (_, true) => Verdict::new(
-            PROGRESSING,
-            false,
-            REASON_ROLLOUT_COMPLETE,
-            "all replicas run the current version",
-        ),
-        (Some((reason, message)), false) if rollout.failure.is_some() => {
-            Verdict::new(PROGRESSING, false, reason, message)
-        }
-        _ => Verdict::new(PROGRESSING, true, REASON_ROLLING_OUT, progress),
-    };
-
+    let ready = ready_verdict(
+        resolved,
+        observed,
+        decision,
+        (&rollout, &failure),
+        &progress,
+    );
+    let progressing = progressing_verdict(observed, decision, (&rollout, &failure), progress);
     let degraded = match (&decision.refused, &failure, rollout.complete) {
         (Some((reason, message)), _, _) => Verdict::new(
             DEGRADED,
@@ -136,24 +93,6 @@ pub(crate) fn served(
     };
 
     let previous = model.status.clone().unwrap_or_default();
-    // A canary under way is a rollout in progress, whatever the stable Deployment says.
-    let progressing = match decision.status.as_ref().map(|r| r.phase.as_str()) {
-        Some(phase @ (PHASE_CANARY | PHASE_PAUSED | PHASE_PROMOTING)) => Verdict::new(
-            PROGRESSING,
-            true,
-            if phase == PHASE_PROMOTING {
-                "Promoting"
-            } else {
-                "CanaryProgressing"
-            },
-            decision
-                .status
-                .as_ref()
-                .map(|r| r.summary.clone())
-                .unwrap_or_default(),
-        ),
-        _ => progressing,
-    };
     let mut verdicts = vec![ready, progressing, degraded];
     verdicts.extend(decision.status.as_ref().map(rollout_verdict));
     verdicts.extend(match observed.rate {
@@ -185,6 +124,94 @@ pub(crate) fn served(
         }),
         rollout: decision.status.clone(),
         conditions: merge(&previous.conditions, verdicts, resolved.generation, now),
+    }
+}
+
+/// The Ready condition: refused, not created yet, through the activator, scaled to zero,
+/// serving, failing (with the root cause), or rolling out.
+fn ready_verdict(
+    resolved: &Resolved,
+    observed: &Observed<'_>,
+    decision: &Decision,
+    (rollout, failure): (&Rollout, &Option<(String, String)>),
+    progress: &str,
+) -> Verdict {
+    if let (None, Some((reason, message))) = (observed.deployment, &decision.refused) {
+        Verdict::new(READY, false, *reason, message.clone())
+    } else if observed.deployment.is_none() {
+        Verdict::new(
+            READY,
+            false,
+            REASON_ROLLING_OUT,
+            "Deployment not created yet",
+        )
+    } else if let Some(verdict) = observed
+        .activator
+        .filter(|a| a.serving && failure.is_none())
+        .map(|a| activator_ready_verdict(a, rollout, resolved))
+    {
+        verdict
+    } else if rollout.desired == 0 {
+        Verdict::new(
+            READY,
+            false,
+            REASON_SCALED_TO_ZERO,
+            "spec.replicas is 0: no pod serves the model",
+        )
+    } else if rollout.complete {
+        Verdict::new(
+            READY,
+            true,
+            REASON_READY,
+            format!(
+                "{} of {} replicas available at {}",
+                rollout.available, rollout.desired, resolved.endpoint
+            ),
+        )
+    } else if let Some((reason, message)) = failure {
+        Verdict::new(READY, false, reason, message)
+    } else {
+        Verdict::new(READY, false, REASON_ROLLING_OUT, progress)
+    }
+}
+
+/// The Progressing condition: a canary under way is a rollout in progress, whatever the
+/// stable Deployment says; otherwise the Deployment's rollout.
+fn progressing_verdict(
+    observed: &Observed<'_>,
+    decision: &Decision,
+    (rollout, failure): (&Rollout, &Option<(String, String)>),
+    progress: String,
+) -> Verdict {
+    let progressing = match (failure, rollout.complete && observed.deployment.is_some()) {
+        (_, true) => Verdict::new(
+            PROGRESSING,
+            false,
+            REASON_ROLLOUT_COMPLETE,
+            "all replicas run the current version",
+        ),
+        (Some((reason, message)), false) if rollout.failure.is_some() => {
+            Verdict::new(PROGRESSING, false, reason, message)
+        }
+        _ => Verdict::new(PROGRESSING, true, REASON_ROLLING_OUT, progress),
+    };
+
+    match decision.status.as_ref().map(|r| r.phase.as_str()) {
+        Some(phase @ (PHASE_CANARY | PHASE_PAUSED | PHASE_PROMOTING)) => Verdict::new(
+            PROGRESSING,
+            true,
+            if phase == PHASE_PROMOTING {
+                "Promoting"
+            } else {
+                "CanaryProgressing"
+            },
+            decision
+                .status
+                .as_ref()
+                .map(|r| r.summary.clone())
+                .unwrap_or_default(),
+        ),
+        _ => progressing,
     }
 }
 

@@ -187,6 +187,7 @@ fn spread_over_nodes_and_zones() -> Vec<TopologySpreadConstraint> {
         .collect()
 }
 
+#[allow(clippy::too_many_lines)] // the whole expected Deployment, field by field, is the point of the test
 fn expected_deployment(
     resolved: &Resolved,
     env: Vec<EnvVar>,
@@ -786,6 +787,7 @@ fn a_users_toleration_of_a_node_failure_taint_replaces_the_default() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // the activator's four objects checked whole
 fn an_activator_only_for_a_model_that_scales_to_zero_with_rights_to_its_own_deployment() {
     assert!(super::activator::build(&builtin()).is_none());
     let resolved = Resolved {
