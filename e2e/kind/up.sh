@@ -8,6 +8,7 @@
 # Env:   KIND_CLUSTER_NAME  (default iris)      IRIS_KIND_DIR  kubeconfig, test config, logs
 #        KIND_USER_CONFIG   (default kind-config.yaml at the repository root)
 #        IRIS_CACHE         built tools (default ~/.cache/iris-operator)
+#        NODE_IMAGE         a kind node image you have: used instead of building one
 # Then:  . e2e/kind/env.sh   (KUBECONFIG, PATH with kind, kubectl and helm)
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -17,7 +18,19 @@ t_start=$SECONDS
 kind_path
 mkdir -p "$IRIS_KIND_DIR"
 
-kind_timed "tools (kind, kubernetes, helm)" bash "$REPO_DIR/e2e/tools/build-tools.sh" kind k8s etcd helm crictl
+# kind, kubectl and helm already on PATH at compatible versions are used as they are; with
+# NODE_IMAGE (a node image you have) nothing of Kubernetes is built.
+tools=()
+for t in kind helm; do
+  if kind_user_tool "$t"; then kind_log "$t: $(command -v "$t") (yours, compatible): not built"; else tools+=("$t"); fi
+done
+if [ -n "${NODE_IMAGE:-}" ]; then
+  kind_log "node image $NODE_IMAGE (NODE_IMAGE): used as it is, not built"
+  kind_user_tool kubectl && kind_log "kubectl: $(command -v kubectl) (yours, compatible): not built" || tools+=(k8s)
+else
+  tools+=(k8s etcd crictl)
+fi
+[ ${#tools[@]} = 0 ] || kind_timed "tools (${tools[*]})" bash "$REPO_DIR/e2e/tools/build-tools.sh" "${tools[@]}"
 kind_timed "docker engine" bash "$KIND_DIR/docker.sh" start
 # kind's known issue "Pod errors due to too many open files": every node's kubelet, kube-proxy
 # and containerd take inotify instances, and 128 (this VM's default) runs out with several nodes
@@ -29,7 +42,7 @@ for kv in fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288; 
     sysctl -qw "$key=$want" && kind_log "$key: $have -> $want (kind's known issue: too many open files)"
   fi
 done
-kind_timed "node image $KIND_NODE_IMAGE" bash "$KIND_DIR/build-node-image.sh"
+[ -n "${NODE_IMAGE:-}" ] || kind_timed "node image $KIND_NODE_IMAGE" bash "$KIND_DIR/build-node-image.sh"
 bash "$KIND_DIR/test-config.sh" "$KIND_USER_CONFIG" "$KIND_TEST_CONFIG" >/dev/null
 kind_log "config: $KIND_TEST_CONFIG (from $KIND_USER_CONFIG)"
 
