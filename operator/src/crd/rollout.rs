@@ -58,8 +58,9 @@ pub struct CanarySpec {
     #[serde(default)]
     pub analysis: CanaryAnalysis,
 
-    /// Seconds the canary pods have to become ready, from the start of a step; past it the
-    /// canary is rolled back. Default 120.
+    /// Seconds the canary pods have to become ready and measurable, from the start of a step;
+    /// past it a canary whose pods are not ready, or whose metrics cannot be read (no answer,
+    /// or an unusable page), is rolled back. Default 120.
     #[serde(default = "default_ready_deadline")]
     #[schemars(range(min = 10, max = 1800))]
     pub ready_deadline_seconds: i32,

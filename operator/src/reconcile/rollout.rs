@@ -331,6 +331,18 @@ fn judge_step(current: RolloutStatus, facts: &Facts<'_>) -> Decision {
         };
         return canary(status, None, facts);
     }
+    // Ready pods whose metrics cannot be read (no answer, or a page that is no evidence) are
+    // given the same deadline as pods that do not become ready: a canary that cannot be
+    // judged is never promoted, and not left running either.
+    let deadline = u64::try_from(canary_spec.ready_deadline_seconds).unwrap_or(0);
+    let unjudged = match &facts.observed.canary {
+        None => Some("no canary pod answered a metrics scrape".to_string()),
+        Some(traffic) => traffic.unusable.clone(),
+    };
+    if let Some(why) = unjudged.filter(|_| elapsed.as_secs() >= deadline) {
+        let message = format!("canary not judged within readyDeadlineSeconds {deadline}: {why}");
+        return rollback(&current, PHASE_ROLLED_BACK, &message, facts);
+    }
     let Some(traffic) = &facts.observed.canary else {
         let status = RolloutStatus {
             message: "no canary pod answered a metrics scrape yet".to_string(),
@@ -698,6 +710,41 @@ mod tests {
             message.contains("ImagePullFailed: cannot pull image"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_canary_that_cannot_be_judged_by_the_deadline_rolls_back() {
+        for observed in [
+            // Ready pods whose scrapes all fail.
+            None,
+            // A page that is no evidence (a hostile or broken /metrics).
+            Some(Traffic::unusable(
+                "pod iris-canary-1: metrics page unusable: line 1 is not a sample".to_string(),
+            )),
+        ] {
+            let mut world = World::changed();
+            let start = world.decide();
+            world.next(&start, 30, 1);
+            world.observed.canary = observed.clone();
+            // Before the deadline: the step holds, neither promoted nor rolled back.
+            let held = world.decide();
+            assert_eq!(held.plan, Plan::Canary { replicas: 1 }, "{observed:?}");
+            world.now += 31;
+            let decision = world.decide();
+            assert_eq!(
+                (decision.plan, phase(&decision)),
+                (Plan::Hold, "RolledBack"),
+                "{observed:?}"
+            );
+            let message = decision.status.expect("status").message;
+            assert!(
+                message.contains("canary not judged within readyDeadlineSeconds 60"),
+                "{message}"
+            );
+            if observed.is_some() {
+                assert!(message.contains("line 1 is not a sample"), "{message}");
+            }
+        }
     }
 
     #[test]
