@@ -5,7 +5,7 @@
 # A tool already in the cache is not rebuilt. Each binary is linked under a temporary name and
 # renamed when complete, so an interrupted build never leaves a half-written "cached" binary.
 # Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus] [metrics_server]
-#        [registry] [crane] [actionlint] [nextest]   (default: helm etcd k8s crictl)
+#        [registry] [crane] [actionlint] [ghz] [nextest]   (default: helm etcd k8s crictl)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -238,6 +238,11 @@ build_crane() {
     "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 }
 
+# ghz, the gRPC load generator of bench/grpc.sh.
+build_ghz() {
+  go_install ghz "$GHZ_VERSION" "$(dirname "$GHZ_BIN")" "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+}
+
 build_actionlint() {
   go_install actionlint "$ACTIONLINT_VERSION" "$(dirname "$ACTIONLINT_BIN")" \
     "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
@@ -266,7 +271,7 @@ build_nextest() {
 [ $# -gt 0 ] || set -- helm etcd k8s crictl
 t_all=$SECONDS
 for t in "$@"; do
-  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus metrics_server registry crane actionlint nextest)"; exit 2; }
+  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus metrics_server registry crane actionlint ghz nextest)"; exit 2; }
   "build_$t"
 done
 step "tools ready ($*) in $((SECONDS - t_all)) s"
