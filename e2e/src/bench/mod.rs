@@ -25,6 +25,14 @@ pub fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// A plain-HTTP client for readiness checks and scrapes, with the ring provider installed
+/// (the e2e crate's rustls has none built in).
+pub fn http_client() -> reqwest::Client {
+    // Err when a provider is installed already: that one serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// The first three fields of /proc/loadavg.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -64,6 +72,22 @@ pub fn utc_now() -> String {
         .unwrap_or_default()
 }
 
+/// `v` rounded, with a comma every three digits (5,374,960).
+pub fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < -0.5 {
+        out.insert(0, '-');
+    }
+    out
+}
+
 /// The median element of `runs` by `key` (of an even count, the lower middle), or None when
 /// there is none.
 pub fn median_by<T: Clone>(runs: &[T], key: impl Fn(&T) -> f64) -> Option<T> {
@@ -83,6 +107,14 @@ mod tests {
         assert_eq!(median_by(&[4.0, 1.0, 3.0, 2.0], |v| *v), Some(2.0));
         assert_eq!(median_by(&[5.0], |v| *v), Some(5.0));
         assert_eq!(median_by::<f64>(&[], |v| *v), None);
+    }
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(5_374_960.4), "5,374,960");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(0.0), "0");
     }
 
     #[test]

@@ -94,7 +94,11 @@ impl Bench {
         let mut server = Server::start("model-server", &binary, &args, self.pin, None, &log)?;
         let url = format!("http://127.0.0.1:{port}/v2/models/iris");
         server
-            .wait_ready(&reqwest::Client::new(), &format!("{url}/ready"), self.ready)
+            .wait_ready(
+                &e2e::bench::http_client(),
+                &format!("{url}/ready"),
+                self.ready,
+            )
             .await?;
         self.rest("ours_rest", &format!("{url}/infer"))?;
         server.wait_port(grpc_port, self.ready).await?;
@@ -155,7 +159,7 @@ impl Bench {
             &log,
         )?;
         let url = format!("http://127.0.0.1:{http}/v2/models/iris");
-        let client = reqwest::Client::new();
+        let client = e2e::bench::http_client();
         server
             .wait_ready(&client, &format!("{url}/ready"), self.ready)
             .await?;

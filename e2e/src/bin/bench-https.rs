@@ -82,7 +82,7 @@ fn spawn(binary: &Path, work: &TempDir, pki: &Pki, port: u16) -> Result<(Vec<Ser
 /// Waits until the three answer, then checks that the TLS port refuses plain HTTP and that the
 /// token is needed where it is set.
 async fn check(servers: &mut [Server], pki: &Pki, port: u16) -> Result<()> {
-    let plain = reqwest::Client::new();
+    let plain = e2e::bench::http_client();
     let https = |p: u16| {
         https_client(
             &[&pki.ca],

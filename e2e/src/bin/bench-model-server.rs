@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use e2e::bench::load::{Run, Wrk};
 use e2e::bench::server::{ensure_free, model_server_copy, Server};
-use e2e::bench::{env_flag, env_or, load_average, machine, median_by, utc_now};
+use e2e::bench::{env_flag, env_or, load_average, machine, median_by, thousands, utc_now};
 use e2e::tls::TempDir;
 use serde_json::json;
 
@@ -206,7 +206,7 @@ async fn measure(s: &Settings, binary: &Path, work: &TempDir) -> Result<Figures>
         .map(|_| start_to_ready(binary, s.port, s.workers))
         .collect::<Result<Vec<f64>>>()?;
     starts.sort_by(f64::total_cmp);
-    let http = reqwest::Client::new();
+    let http = e2e::bench::http_client();
     let server = serve(s, binary, work, &http).await?;
     let idle_kib = server.rss_kib()?;
     let (single, batch) = bodies(work);
@@ -303,7 +303,7 @@ fn print_table(s: &Settings, f: &Figures) -> Result<()> {
         cpu(&p),
         cpu(&c)
     );
-    println!("| OIP v2 infer, 1,000-row FP64 batch, -t{t} -c{} | {:.0} req/s = {:.0} rows/s, p99 {:.2} ms | | |", s.batch_connections, b.rps, b.rps * 1000.0, b.p99_ms);
+    println!("| OIP v2 infer, 1,000-row FP64 batch, -t{t} -c{} | {:.0} req/s = {} rows/s, p99 {:.2} ms | | |", s.batch_connections, b.rps, thousands(b.rps * 1000.0), b.p99_ms);
     println!("| start to ready (builtin source, trains at start), median of {} | {start_ms:.1} ms (max {start_max:.1}) | < 50 ms | {} |", s.starts, verdict(start_ms < 50.0));
     println!("| idle RSS after start / idle after the load runs | {:.1} MiB / {:.1} MiB | < 10 MB | {} |", f.idle_kib as f64 / 1024.0, f.loaded_kib as f64 / 1024.0, verdict(f.idle_kib * 1024 < 10_000_000));
     println!("| non-2xx answers and socket errors in all runs | {errors} | 0 | |");

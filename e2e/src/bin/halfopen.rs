@@ -111,7 +111,7 @@ async fn main() -> Result<()> {
     let mut server = Server::start("model-server", Path::new(&bin), &args, None, None, &log)?;
     let ready = format!("http://127.0.0.1:{PORT}/v2/health/ready");
     server
-        .wait_ready(&reqwest::Client::new(), &ready, Duration::from_secs(60))
+        .wait_ready(&e2e::bench::http_client(), &ready, Duration::from_secs(60))
         .await?;
     let (idle, _) = timed_predictions(50).await;
     let before = server.rss_kib()?;
