@@ -1,20 +1,28 @@
-# Shared by the benchmarks (sourced; sets no shell options).
+# Shared by the benchmarks (sourced; sets no shell options). The measuring is done by the
+# programs in e2e/src/bin (bench-*, coldstart, soak, operator-bench); this sets up what they
+# need.
 # shellcheck shell=bash
 
-# private_binary: builds the static release model-server (unless SKIP_BUILD is set), then
-# runs from a private copy in $WORK, so a concurrent build into the same target directory
-# cannot swap it. Reads TARGET, BINARY and WORK; sets BINARY_SHOWN (what was built) and
-# BINARY (the copy). Needs log().
-private_binary() {
-  if [ -z "${SKIP_BUILD:-}" ]; then
-    log "building the static release binary (first build takes minutes: fat LTO)"
-    RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release -p model-server --target "$TARGET"
-  fi
-  [ -x "$BINARY" ] || { log "no binary at $BINARY"; exit 1; }
-  cp "$BINARY" "$WORK/model-server"
-  # shellcheck disable=SC2034 # read by the scripts that source this file
-  BINARY_SHOWN=$BINARY
-  BINARY=$WORK/model-server
+log() { printf '%s\n' "$*" >&2; }
+
+# need_tools TOOL...: installs each missing TOOL from its Debian package (as root), or exits.
+need_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 && continue
+    [ "$(id -u)" = 0 ] || { log "$tool is missing and this is not root: apt-get install $tool"; exit 1; }
+    log "installing $tool (Debian package)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+  done
+}
+
+# build_model_server: the static release model-server the programs measure (unless
+# SKIP_BUILD is set; BINARY then names another one). The programs run a private copy, so a
+# concurrent build into the same target directory cannot swap it mid-run.
+build_model_server() {
+  [ -z "${SKIP_BUILD:-}" ] || return 0
+  log "building the static release binary (first build takes minutes: fat LTO)"
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release -p model-server --target x86_64-unknown-linux-gnu
 }
 
 # cluster_with_chart SCRIPT: selects the project's cluster (KUBECONFIG and PATH from its

@@ -63,10 +63,13 @@ pub fn ensure_operator() {
     }
 }
 
-fn install_operator() -> Result<(), String> {
-    // Test binaries that run side by side (e2e/run-suite.sh's lanes) share the release one
-    // binary installed before them: a second helm upgrade would race the first, and the
-    // restart below would pull the operator from under the other lane's tests.
+/// The install itself: what [`ensure_operator`] does once per test binary, and what
+/// `src/bin/install-operator.rs` (nextest's setup script, .config/nextest.toml) does once per
+/// run. A no-op under `E2E_OPERATOR_READY=1`.
+pub fn install_operator() -> Result<(), String> {
+    // Tests that run side by side share the release installed before them (nextest's setup
+    // script sets E2E_OPERATOR_READY=1 for them): a second helm upgrade would race the first,
+    // and the restart below would pull the operator from under the other tests.
     if std::env::var("E2E_OPERATOR_READY").is_ok_and(|v| v == "1") {
         return Ok(());
     }
@@ -128,40 +131,45 @@ fn install_operator() -> Result<(), String> {
         .args(["--wait", "--timeout", "180s"])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", helm()))?;
-    if out.status.success() {
-        if existed {
-            let deploy = format!("deployment/{RELEASE}");
-            for args in [
-                vec![
-                    "rollout",
-                    "restart",
-                    "-n",
-                    OPERATOR_NAMESPACE,
-                    deploy.as_str(),
-                ],
-                vec![
-                    "rollout",
-                    "status",
-                    "-n",
-                    OPERATOR_NAMESPACE,
-                    deploy.as_str(),
-                    "--timeout=180s",
-                ],
-            ] {
-                let out = crate::kubectl::run(&args, None);
-                if !out.status.success() {
-                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-                }
-            }
-        }
-        Ok(())
-    } else {
-        Err(format!(
+    if !out.status.success() {
+        return Err(format!(
             "{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        ))
+        ));
     }
+    if existed {
+        restart_operator()?;
+    }
+    Ok(())
+}
+
+/// Restarts the operator's Deployment and waits for the rollout.
+fn restart_operator() -> Result<(), String> {
+    let deploy = format!("deployment/{RELEASE}");
+    for args in [
+        vec![
+            "rollout",
+            "restart",
+            "-n",
+            OPERATOR_NAMESPACE,
+            deploy.as_str(),
+        ],
+        vec![
+            "rollout",
+            "status",
+            "-n",
+            OPERATOR_NAMESPACE,
+            deploy.as_str(),
+            "--timeout=180s",
+        ],
+    ] {
+        let out = crate::kubectl::run(&args, None);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    Ok(())
 }
 
 /// Waits (watching, no polling) until the object `name` as seen by `cond` (None: it does not

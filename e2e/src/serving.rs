@@ -1,17 +1,17 @@
 //! Talking to a served model: the tutorial route, KServe v1 and Open Inference Protocol v2,
 //! the digest it serves, the same model trained here to know the expected answers, and a
-//! client loop through the API server's Service proxy.
+//! client loop through the API server's Service proxy. (The waits on Events are in
+//! [`crate::events`], re-exported here for the tests that name them from this module.)
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use iris_model::{IrisClass, Task, TrainingParams};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::Client;
 use serde_json::{json, Value};
+
+pub use crate::events::{wait_model_event, wait_warning_event, wait_warning_event_about};
 
 /// Training parameters of a binary "is it `class`?" model, as the examples write them.
 pub fn params_binary(class: &str, seed: u64) -> TrainingParams {
@@ -221,86 +221,6 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Waits for a Warning Event about the object `name` in `ns` and returns "reason: note".
-pub async fn wait_warning_event(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    timeout: Duration,
-) -> String {
-    wait_warning_event_about(client, ns, None, name, timeout).await
-}
-
-/// [`wait_warning_event`], about an object of `kind` only when given (children share the
-/// IrisModel's name).
-pub async fn wait_warning_event_about(
-    client: &Client,
-    ns: &str,
-    kind: Option<&str>,
-    name: &str,
-    timeout: Duration,
-) -> String {
-    let what = format!(
-        "a Warning event about {}{name}",
-        kind.map(|k| format!("{k} ")).unwrap_or_default()
-    );
-    wait_event(client, ns, &what, timeout, |e| {
-        let regarding = e.regarding.as_ref();
-        e.type_.as_deref() == Some("Warning")
-            && kind.is_none_or(|k| regarding.and_then(|r| r.kind.as_deref()) == Some(k))
-            && regarding.and_then(|r| r.name.as_deref()) == Some(name)
-    })
-    .await
-}
-
-/// The first Event with `reason` about the IrisModel `name`, as "reason: note".
-pub async fn wait_model_event(
-    client: &Client,
-    ns: &str,
-    reason: &str,
-    name: &str,
-    timeout: Duration,
-) -> String {
-    let what = format!("a {reason} event about IrisModel {name}");
-    wait_event(client, ns, &what, timeout, |e| {
-        let regarding = e.regarding.as_ref();
-        e.reason.as_deref() == Some(reason)
-            && regarding.and_then(|r| r.kind.as_deref()) == Some("IrisModel")
-            && regarding.and_then(|r| r.name.as_deref()) == Some(name)
-    })
-    .await
-}
-
-/// The first Event in `ns` that `hit` accepts (watched, so one already there counts), as
-/// "reason: note"; panics naming `what` after `timeout`.
-async fn wait_event(
-    client: &Client,
-    ns: &str,
-    what: &str,
-    timeout: Duration,
-    hit: impl Fn(&Event) -> bool + Send + Sync,
-) -> String {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let stream = watcher(events, watcher::Config::default()).applied_objects();
-    let found = tokio::time::timeout(
-        timeout,
-        stream
-            .filter_map(|e| async move { e.ok() })
-            .filter(|e| std::future::ready(hit(e)))
-            .boxed()
-            .next(),
-    )
-    .await;
-    match found {
-        Ok(Some(e)) => format!(
-            "{}: {}",
-            e.reason.unwrap_or_default(),
-            e.note.unwrap_or_default()
-        ),
-        _ => panic!("no {what} in {ns} within {timeout:?}"),
-    }
 }
 
 /// Requests to a Service through the API server's proxy

@@ -20,7 +20,8 @@ use kube::Api;
 use serde_json::{json, Value};
 
 /// The metrics API is the cluster's, not a namespace's: one test at a time may depend on it
-/// or take it away.
+/// or take it away (under `cargo test`; nextest runs each test in a process of its own, and
+/// .config/nextest.toml's `metrics-api` test group does this).
 static METRICS_API: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const APISERVICE: &str = "v1beta1.metrics.k8s.io";

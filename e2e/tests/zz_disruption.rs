@@ -15,7 +15,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-/// The tests here each disrupt the cluster: one at a time.
+/// The tests here each disrupt the cluster: one at a time (under `cargo test`; nextest runs
+/// each test in a process of its own, and .config/nextest.toml runs these alone).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LONG: Duration = Duration::from_secs(180);

@@ -11,7 +11,8 @@ use kube::Api;
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// The tests here each kill the operator: one at a time.
+/// The tests here each kill the operator: one at a time (under `cargo test`; nextest runs
+/// each test in a process of its own, and .config/nextest.toml runs these alone).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Kills every operator pod at once, without grace.

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes components, etcd and helm from their Go modules at pinned versions
-# into a cache outside the repo: ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
+# Builds the Kubernetes components, etcd and helm from their Go modules (and cargo-nextest from
+# crates.io) at pinned versions into a cache outside the repo:
+# ${IRIS_CACHE:-~/.cache/iris-operator}/<tool>-<version>/bin.
 # A tool already in the cache is not rebuilt. Each binary is linked under a temporary name and
 # renamed when complete, so an interrupted build never leaves a half-written "cached" binary.
 # Usage: build-tools.sh [k8s] [etcd] [helm] [crictl] [kind] [promtool] [prometheus] [metrics_server]
-#        [registry] [crane] [actionlint]   (default: helm etcd k8s crictl)
+#        [registry] [crane] [actionlint] [ghz] [nextest]   (default: helm etcd k8s crictl)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -14,7 +15,8 @@ cache=${IRIS_CACHE:-$HOME/.cache/iris-operator}
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false" CGO_ENABLED=${CGO_ENABLED:-1}
 
 step() { printf '[build-tools] %s\n' "$*" >&2; }
-command -v go >/dev/null || { step "error: the Go toolchain (go) is not on PATH"; exit 1; }
+# Every tool but nextest is a Go build.
+[ "$*" = nextest ] || command -v go >/dev/null || { step "error: the Go toolchain (go) is not on PATH"; exit 1; }
 # One build at a time per cache (make -j, or a second `make cluster-up` while one builds).
 mkdir -p "$cache"
 exec 9>"$cache/.build-tools.lock"
@@ -236,6 +238,11 @@ build_crane() {
     "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 }
 
+# ghz, the gRPC load generator of bench/grpc.sh.
+build_ghz() {
+  go_install ghz "$GHZ_VERSION" "$(dirname "$GHZ_BIN")" "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+}
+
 build_actionlint() {
   go_install actionlint "$ACTIONLINT_VERSION" "$(dirname "$ACTIONLINT_BIN")" \
     "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
@@ -249,10 +256,22 @@ build_metrics_server() {
     "-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION"
 }
 
+# cargo-nextest, the e2e suite's runner: `cargo install --locked` of the pinned version, without
+# self-update (fewer crates to build), in a build directory of its own that is removed after.
+build_nextest() {
+  local out
+  out=$(dirname "$NEXTEST_BIN")
+  if [ -x "$NEXTEST_BIN/cargo-nextest" ]; then step "cargo-nextest $NEXTEST_VERSION: cached in $NEXTEST_BIN"; return; fi
+  step "cargo-nextest $NEXTEST_VERSION: building"
+  timed cargo install --locked --quiet cargo-nextest --version "$NEXTEST_VERSION" \
+    --no-default-features --features default-no-update --root "$out" --target-dir "$out/build"
+  rm -rf "$out/build"
+}
+
 [ $# -gt 0 ] || set -- helm etcd k8s crictl
 t_all=$SECONDS
 for t in "$@"; do
-  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus metrics_server registry crane actionlint)"; exit 2; }
+  declare -F "build_$t" >/dev/null || { step "error: unknown tool '$t' (known: k8s etcd helm crictl kind promtool prometheus metrics_server registry crane actionlint ghz nextest)"; exit 2; }
   "build_$t"
 done
 step "tools ready ($*) in $((SECONDS - t_all)) s"

@@ -5,16 +5,24 @@
 # The output is reproducible: the same inputs give the same bytes.
 #
 # Usage:
+#   image-archive.sh --dockerfile FILE --name REPO:TAG --out FILE.tar [--binary PATH]
+#   image-archive.sh --dockerfile FILE --check
 #   image-archive.sh --binary PATH --name REPO:TAG --out FILE.tar
 #                    [--user UID:GID] [--entrypoint '/x','serve' | --entrypoint '["/x","serve"]']
 #                    [--cmd 'a','b'] [--port 5001[/tcp]]... [--env KEY=VALUE]... [--label KEY=VALUE]...
 #                    [--workdir DIR]
+# --dockerfile: the image as that Dockerfile defines it (the one definition of our images;
+# `docker build` reads the same file), the binary from its `ARG BINARY=` unless --binary is
+# given. Only what a one-binary FROM-scratch image holds is understood (FROM scratch, ARG
+# BINARY=, COPY ${BINARY} /name, USER, EXPOSE, ENV, LABEL, WORKDIR, ENTRYPOINT and CMD in JSON
+# form); anything else is an error, so the two builds cannot drift. --check reads the file and
+# prints the image config it defines, writing nothing (`make check` runs it on every Dockerfile).
 # --entrypoint and --cmd take a comma-separated list, or a JSON array of strings verbatim.
 # The default entrypoint is ["/<basename>"].
 set -euo pipefail
 
 die() { printf 'image-archive.sh: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
 # JSON string literal of $1 (escapes backslash, quote and control characters).
 json_str() {
@@ -47,10 +55,50 @@ json_list() {
   printf '[%s]' "$out"
 }
 
-binary="" name="" out="" user="" entrypoint="" cmd="" workdir="/"
+# from_dockerfile FILE: sets the image's definition (df_binary, dest, user, ports, envs, labels,
+# workdir, entrypoint, cmd) from FILE, or dies naming what it cannot represent.
+from_dockerfile() {
+  local file=$1 line instr rest src dst extra from=""
+  [ -f "$file" ] || die "Dockerfile not found: $file"
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%$'\r'}
+    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+    [[ $line != *\\ ]] || die "$file: line continuations are not supported: $line"
+    instr=${line%%[[:space:]]*} rest=${line#*[[:space:]]}
+    [ "$rest" != "$line" ] || die "$file: $instr without arguments"
+    case ${instr^^} in
+      FROM) [ "$rest" = scratch ] || die "$file: only FROM scratch is supported, not FROM $rest"; from=1 ;;
+      ARG) [[ $rest =~ ^BINARY=[^[:space:]]+$ ]] || die "$file: only ARG BINARY=<path> is supported: $line"
+        df_binary=${rest#BINARY=} ;;
+      COPY) read -r src dst extra <<<"$rest"
+        # shellcheck disable=SC2016 # the Dockerfile's own ${BINARY}, literally
+        if [ "$src" != '${BINARY}' ] || [[ ! $dst =~ ^/[^/[:space:]]+$ ]] || [ -n "$extra" ]; then
+          die "$file: only COPY \${BINARY} /<name> is supported: $line"
+        fi
+        dest=${dst#/} ;;
+      USER) user=$rest ;;
+      EXPOSE) read -r -a extra <<<"$rest"; ports+=("${extra[@]}") ;;
+      ENV | LABEL) [[ $rest =~ ^[A-Za-z_][A-Za-z0-9_.-]*=[^[:space:]\"\']*$ ]] ||
+          die "$file: only $instr KEY=VALUE (one, unquoted) is supported: $line"
+        if [ "${instr^^}" = ENV ]; then envs+=("$rest"); else labels+=("$rest"); fi ;;
+      WORKDIR) workdir=$rest ;;
+      ENTRYPOINT | CMD) [[ $rest =~ ^\[\ *\"[^\"\\]*\"(\ *,\ *\"[^\"\\]*\")*\ *\]$ ]] ||
+          die "$file: only the JSON form of $instr (strings without escapes) is supported: $line"
+        if [ "${instr^^}" = CMD ]; then cmd=$rest; else entrypoint=$rest; fi ;;
+      *) die "$file: $instr is not supported (one static binary, FROM scratch)" ;;
+    esac
+  done <"$file"
+  [ -n "$from" ] || die "$file: no FROM scratch"
+  [ -n "$dest" ] || die "$file: no COPY \${BINARY} /<name>"
+}
+
+binary="" name="" out="" user="" entrypoint="" cmd="" workdir="/" dockerfile="" check=0
+df_binary="" dest=""
 ports=() envs=() labels=()
 while [ $# -gt 0 ]; do
   case $1 in
+    --dockerfile) dockerfile=${2:?--dockerfile needs a file}; shift 2 ;;
+    --check) check=1; shift ;;
     --binary) binary=${2:?--binary needs a path}; shift 2 ;;
     --name) name=${2:?--name needs REPO:TAG}; shift 2 ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
@@ -65,31 +113,33 @@ while [ $# -gt 0 ]; do
     *) printf 'image-archive.sh: unknown argument %s\n' "$1" >&2; usage ;;
   esac
 done
-if [ -z "$binary" ] || [ -z "$name" ] || [ -z "$out" ]; then usage; fi
-[ -f "$binary" ] || die "binary not found: $binary"
+if [ -n "$dockerfile" ]; then
+  if [ -n "$user$entrypoint$cmd" ] || [ "$workdir" != / ] || [ $((${#ports[@]} + ${#envs[@]} + ${#labels[@]})) != 0 ]; then
+    die "--dockerfile defines the image: give only --binary, --name, --out (or --check) with it"
+  fi
+  from_dockerfile "$dockerfile"
+  [ -n "$binary" ] || binary=$df_binary
+  [ -n "$binary" ] || die "$dockerfile: no ARG BINARY=<path>, and no --binary"
+elif [ $check = 1 ]; then
+  usage
+fi
+if [ $check = 0 ]; then
+  if [ -z "$binary" ] || [ -z "$name" ] || [ -z "$out" ]; then usage; fi
+  [ -f "$binary" ] || die "binary not found: $binary"
+fi
 [[ $name == *:* && ${name##*:} != */* ]] || name="$name:latest"
 for p in "${ports[@]}"; do
   [[ $p =~ ^[0-9]{1,5}(/(tcp|udp|sctp))?$ ]] || die "bad --port $p (want 5001 or 5001/tcp)"
 done
 for e in "${envs[@]}" "${labels[@]}"; do [[ $e == ?*=* ]] || die "bad KEY=VALUE: $e"; done
 if [ -n "$user" ]; then [[ $user =~ ^[0-9A-Za-z_.-]+(:[0-9A-Za-z_.-]+)?$ ]] || die "bad --user $user"; fi
-if file "$binary" 2>/dev/null | grep -q 'dynamically linked'; then
+if [ $check = 0 ] && file "$binary" 2>/dev/null | grep -q 'dynamically linked'; then
   printf 'image-archive.sh: warning: %s is dynamically linked; a FROM-scratch image has no libc\n' "$binary" >&2
 fi
 
-base=$(basename "$binary")
+# The binary's name in the image: the Dockerfile's COPY destination, or its own.
+base=${dest:-$(basename "$binary")}
 [ -n "$entrypoint" ] || entrypoint="/$base"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-tarflags=(--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu)
-
-# The layer: the binary alone, at /<basename>, mode 0755, owned by root.
-mkdir -p "$tmp/rootfs"
-cp "$binary" "$tmp/rootfs/$base"
-chmod 0755 "$tmp/rootfs/$base"
-tar -C "$tmp/rootfs" "${tarflags[@]}" -cf "$tmp/layer.tar" "$base"
-diff_id=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
-
 env_json=$(json_str "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 for e in "${envs[@]}"; do env_json+=",$(json_str "$e")"; done
 config="{\"Env\":[$env_json],\"Entrypoint\":$(json_list "$entrypoint")"
@@ -107,6 +157,21 @@ if [ ${#labels[@]} -gt 0 ]; then
   config+=",\"Labels\":{$lj}"
 fi
 config+="}"
+if [ $check = 1 ]; then
+  printf '%s: /%s (from %s), config %s\n' "$dockerfile" "$base" "$binary" "$config"
+  exit 0
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+tarflags=(--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu)
+
+# The layer: the binary alone, at /<basename>, mode 0755, owned by root.
+mkdir -p "$tmp/rootfs"
+cp "$binary" "$tmp/rootfs/$base"
+chmod 0755 "$tmp/rootfs/$base"
+tar -C "$tmp/rootfs" "${tarflags[@]}" -cf "$tmp/layer.tar" "$base"
+diff_id=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
+
 epoch="1970-01-01T00:00:00Z"
 printf '{"architecture":"amd64","os":"linux","created":"%s","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"%s","created_by":%s}]}' \
   "$epoch" "$config" "$diff_id" "$epoch" "$(json_str "image-archive.sh: /$base")" >"$tmp/config.json"

@@ -102,16 +102,8 @@ async fn sample(client: &Client) -> Result<Sample> {
     })
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let duration = Duration::from_secs(
-        std::env::var("SOAK_SECONDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(600),
-    );
-    let client = cluster::client().await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+/// Deletes the soak's namespace of an earlier run (waiting until it is gone), then creates it.
+async fn fresh_namespace(namespaces: &Api<Namespace>) -> Result<()> {
     if namespaces.get_opt(NS).await?.is_some() {
         namespaces.delete(NS, &DeleteParams::background()).await?;
         while namespaces.get_opt(NS).await?.is_some() {
@@ -124,20 +116,49 @@ async fn main() -> Result<()> {
             &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
         )
         .await?;
-    let models = iris::api(&client, NS);
-    for name in ["steady", "changing"] {
-        models.create(&PostParams::default(), &model(name)).await?;
+    Ok(())
+}
+
+/// The targets missed: a failed request, memory grown by more than MEMORY_GROWTH, open
+/// descriptors grown by more than FD_SLACK.
+fn misses(warm: &Sample, end: &Sample, failed: u64, errors: &[String]) -> Vec<String> {
+    let growth = |a: f64, b: f64| (b - a) / a;
+    let mut misses = Vec::new();
+    if failed > 0 {
+        misses.push(format!("{failed} failed requests: {errors:?}"));
     }
-    for name in ["steady", "changing"] {
-        iris::wait_ready(&models, name, Duration::from_secs(120)).await;
+    for (what, a, b) in [
+        ("model server", warm.steady_mib, end.steady_mib),
+        ("operator", warm.operator_mib, end.operator_mib),
+    ] {
+        if growth(a, b) > MEMORY_GROWTH {
+            misses.push(format!("{what} memory grew {:.1}%", 100.0 * growth(a, b)));
+        }
     }
-    let loops: Vec<ClientLoop> = ["steady", "changing"]
-        .into_iter()
-        .map(|name| ClientLoop::start(ServiceProxy::new(client.clone(), NS, name, "http")))
-        .collect();
-    let started = Instant::now();
-    tokio::time::sleep(WARM_UP).await;
-    let warm = sample(&client).await?;
+    for (what, a, b) in [
+        ("model server", warm.steady_fds, end.steady_fds),
+        ("operator", warm.operator_fds, end.operator_fds),
+    ] {
+        match (a, b) {
+            (Some(a), Some(b)) if b - a > FD_SLACK => {
+                misses.push(format!("{what} open fds grew {a} -> {b}"))
+            }
+            (Some(_), Some(_)) => {}
+            _ => println!("{what}: open fds not visible from this host (not counted)"),
+        }
+    }
+    misses
+}
+
+/// Changes the "changing" model every CHANGE_EVERY until the soak's end is near, waiting each
+/// time until it is Ready for the change; returns the count, each change's time to Ready, and a
+/// sample after each period.
+async fn change_every_period(
+    client: &Client,
+    models: &Api<DynamicObject>,
+    duration: Duration,
+    started: Instant,
+) -> Result<(u64, Vec<f64>, Vec<Sample>)> {
     let mut changes = 0u64;
     let mut converged = Vec::new();
     let mut series = Vec::new();
@@ -154,7 +175,7 @@ async fn main() -> Result<()> {
             .await?;
         let generation = iris::generation(&patched);
         iris::wait_for(
-            &models,
+            models,
             "changing",
             CHANGE_EVERY,
             "Ready for the change",
@@ -164,8 +185,38 @@ async fn main() -> Result<()> {
         converged.push(t0.elapsed().as_secs_f64());
         tokio::time::sleep_until(next.into()).await;
         // One sample per period, so a miss shows whether memory climbs or stepped once.
-        series.push(sample(&client).await?);
+        series.push(sample(client).await?);
     }
+    Ok((changes, converged, series))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let duration = Duration::from_secs(
+        std::env::var("SOAK_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
+    );
+    let client = cluster::client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    fresh_namespace(&namespaces).await?;
+    let models = iris::api(&client, NS);
+    for name in ["steady", "changing"] {
+        models.create(&PostParams::default(), &model(name)).await?;
+    }
+    for name in ["steady", "changing"] {
+        iris::wait_ready(&models, name, Duration::from_secs(120)).await;
+    }
+    let loops: Vec<ClientLoop> = ["steady", "changing"]
+        .into_iter()
+        .map(|name| ClientLoop::start(ServiceProxy::new(client.clone(), NS, name, "http")))
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(WARM_UP).await;
+    let warm = sample(&client).await?;
+    let (changes, converged, series) =
+        change_every_period(&client, &models, duration, started).await?;
     let remaining = duration.saturating_sub(started.elapsed());
     tokio::time::sleep(remaining).await;
     let end = sample(&client).await?;
@@ -211,30 +262,7 @@ async fn main() -> Result<()> {
     );
     let _ = namespaces.delete(NS, &DeleteParams::background()).await;
 
-    let mut misses = Vec::new();
-    if failed > 0 {
-        misses.push(format!("{failed} failed requests: {errors:?}"));
-    }
-    for (what, a, b) in [
-        ("model server", warm.steady_mib, end.steady_mib),
-        ("operator", warm.operator_mib, end.operator_mib),
-    ] {
-        if growth(a, b) > MEMORY_GROWTH {
-            misses.push(format!("{what} memory grew {:.1}%", 100.0 * growth(a, b)));
-        }
-    }
-    for (what, a, b) in [
-        ("model server", warm.steady_fds, end.steady_fds),
-        ("operator", warm.operator_fds, end.operator_fds),
-    ] {
-        match (a, b) {
-            (Some(a), Some(b)) if b - a > FD_SLACK => {
-                misses.push(format!("{what} open fds grew {a} -> {b}"))
-            }
-            (Some(_), Some(_)) => {}
-            _ => println!("{what}: open fds not visible from this host (not counted)"),
-        }
-    }
+    let misses = misses(&warm, &end, failed, &errors);
     if !misses.is_empty() {
         bail!("soak missed its targets: {}", misses.join("; "));
     }
