@@ -63,10 +63,11 @@ test: check unit chart-test e2e-fresh ## Everything CI runs: lint, unit tests, c
 
 ##@ Development
 .PHONY: check
-check: ## cargo fmt --check, clippy with warnings denied, shellcheck of every shell script, actionlint of the workflows, alerts and dashboard (promtool), the Dockerfiles readable by image-archive.sh
+check: ## cargo fmt --check, clippy with warnings denied (functions at most 80 lines), files at most 450 lines, shellcheck of every shell script, actionlint of the workflows, alerts and dashboard (promtool), the Dockerfiles readable by image-archive.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash e2e/tools/lint-shell.sh
+	bash e2e/tools/lint-sizes.sh
 	for f in $$(git ls-files '*Dockerfile'); do bash e2e/tools/image-archive.sh --dockerfile "$$f" --check; done
 	bash e2e/tools/lint-workflows.sh
 	bash e2e/tools/check-monitoring.sh

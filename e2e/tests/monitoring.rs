@@ -19,6 +19,7 @@ fn label<'a>(labels: &'a Value, name: &str) -> &'a str {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario on the cluster, told in order
 async fn prometheus_scrapes_every_model_and_the_operator_and_fires_the_degraded_alert() {
     with_temp_ns("monitoring", &[], |client, ns| async move {
         let mut prom = Prometheus::start(&ns, &prometheus::rules_with_for(&format!("{}s", HOLD.as_secs())));

@@ -169,6 +169,7 @@ async fn a_model_goes_to_zero_pods_and_wakes_on_the_first_request_through_port_f
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario on the cluster, told in order
 async fn a_burst_to_a_scaled_to_zero_model_all_succeeds_and_an_activator_restart_loses_nothing() {
     with_temp_ns("zero-burst", &[], |client, ns| async move {
         kubectl::apply(&ns, &scales_to_zero()).expect("apply");

@@ -82,6 +82,7 @@ async fn the_pod(client: &Client, ns: &str) -> (String, i32) {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one story told in order: HTTPS, tokens, both rotated
 async fn https_and_tokens_rotation_and_no_secret_in_sight() {
     with_temp_ns("security", &[], |client, ns| async move {
         let names = tls::service_names("iris", &ns);

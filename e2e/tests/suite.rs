@@ -266,6 +266,7 @@ async fn scale_to_three_then_roll_a_training_change_without_failed_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario on the cluster, told in order
 async fn deleted_or_edited_children_are_restored_and_deleting_the_model_removes_them() {
     with_temp_ns("drift", &[], |client, ns| async move {
         kubectl::apply_file(&ns, &cluster::example("iris-binary.yaml"));

@@ -331,6 +331,7 @@ async fn draining_the_node_of_a_models_pods_fails_no_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario on the cluster, told in order
 async fn a_lost_node_turns_the_model_not_ready_then_ready_elsewhere() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let client = cluster::client().await;
@@ -437,6 +438,7 @@ fn operator_counter(pod: &str, name: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario on the cluster, told in order
 async fn an_api_server_stopped_for_30_s_stops_no_model_and_the_operator_resumes() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let client = cluster::client().await;

@@ -290,14 +290,11 @@ fn by_hand(current: RolloutStatus, facts: &Facts<'_>) -> ControlFlow<Decision, R
     }
 }
 
-/// Judges the running step from the canary's readiness and traffic: wait, hold, pass to the
-/// next step or promote, or roll back.
-fn judge_step(current: RolloutStatus, facts: &Facts<'_>) -> Decision {
-    let canary_spec = &facts.spec.canary;
-    let canary_hash = facts.canary.and_then(template_hash);
+/// Whether the canary of the desired model has the pods its step wants, all ready.
+fn canary_ready(current: &RolloutStatus, facts: &Facts<'_>) -> bool {
     let wanted = canary_replicas(facts.stable, current.intended_weight);
-    let ready = match facts.canary {
-        Some(c) if canary_hash == Some(facts.desired_hash) => {
+    match facts.canary {
+        Some(c) if template_hash(c) == Some(facts.desired_hash) => {
             c.status
                 .as_ref()
                 .and_then(|s| s.ready_replicas)
@@ -305,7 +302,29 @@ fn judge_step(current: RolloutStatus, facts: &Facts<'_>) -> Decision {
                 >= wanted
         }
         _ => false,
-    };
+    }
+}
+
+/// Ready pods whose metrics cannot be read (no answer, or a page that is no evidence) are given
+/// the same deadline as pods that do not become ready: a canary that cannot be judged is never
+/// promoted, and not left running either. The rollback past that deadline, if it is past.
+fn unjudged(current: &RolloutStatus, facts: &Facts<'_>, elapsed: Duration) -> Option<Decision> {
+    let deadline = u64::try_from(facts.spec.canary.ready_deadline_seconds).unwrap_or(0);
+    let why = match &facts.observed.canary {
+        None => Some("no canary pod answered a metrics scrape".to_string()),
+        Some(traffic) => traffic.unusable.clone(),
+    }?;
+    (elapsed.as_secs() >= deadline).then(|| {
+        let message = format!("canary not judged within readyDeadlineSeconds {deadline}: {why}");
+        rollback(current, PHASE_ROLLED_BACK, &message, facts)
+    })
+}
+
+/// Judges the running step from the canary's readiness and traffic: wait, hold, pass to the
+/// next step or promote, or roll back.
+fn judge_step(current: RolloutStatus, facts: &Facts<'_>) -> Decision {
+    let canary_spec = &facts.spec.canary;
+    let ready = canary_ready(&current, facts);
     let elapsed = current
         .step_started_at
         .as_ref()
@@ -331,17 +350,8 @@ fn judge_step(current: RolloutStatus, facts: &Facts<'_>) -> Decision {
         };
         return canary(status, None, facts);
     }
-    // Ready pods whose metrics cannot be read (no answer, or a page that is no evidence) are
-    // given the same deadline as pods that do not become ready: a canary that cannot be
-    // judged is never promoted, and not left running either.
-    let deadline = u64::try_from(canary_spec.ready_deadline_seconds).unwrap_or(0);
-    let unjudged = match &facts.observed.canary {
-        None => Some("no canary pod answered a metrics scrape".to_string()),
-        Some(traffic) => traffic.unusable.clone(),
-    };
-    if let Some(why) = unjudged.filter(|_| elapsed.as_secs() >= deadline) {
-        let message = format!("canary not judged within readyDeadlineSeconds {deadline}: {why}");
-        return rollback(&current, PHASE_ROLLED_BACK, &message, facts);
+    if let Some(rolled_back) = unjudged(&current, facts, elapsed) {
+        return rolled_back;
     }
     let Some(traffic) = &facts.observed.canary else {
         let status = RolloutStatus {
