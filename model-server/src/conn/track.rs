@@ -1,0 +1,179 @@
+//! What a connection's requests tell its I/O: a [`ConnState`] shared by the connection
+//! ([`super::Limited`]) and the service that answers it ([`Tracked`]). The service counts
+//! the requests in flight (from the call until the response body is dropped, i.e. written or
+//! abandoned) and marks the connection as having started a request; the connection uses
+//! these for its header-read deadline (between requests only) and the gate for shedding
+//! (only connections that never started one). A few relaxed atomics per request, no timer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use axum::body::HttpBody;
+use axum::http::{Request, Response};
+use futures::task::AtomicWaker;
+use pin_project_lite::pin_project;
+
+/// The state of one connection, shared by its I/O, its service and (for shedding) its gate.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// Requests called and whose response body is not yet dropped.
+    in_flight: AtomicUsize,
+    /// A request has started on this connection (it is never shed).
+    started: AtomicBool,
+    /// The gate chose this connection to make room: its next read fails.
+    shed: AtomicBool,
+    /// The connection is closed (its permit given back).
+    closed: AtomicBool,
+    /// The connection's task, woken when it is shed.
+    waker: AtomicWaker,
+}
+
+impl ConnState {
+    /// No request being answered (between requests, or before the first).
+    pub(crate) fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    /// A request has started on this connection.
+    pub(crate) fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Chosen to be shed.
+    pub(crate) fn is_shed(&self) -> bool {
+        self.shed.load(Ordering::SeqCst)
+    }
+
+    /// Could still be shed: never started a request, not closed, not shed already.
+    pub(crate) fn sheddable(&self) -> bool {
+        !self.started() && !self.closed.load(Ordering::Relaxed) && !self.is_shed()
+    }
+
+    /// The connection's task waits for bytes: remember it, for [`ConnState::shed`].
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    /// Marks the connection shed and wakes its task, whose next read then fails.
+    pub(crate) fn shed(&self) {
+        self.shed.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    pub(crate) fn set_closed(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One request in flight; dropped with the response body.
+struct Flight(Arc<ConnState>);
+
+impl Flight {
+    fn start(state: &Arc<ConnState>) -> Flight {
+        if !state.started() {
+            state.started.store(true, Ordering::Relaxed);
+        }
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Flight(state.clone())
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's service: `inner`, each request counted in the connection's [`ConnState`].
+#[derive(Clone)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, state: Arc<ConnState>) -> Tracked<S> {
+        Tracked { inner, state }
+    }
+}
+
+impl<S, R, B> tower::Service<Request<R>> for Tracked<S>
+where
+    S: tower::Service<Request<R>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<R>) -> Self::Future {
+        let flight = Some(Flight::start(&self.state));
+        TrackedFuture {
+            inner: self.inner.call(req),
+            flight,
+        }
+    }
+}
+
+pin_project! {
+    /// The response of a [`Tracked`] service, its body holding the request's [`Flight`].
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        flight: Option<Flight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let flight = this.flight.take();
+        Poll::Ready(result.map(|response| {
+            response.map(|inner| TrackedBody {
+                inner,
+                _flight: flight,
+            })
+        }))
+    }
+}
+
+pin_project! {
+    /// A response body that ends its request's [`Flight`] when dropped.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _flight: Option<Flight>,
+    }
+}
+
+impl<B: HttpBody> HttpBody for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
