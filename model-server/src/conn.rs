@@ -199,6 +199,9 @@ impl Gate {
             open: self.open.clone(),
             state: Arc::new(ConnState::default()),
         };
+        if header.is_none() {
+            permit.state.never_shed();
+        }
         let deadlines = Deadlines::new(self.idle, header);
         (
             Limited {

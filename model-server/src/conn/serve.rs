@@ -67,8 +67,7 @@ where
         let mut signal = signal_rx.clone();
         let close = close_rx.clone();
         tokio::spawn(async move {
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let conn = builder.serve_connection(TokioIo::new(io), service);
+            let conn = builder.serve_connection(TokioIo::new(io), router);
             tokio::pin!(conn);
             let mut closing = false;
             loop {

@@ -5,14 +5,16 @@
 //! these for its header-read deadline (between requests only) and the gate for shedding
 //! (only connections that never started one). A few relaxed atomics per request, no timer.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use axum::body::HttpBody;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, Response};
+use axum::Router;
 use futures::task::AtomicWaker;
 use pin_project_lite::pin_project;
 
@@ -21,7 +23,7 @@ use pin_project_lite::pin_project;
 pub(crate) struct ConnState {
     /// Requests called and whose response body is not yet dropped.
     in_flight: AtomicUsize,
-    /// A request has started on this connection (it is never shed).
+    /// A request has started on this connection, or it is on a port that never sheds.
     started: AtomicBool,
     /// The gate chose this connection to make room: its next read fails.
     shed: AtomicBool,
@@ -63,6 +65,11 @@ impl ConnState {
         self.waker.wake();
     }
 
+    /// On a port that never sheds.
+    pub(crate) fn never_shed(&self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_closed(&self) {
         self.closed.store(true, Ordering::Relaxed);
     }
@@ -87,35 +94,34 @@ impl Drop for Flight {
     }
 }
 
-/// A connection's service: `inner`, each request counted in the connection's [`ConnState`].
+/// A connection's service: the router, each request counted in the connection's
+/// [`ConnState`]. A hyper service itself (not through `TowerToHyperService`, which clones
+/// its service and runs `oneshot` per request): the router is always ready.
 #[derive(Clone)]
-pub(crate) struct Tracked<S> {
-    inner: S,
+pub(crate) struct Tracked {
+    router: Router,
     state: Arc<ConnState>,
 }
 
-impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, state: Arc<ConnState>) -> Tracked<S> {
-        Tracked { inner, state }
+impl Tracked {
+    pub(crate) fn new(router: Router, state: Arc<ConnState>) -> Tracked {
+        Tracked { router, state }
     }
 }
 
-impl<S, R, B> tower::Service<Request<R>> for Tracked<S>
+impl<R> hyper::service::Service<Request<R>> for Tracked
 where
-    S: tower::Service<Request<R>, Response = Response<B>>,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<axum::BoxError>,
 {
-    type Response = Response<TrackedBody<B>>;
-    type Error = S::Error;
-    type Future = TrackedFuture<S::Future>;
+    type Response = Response<TrackedBody<Body>>;
+    type Error = Infallible;
+    type Future = TrackedFuture<<Router as tower::Service<Request<R>>>::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<R>) -> Self::Future {
+    fn call(&self, req: Request<R>) -> Self::Future {
         let flight = Some(Flight::start(&self.state));
         TrackedFuture {
-            inner: self.inner.call(req),
+            inner: tower::Service::call(&mut self.router.clone(), req),
             flight,
         }
     }
