@@ -35,7 +35,7 @@ use axum::serve::Listener;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error};
 
 mod deadline;
@@ -109,17 +109,20 @@ pub(crate) struct Gate {
     sheddable: Arc<ShedQueue>,
 }
 
-/// A connection's permit; gives it back, and counts the connection closed, when dropped.
+/// A connection's permit; gives it back (or to the connection that shed this one), and
+/// counts the connection closed, when dropped.
 struct Permit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     open: Arc<AtomicUsize>,
     state: Arc<ConnState>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.state.set_closed();
         self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(permit) = self.permit.take() {
+            self.state.close(permit);
+        }
     }
 }
 
@@ -164,16 +167,26 @@ impl Gate {
         let permit = match free.map_or_else(|| self.permits.clone().try_acquire_owned().ok(), Some)
         {
             Some(permit) => permit,
-            None => {
-                if self.sheddable.shed_oldest() {
-                    debug!("connection cap reached: shed the oldest connection without a request");
-                }
-                self.acquire().await?
-            }
+            None => self.make_room().await?,
         };
         let conn = self.admit(stream, addr, permit, Some(header_read_timeout));
         self.sheddable.push(conn.0.permit.state.clone());
         Ok(conn)
+    }
+
+    /// Sheds the oldest connection that has not started a request and takes its permit,
+    /// handed over when it closes (not given back to the semaphore, where another worker's
+    /// `try_acquire` could take it and leave this one waiting for a timeout). With none to
+    /// shed, waits for a permit.
+    async fn make_room(&self) -> io::Result<OwnedSemaphorePermit> {
+        let (handoff, permit) = oneshot::channel();
+        if self.sheddable.shed_oldest(handoff) {
+            debug!("connection cap reached: shed the oldest connection without a request");
+            if let Ok(permit) = permit.await {
+                return Ok(permit);
+            }
+        }
+        self.acquire().await
     }
 
     async fn acquire(&self) -> io::Result<OwnedSemaphorePermit> {
@@ -195,7 +208,7 @@ impl Gate {
         let _ = stream.set_nodelay(true);
         self.open.fetch_add(1, Ordering::Relaxed);
         let permit = Permit {
-            _permit: permit,
+            permit: Some(permit),
             open: self.open.clone(),
             state: Arc::new(ConnState::default()),
         };

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::track::ConnState;
+use super::track::{ConnState, Handoff};
 
 /// The connections that could be shed, in accept order. Bounded: entries that can no longer
 /// be shed leave from the front as they are met, and all at once when the list reaches twice
@@ -50,15 +50,18 @@ impl ShedQueue {
         !self.lock().is_empty()
     }
 
-    /// Sheds the oldest connection that has not started a request; false if there is none.
-    pub(crate) fn shed_oldest(&self) -> bool {
-        match self.lock().pop_front() {
-            Some(conn) => {
-                conn.shed();
-                true
+    /// Sheds the oldest connection that has not started a request, its permit to go to
+    /// `handoff` when it closes; false if there is none.
+    pub(crate) fn shed_oldest(&self, mut handoff: Handoff) -> bool {
+        let mut conns = self.lock();
+        while let Some(conn) = conns.pop_front() {
+            match conn.shed(handoff) {
+                Ok(()) => return true,
+                // Closed meanwhile: the next one.
+                Err(back) => handoff = back,
             }
-            None => false,
         }
+        false
     }
 
     #[cfg(test)]
@@ -89,10 +92,11 @@ mod tests {
         }
         held[0].set_closed();
         assert!(queue.any());
-        assert!(queue.shed_oldest());
+        let handoff = || tokio::sync::oneshot::channel().0;
+        assert!(queue.shed_oldest(handoff()));
         assert!(held[1].is_shed() && !held[2].is_shed());
-        assert!(queue.shed_oldest());
+        assert!(queue.shed_oldest(handoff()));
         assert!(held[2].is_shed());
-        assert!(!queue.shed_oldest() && !queue.any());
+        assert!(!queue.shed_oldest(handoff()) && !queue.any());
     }
 }

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -17,6 +17,10 @@ use axum::http::{Request, Response};
 use axum::Router;
 use futures::task::AtomicWaker;
 use pin_project_lite::pin_project;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+/// Where a shed connection's permit goes.
+pub(crate) type Handoff = oneshot::Sender<OwnedSemaphorePermit>;
 
 /// The state of one connection, shared by its I/O, its service and (for shedding) its gate.
 #[derive(Debug, Default)]
@@ -31,6 +35,8 @@ pub(crate) struct ConnState {
     closed: AtomicBool,
     /// The connection's task, woken when it is shed.
     waker: AtomicWaker,
+    /// Once shed: where its permit goes when it closes (to the connection that shed it).
+    handoff: Mutex<Option<Handoff>>,
 }
 
 impl ConnState {
@@ -59,10 +65,33 @@ impl ConnState {
         self.waker.register(cx.waker());
     }
 
-    /// Marks the connection shed and wakes its task, whose next read then fails.
-    pub(crate) fn shed(&self) {
-        self.shed.store(true, Ordering::SeqCst);
+    /// Marks the connection shed, to give its permit to `handoff` when it closes, and wakes
+    /// its task, whose next read then fails. Gives `handoff` back if it closed already.
+    pub(crate) fn shed(&self, handoff: Handoff) -> Result<(), Handoff> {
+        {
+            let mut slot = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(handoff);
+            }
+            *slot = Some(handoff);
+            self.shed.store(true, Ordering::SeqCst);
+        }
         self.waker.wake();
+        Ok(())
+    }
+
+    /// The connection closed: its permit goes to the connection that shed it, if any, else
+    /// back to the semaphore.
+    pub(crate) fn close(&self, permit: OwnedSemaphorePermit) {
+        let handoff = {
+            let mut slot = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed.store(true, Ordering::SeqCst);
+            slot.take()
+        };
+        if let Some(handoff) = handoff {
+            // The other connection gone (its accept cancelled): the permit drops, given back.
+            let _ = handoff.send(permit);
+        }
     }
 
     /// On a port that never sheds.
@@ -70,6 +99,7 @@ impl ConnState {
         self.started.store(true, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
     pub(crate) fn set_closed(&self) {
         self.closed.store(true, Ordering::Relaxed);
     }
