@@ -151,8 +151,7 @@ impl Gate {
     /// [`Gate::accept`] for the plain HTTP port: the connection enforces `header_read_timeout`
     /// itself (see [`Limited`]), and when no permit is free but some connection has not
     /// started a request yet, the next connection is accepted and the oldest such one shed
-    /// to make room (see [`shed`]). At most one accepted connection per caller waits for the
-    /// permit of the shed one. Cancel-safe, as [`Gate::accept`].
+    /// to make room (see [`shed`]), taking its permit. Cancel-safe, as [`Gate::accept`].
     pub(crate) async fn accept_http(
         &self,
         tcp: &TcpListener,
