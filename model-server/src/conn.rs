@@ -5,22 +5,24 @@
 //!   share one count, the gRPC port has its own). The accept loop takes a permit of a
 //!   semaphore before `accept()`, so connections over the cap wait in the kernel's listen
 //!   backlog and cost the process nothing; the permit lives as long as the connection
-//!   ([`Limited`]).
+//!   ([`Limited`]). On the plain HTTP port, when every permit is taken, a new connection
+//!   takes the place of the oldest one that has not started a request (`shed`).
 //! - a connection with no bytes read or written for [`ConnLimits::idle_timeout`] is closed
 //!   ([`Limited`] fails its next read). This catches connections that never finish the
 //!   protocol detection or the HTTP/2 preface. Healthy idle HTTP/2 clients answer the
 //!   keep-alive PINGs and stay; silent ones are closed by the PING timeout.
-//! - HTTP/1: hyper's header-read timeout ([`ConnLimits::header_read_timeout`]) closes a
-//!   connection whose request head is not complete in time; hyper starts that timer as soon
-//!   as a connection waits for a request, so it also closes idle keep-alive connections.
+//! - HTTP/1: a connection whose request head is not complete within
+//!   [`ConnLimits::header_read_timeout`] of its first byte, or of the end of the previous
+//!   response, is closed: by [`Limited`] itself on the plain HTTP port (`timers`; no timer
+//!   per request), by hyper's header-read timeout on TLS. This also closes idle keep-alive
+//!   connections.
 //! - HTTP/2: at most [`ConnLimits::max_concurrent_streams`] streams per connection, and
 //!   keep-alive PINGs every [`ConnLimits::keepalive_interval`], the connection closed when
 //!   one is not answered within [`ConnLimits::keepalive_timeout`].
 //!
-//! The request timeout is a router layer (see [`crate::state::Limits::request_timeout`]) and
-//! tonic's `Server::timeout`.
+//! The request timeout is a router layer (`deadline::RequestTimeoutLayer`, see
+//! [`crate::state::Limits::request_timeout`]) and tonic's `Server::timeout`.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,14 +32,23 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error};
+
+mod deadline;
+mod serve;
+mod shed;
+mod timers;
+mod track;
+
+pub(crate) use deadline::RequestTimeoutLayer;
+pub(crate) use serve::serve_http;
+use shed::ShedQueue;
+use timers::Deadlines;
+use track::ConnState;
 
 /// Default `--header-read-timeout-seconds`.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,26 +105,35 @@ pub(crate) struct Gate {
     /// waits, so the semaphore alone does not tell).
     open: Arc<AtomicUsize>,
     idle: Duration,
+    /// The plain HTTP port's connections that could be shed (see [`shed`]).
+    sheddable: Arc<ShedQueue>,
 }
 
-/// A connection's permit; gives it back, and counts the connection closed, when dropped.
+/// A connection's permit; gives it back (or to the connection that shed this one), and
+/// counts the connection closed, when dropped.
 struct Permit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     open: Arc<AtomicUsize>,
+    state: Arc<ConnState>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(permit) = self.permit.take() {
+            self.state.close(permit);
+        }
     }
 }
 
 impl Gate {
     pub(crate) fn new(limits: &ConnLimits) -> Gate {
+        let cap = limits.max_connections.max(1);
         Gate {
-            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            permits: Arc::new(Semaphore::new(cap)),
             open: Arc::new(AtomicUsize::new(0)),
             idle: limits.idle_timeout,
+            sheddable: Arc::new(ShedQueue::new(cap)),
         }
     }
 
@@ -123,21 +143,86 @@ impl Gate {
         &self,
         tcp: &TcpListener,
     ) -> io::Result<(Limited<TcpStream>, SocketAddr)> {
-        let permit = self
-            .permits
+        let permit = self.acquire().await?;
+        let (stream, addr) = tcp.accept().await?;
+        Ok(self.admit(stream, addr, permit, None))
+    }
+
+    /// [`Gate::accept`] for the plain HTTP port: the connection enforces `header_read_timeout`
+    /// itself (see [`Limited`]), and when no permit is free but some connection has not
+    /// started a request yet, the next connection is accepted and the oldest such one shed
+    /// to make room (see [`shed`]), taking its permit. Cancel-safe, as [`Gate::accept`].
+    pub(crate) async fn accept_http(
+        &self,
+        tcp: &TcpListener,
+        header_read_timeout: Duration,
+    ) -> io::Result<(Limited<TcpStream>, SocketAddr)> {
+        let free = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if self.sheddable.any() => None,
+            Err(_) => Some(self.acquire().await?),
+        };
+        let (stream, addr) = tcp.accept().await?;
+        let permit = match free.map_or_else(|| self.permits.clone().try_acquire_owned().ok(), Some)
+        {
+            Some(permit) => permit,
+            None => self.make_room().await?,
+        };
+        let conn = self.admit(stream, addr, permit, Some(header_read_timeout));
+        self.sheddable.push(conn.0.permit.state.clone());
+        Ok(conn)
+    }
+
+    /// Sheds the oldest connection that has not started a request and takes its permit,
+    /// handed over when it closes (not given back to the semaphore, where another worker's
+    /// `try_acquire` could take it and leave this one waiting for a timeout). With none to
+    /// shed, waits for a permit.
+    async fn make_room(&self) -> io::Result<OwnedSemaphorePermit> {
+        let (handoff, permit) = oneshot::channel();
+        if self.sheddable.shed_oldest(handoff) {
+            debug!("connection cap reached: shed the oldest connection without a request");
+            if let Ok(permit) = permit.await {
+                return Ok(permit);
+            }
+        }
+        self.acquire().await
+    }
+
+    async fn acquire(&self) -> io::Result<OwnedSemaphorePermit> {
+        self.permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| io::Error::other("connection semaphore closed"))?;
-        let (stream, addr) = tcp.accept().await?;
+            .map_err(|_| io::Error::other("connection semaphore closed"))
+    }
+
+    fn admit(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        header: Option<Duration>,
+    ) -> (Limited<TcpStream>, SocketAddr) {
         // Small request/response pairs: do not let Nagle delay the answer.
         let _ = stream.set_nodelay(true);
         self.open.fetch_add(1, Ordering::Relaxed);
         let permit = Permit {
-            _permit: permit,
+            permit: Some(permit),
             open: self.open.clone(),
+            state: Arc::new(ConnState::default()),
         };
-        Ok((Limited::new(stream, permit, self.idle), addr))
+        if header.is_none() {
+            permit.state.never_shed();
+        }
+        let deadlines = Deadlines::new(self.idle, header);
+        (
+            Limited {
+                io: stream,
+                permit,
+                deadlines,
+            },
+            addr,
+        )
     }
 
     /// Accepted connections not yet closed.
@@ -148,62 +233,65 @@ impl Gate {
 }
 
 pin_project! {
-    /// A connection holding one of its port's permits, closed (reads fail with `TimedOut`)
-    /// after `idle` without a byte read or written.
+    /// A connection holding one of its port's permits. Its reads fail (`TimedOut`) after
+    /// `idle` without a byte read or written, and, on the plain HTTP port, when a request
+    /// head is not complete within the header-read timeout (see [`Deadlines`]); they fail
+    /// (`ConnectionAborted`) once the connection is shed.
     pub struct Limited<T> {
         #[pin]
         io: T,
-        _permit: Permit,
-        idle: Duration,
-        last_active: Instant,
-        timer: Pin<Box<Sleep>>,
+        permit: Permit,
+        deadlines: Deadlines,
     }
 }
 
 impl<T> Limited<T> {
-    fn new(io: T, permit: Permit, idle: Duration) -> Limited<T> {
-        let now = Instant::now();
-        Limited {
-            io,
-            _permit: permit,
-            idle,
-            last_active: now,
-            timer: Box::pin(tokio::time::sleep_until(now + idle)),
-        }
-    }
-
     /// The connection.
     pub fn get_ref(&self) -> &T {
         &self.io
     }
+
+    fn state(&self) -> &Arc<ConnState> {
+        &self.permit.state
+    }
+
+    fn header_deadline(&self) -> bool {
+        self.deadlines.header.is_some()
+    }
 }
 
-/// Marks progress, or (when the inner I/O is pending) checks the idle deadline: the timer is
-/// only re-armed when it fires, so progress costs one clock read.
-fn check_idle(
-    progressed: bool,
-    idle: Duration,
-    last_active: &mut Instant,
-    timer: &mut Pin<Box<Sleep>>,
-    cx: &mut Context<'_>,
-) -> io::Result<()> {
-    if progressed {
-        *last_active = Instant::now();
-        return Ok(());
+/// A connection's own state and whether it enforces the header-read timeout itself (then
+/// hyper's timer is off for it): what [`serve_http`] needs of an accepted connection.
+pub(crate) trait ConnIo {
+    fn conn_state(&self) -> &Arc<ConnState>;
+    fn header_deadline(&self) -> bool;
+}
+
+impl<T> ConnIo for Limited<T> {
+    fn conn_state(&self) -> &Arc<ConnState> {
+        self.state()
     }
-    loop {
-        if timer.as_mut().poll(cx).is_pending() {
-            return Ok(());
-        }
-        let deadline = *last_active + idle;
-        if deadline <= Instant::now() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle for longer than the idle timeout",
-            ));
-        }
-        timer.as_mut().reset(deadline);
+
+    fn header_deadline(&self) -> bool {
+        Limited::header_deadline(self)
     }
+}
+
+impl<T> ConnIo for tokio_rustls::server::TlsStream<Limited<T>> {
+    fn conn_state(&self) -> &Arc<ConnState> {
+        self.get_ref().0.state()
+    }
+
+    fn header_deadline(&self) -> bool {
+        self.get_ref().0.header_deadline()
+    }
+}
+
+fn shed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection shed at the connection cap: no request started",
+    )
 }
 
 impl<T: AsyncRead> AsyncRead for Limited<T> {
@@ -213,16 +301,24 @@ impl<T: AsyncRead> AsyncRead for Limited<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
+        let state = &this.permit.state;
+        if state.is_shed() {
+            return Poll::Ready(Err(shed_error()));
+        }
         let before = buf.filled().len();
         match this.io.poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    *this.last_active = Instant::now();
-                }
+                this.deadlines.read(&buf.filled()[before..]);
                 Poll::Ready(result)
             }
             Poll::Pending => {
-                check_idle(false, *this.idle, this.last_active, this.timer, cx)?;
+                if !state.started() {
+                    state.register(cx);
+                    if state.is_shed() {
+                        return Poll::Ready(Err(shed_error()));
+                    }
+                }
+                this.deadlines.check(state, cx)?;
                 Poll::Pending
             }
         }
@@ -237,7 +333,7 @@ impl<T: AsyncWrite> AsyncWrite for Limited<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let n = ready!(this.io.poll_write(cx, buf))?;
-        check_idle(n > 0, *this.idle, this.last_active, this.timer, cx)?;
+        this.deadlines.wrote(n, &this.permit.state, cx)?;
         Poll::Ready(Ok(n))
     }
 
@@ -248,7 +344,7 @@ impl<T: AsyncWrite> AsyncWrite for Limited<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let n = ready!(this.io.poll_write_vectored(cx, bufs))?;
-        check_idle(n > 0, *this.idle, this.last_active, this.timer, cx)?;
+        this.deadlines.wrote(n, &this.permit.state, cx)?;
         Poll::Ready(Ok(n))
     }
 
@@ -281,11 +377,27 @@ impl tonic::transport::server::Connected for Limited<TcpStream> {
 pub(crate) struct LimitedTcp {
     tcp: TcpListener,
     gate: Gate,
+    /// The plain HTTP port: [`Gate::accept_http`] with this header-read timeout.
+    http: Option<Duration>,
 }
 
 impl LimitedTcp {
+    /// For tonic: [`Gate::accept`].
     pub(crate) fn new(tcp: TcpListener, gate: Gate) -> LimitedTcp {
-        LimitedTcp { tcp, gate }
+        LimitedTcp {
+            tcp,
+            gate,
+            http: None,
+        }
+    }
+
+    /// For the plain HTTP port: [`Gate::accept_http`].
+    pub(crate) fn http(tcp: TcpListener, gate: Gate, header_read_timeout: Duration) -> LimitedTcp {
+        LimitedTcp {
+            tcp,
+            gate,
+            http: Some(header_read_timeout),
+        }
     }
 
     /// The connections as tonic's incoming stream.
@@ -305,7 +417,11 @@ impl Listener for LimitedTcp {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.gate.accept(&self.tcp).await {
+            let accepted = match self.http {
+                Some(header) => self.gate.accept_http(&self.tcp, header).await,
+                None => self.gate.accept(&self.tcp).await,
+            };
+            match accepted {
                 Ok(conn) => return conn,
                 Err(e) => accept_error(e).await,
             }
@@ -330,75 +446,6 @@ pub(crate) async fn accept_error(e: io::Error) {
     }
     error!("accept error: {e}");
     tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
-/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2, by protocol detection or ALPN) with
-/// the HTTP/1 and HTTP/2 settings of `limits`, until `shutdown` resolves; then stops
-/// accepting, asks every connection to finish (idle ones close at once, HTTP/2 gets GOAWAY)
-/// and returns when all are closed. What `axum::serve` does, with the bounds it cannot set.
-pub(crate) async fn serve_http<L>(
-    mut listener: L,
-    router: axum::Router,
-    limits: ConnLimits,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()>
-where
-    L: Listener,
-    L::Io: Unpin,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .keep_alive_interval(limits.keepalive_interval)
-        .keep_alive_timeout(limits.keepalive_timeout);
-    let builder = Arc::new(builder);
-    let (signal_tx, signal_rx) = watch::channel(());
-    let (close_tx, close_rx) = watch::channel(());
-    tokio::pin!(shutdown);
-    loop {
-        let (io, _) = tokio::select! {
-            conn = listener.accept() => conn,
-            () = &mut shutdown => break,
-        };
-        let builder = builder.clone();
-        let router = router.clone();
-        let mut signal = signal_rx.clone();
-        let close = close_rx.clone();
-        tokio::spawn(async move {
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            debug!("connection ended: {e}");
-                        }
-                        break;
-                    }
-                    _ = signal.changed(), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
-            }
-            drop(close);
-        });
-    }
-    drop(listener);
-    drop(close_rx);
-    drop(signal_rx);
-    let _ = signal_tx.send(());
-    close_tx.closed().await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ async fn serve_router_until(
     let (on_signal, deadline) = drain(state, timing, shutdown, force);
     match &security.tls {
         None => {
-            let listener = LimitedTcp::new(listener, gate);
+            let listener = LimitedTcp::http(listener, gate, conn_limits.header_read_timeout);
             let server = serve_http(listener, router, conn_limits, on_signal);
             until_done_or_deadline(server, deadline, "").await
         }

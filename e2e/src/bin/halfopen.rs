@@ -36,10 +36,17 @@ async fn predict() -> Result<Duration> {
 async fn timed_predictions(n: usize) -> (Vec<Duration>, usize) {
     let mut times = Vec::new();
     let mut failed = 0;
-    for _ in 0..n {
+    for i in 0..n {
         match tokio::time::timeout(Duration::from_secs(5), predict()).await {
             Ok(Ok(t)) => times.push(t),
-            _ => failed += 1,
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("halfopen: request {i} failed: {e:#}");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("halfopen: request {i} not answered within 5 s");
+            }
         }
     }
     times.sort();

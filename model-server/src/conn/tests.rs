@@ -177,7 +177,7 @@ async fn idle_and_silent_connections_are_closed() {
     let server = start(
         limits(ConnLimits {
             header_read_timeout: Duration::from_millis(300),
-            idle_timeout: Duration::from_millis(600),
+            idle_timeout: Duration::from_millis(1500),
             ..ConnLimits::default()
         }),
         false,
@@ -191,20 +191,34 @@ async fn idle_and_silent_connections_are_closed() {
     let mut buf = [0u8; 12];
     keep_alive.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"HTTP/1.1 200");
+    let answered = Instant::now();
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let started = Instant::now();
-    closed_by_server(&mut keep_alive).await;
+    let closed = closed_by_server(&mut keep_alive).await - answered;
+    assert!(
+        closed >= Duration::from_millis(250) && closed < Duration::from_millis(1200),
+        "keep-alive connection closed {closed:?} after its answer, not after the header-read timeout"
+    );
     let closed = closed_by_server(&mut silent).await;
     assert!(
-        closed - started >= Duration::from_millis(550),
+        closed - started >= Duration::from_millis(1450),
         "silent connection closed after {:?}, before the idle timeout",
         closed - started
     );
     server.stop().await;
 }
 
-/// With a cap of 4 and 4 open connections, a 5th is accepted by the kernel but not served
-/// until one of the 4 closes.
+/// Sends a keep-alive request on `conn` and reads the start of its answer.
+async fn ask(conn: &mut TcpStream, path: &str) -> String {
+    let head = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = timeout(LIMIT, conn.read(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// With a cap of 4 and 4 open connections that have been answered (and so are never shed),
+/// a 5th is accepted by the kernel but not served until one of the 4 closes.
 #[tokio::test]
 async fn the_connection_cap_holds() {
     let server = start(
@@ -217,7 +231,10 @@ async fn the_connection_cap_holds() {
     .await;
     let mut open = Vec::new();
     for _ in 0..4 {
-        open.push(TcpStream::connect(server.addr).await.unwrap());
+        let mut conn = TcpStream::connect(server.addr).await.unwrap();
+        let answer = ask(&mut conn, "/v2/health/live").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        open.push(conn);
     }
     until(
         || server.state.http_gate().open() == 4,
@@ -331,5 +348,96 @@ async fn grpc_half_prefaces_are_closed_and_capped() {
     assert_eq!(buf[3], 4, "{buf:?}");
     drop(third);
     until(|| server.state.grpc_gate().open() == 0, "permits back").await;
+    server.stop().await;
+}
+
+/// At the cap, a new connection takes the place of the oldest one that never sent a whole
+/// request head: with a cap of 2 held by two half requests (header-read timeout 30 s), a
+/// third client is answered at once and the oldest half request is closed.
+#[tokio::test]
+async fn half_open_connections_make_room_at_the_cap() {
+    let server = start(
+        limits(ConnLimits {
+            max_connections: 2,
+            ..long_conn()
+        }),
+        false,
+    )
+    .await;
+    let mut halves = Vec::new();
+    for _ in 0..2 {
+        let mut conn = TcpStream::connect(server.addr).await.unwrap();
+        conn.write_all(b"GET /v2/health/ready HT").await.unwrap();
+        halves.push(conn);
+        until(
+            || server.state.http_gate().open() == halves.len(),
+            "half request accepted",
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let answer = get(server.addr, "/v2/health/ready").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    closed_by_server(&mut halves[0]).await;
+    // The younger half request was not needed: still open.
+    let mut buf = [0u8; 16];
+    let still = timeout(Duration::from_millis(200), halves[1].read(&mut buf)).await;
+    assert!(
+        still.is_err(),
+        "the younger half request was closed: {still:?}"
+    );
+    assert!(server.state.http_gate().open() <= 2);
+    drop(halves);
+    until(|| server.state.http_gate().open() == 0, "permits back").await;
+    server.stop().await;
+}
+
+/// The header-read timeout does not cut a request in flight (its body is bounded by the
+/// request timeout), nor an HTTP/2 connection waiting between requests.
+#[tokio::test]
+async fn the_header_timeout_is_for_http1_heads_only() {
+    let server = start(
+        Limits {
+            request_timeout: Duration::from_millis(800),
+            conn: ConnLimits {
+                header_read_timeout: Duration::from_millis(300),
+                ..long_conn()
+            },
+            ..Limits::default()
+        },
+        false,
+    )
+    .await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(
+        b"POST /predict_iris HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"features\":",
+    )
+    .await
+    .unwrap();
+    let mut h2 = TcpStream::connect(server.addr).await.unwrap();
+    // The preface and an empty SETTINGS frame.
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let answer = read_all(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // 800 ms on, past the header-read timeout: the HTTP/2 connection is still open.
+    let mut buf = [0u8; 256];
+    let open = timeout(Duration::from_millis(200), async {
+        loop {
+            match h2.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(open.is_err(), "the HTTP/2 connection was closed");
     server.stop().await;
 }

@@ -28,7 +28,6 @@ mod tutorial;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
@@ -37,6 +36,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::auth::Auth;
+use crate::conn::RequestTimeoutLayer;
 use crate::error::ApiError;
 use crate::paths;
 use crate::state::AppState;
@@ -89,13 +89,7 @@ pub fn app_with_auth(state: AppState, auth: Option<&Auth>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(move |_: axum::BoxError| async move {
-                    timed_out(request_timeout)
-                }))
-                .layer(tower::timeout::TimeoutLayer::new(request_timeout)),
-        )
+        .layer(RequestTimeoutLayer::new(request_timeout, timed_out))
         .layer(MetricsLayer { metrics })
         .with_state(state)
 }
