@@ -277,6 +277,20 @@ async fn hostile_rate_model(client: Client, ns: String, mode: &'static str) {
         "tenants: hostile /metrics ({mode}) with request-rate autoscaling, named after {:.1} s: {complaint}",
         t0.elapsed().as_secs_f64()
     );
+    if ["brace", "nan"].contains(&mode) {
+        // A page that reaches the reader and is garbage: the model's own pods answer it, so the
+        // model is Degraded, naming the page (a failed or oversized scrape only holds the count).
+        let degraded = iris::wait_for(
+            &api,
+            &name,
+            NAMED_WITHIN,
+            "Degraded=True MetricsUnusable",
+            |o| degraded_because(o, "MetricsUnusable").is_some(),
+        )
+        .await;
+        let why = degraded_because(&degraded, "MetricsUnusable").unwrap_or_default();
+        assert!(why.contains("metrics page unusable"), "{name}: {why}");
+    }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let replicas = deployments
         .get_opt(&name)

@@ -69,6 +69,9 @@ pub(crate) struct Facts {
     /// Why no ready pod's counters could be read (the count then stays). With no pod read
     /// and no reason, no pod was ready.
     pub(crate) unreadable: Option<String>,
+    /// The reason in `unreadable` is a pod's page that is no evidence (NaN, negative, not the
+    /// text format...), not a scrape that failed: the model's own pods answer garbage.
+    pub(crate) unusable: bool,
     /// Seconds since the last prediction request was seen (or the series started, or the
     /// model woke from zero pods).
     pub(crate) idle: f64,
@@ -191,6 +194,7 @@ impl Series {
             unreadable: Some(why),
             idle: now - self.active_at,
             woke,
+            unusable: true,
             waiting_for_activator: false,
         })
     }
@@ -225,6 +229,7 @@ impl Series {
             unreadable: None,
             idle,
             woke,
+            unusable: false,
             waiting_for_activator: false,
         };
         if current == 0 {
@@ -279,6 +284,7 @@ impl Series {
             unreadable: None,
             idle,
             woke,
+            unusable: false,
             waiting_for_activator: false,
         })
     }

@@ -1386,6 +1386,14 @@ async fn a_request_rate_over_the_target_scales_the_deployment_through_its_scale_
 
 #[tokio::test]
 async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_says_why() {
+    // A scrape that fails (the ready pod's /metrics does not answer) is no failure of the model;
+    // a page that is no evidence (garbage from the model's own pods) is: Degraded names it.
+    for page in [None, Some("}{\n")] {
+        rate_unreadable(page).await;
+    }
+}
+
+async fn rate_unreadable(page: Option<&'static str>) {
     let model = rate_autoscaled();
     let (deployment, service) = children(&model);
     let (ctx, server) = context();
@@ -1409,18 +1417,21 @@ async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_s
         &spec,
         10.0,
     );
-    // A scraper that knows no pod: the ready pod's /metrics does not answer.
+    let table = Arc::new(crate::scrape::testing::Table::default());
+    if let Some(page) = page {
+        table.set("192.0.2.9", page);
+    }
     let ctx = Arc::new(
         Arc::into_inner(ctx)
             .expect("one reference")
-            .with_scraper(Arc::new(crate::scrape::testing::Table::default())),
+            .with_scraper(table),
     );
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
         "items": [ready_pod("iris-1", "192.0.2.9", false)]});
     let server = server.run(vec![
         Expect::get(PODS, Reply::Json(pods)),
         // No scale write.
-        Expect::apply(STATUS, status_written()).checking(|body| {
+        Expect::apply(STATUS, status_written()).checking(move |body| {
             let status = status_of(body);
             let c = status
                 .conditions
@@ -1432,8 +1443,17 @@ async fn a_rate_autoscaled_model_whose_pods_cannot_be_read_keeps_its_count_and_s
                 ("False", "RequestCountersUnavailable")
             );
             assert!(c.message.contains("stays at 1"), "{}", c.message);
-            assert!(c.message.contains("192.0.2.9"), "{}", c.message);
+            let degraded = condition(&status, "Degraded");
+            if page.is_some() {
+                assert_eq!(degraded, ("True", "MetricsUnusable", Some(1)));
+                let why = message(&status, "Degraded");
+                assert!(why.contains("pod iris-1: metrics page unusable"), "{why}");
+            } else {
+                assert!(c.message.contains("192.0.2.9"), "{}", c.message);
+                assert_eq!(degraded, ("False", "AsExpected", Some(1)));
+            }
         }),
+        // Ready turns True either way: the pods serve predictions.
         Expect::post(EVENTS, Reply::Echo).checking(|body| {
             assert_eq!(body["reason"], json!("Ready"));
         }),

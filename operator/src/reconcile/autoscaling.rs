@@ -329,6 +329,7 @@ mod tests {
             unreadable: None,
             idle: 0.0,
             woke: false,
+            unusable: false,
             waiting_for_activator: false,
         };
         let v = rate_verdict(&model, Some(&facts)).expect("a verdict");
@@ -361,6 +362,7 @@ mod tests {
             unreadable: None,
             idle: 0.0,
             woke: false,
+            unusable: false,
             waiting_for_activator: false,
         };
         let v = rate_verdict(&model, Some(&none_ready)).expect("a verdict");
@@ -392,6 +394,7 @@ mod tests {
             unreadable: None,
             idle,
             woke: false,
+            unusable: false,
             waiting_for_activator: false,
         };
         let first = rate_verdict(&spec, Some(&at_zero(65.0))).expect("a verdict");

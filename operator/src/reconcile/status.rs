@@ -12,8 +12,8 @@ use crate::names::{activator_name, selector_string};
 use crate::reconcile::autoscaling;
 use crate::reconcile::conditions::{
     find, merge, Verdict, AUTOSCALING, DEGRADED, PROGRESSING, READY, REASON_ACTIVATOR_NOT_READY,
-    REASON_AS_EXPECTED, REASON_READY, REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE,
-    REASON_SCALED_TO_ZERO, REASON_WAKING, ROLLOUT,
+    REASON_AS_EXPECTED, REASON_METRICS_UNUSABLE, REASON_READY, REASON_ROLLING_OUT,
+    REASON_ROLLOUT_COMPLETE, REASON_SCALED_TO_ZERO, REASON_WAKING, ROLLOUT,
 };
 use crate::reconcile::image;
 use crate::reconcile::progress::{rollout, template_hash, Rollout};
@@ -81,16 +81,7 @@ pub(crate) fn served(
         &progress,
     );
     let progressing = progressing_verdict(observed, decision, (&rollout, &failure), progress);
-    let degraded = match (&decision.refused, &failure, rollout.complete) {
-        (Some((reason, message)), _, _) => Verdict::new(
-            DEGRADED,
-            true,
-            *reason,
-            format!("{message}: the model is not rolled out, what served before keeps serving"),
-        ),
-        (None, Some((reason, message)), false) => Verdict::new(DEGRADED, true, reason, message),
-        _ => Verdict::new(DEGRADED, false, REASON_AS_EXPECTED, "no failure detected"),
-    };
+    let degraded = degraded_verdict(observed, decision, (&rollout, &failure));
 
     let previous = model.status.clone().unwrap_or_default();
     let mut verdicts = vec![ready, progressing, degraded];
@@ -124,6 +115,41 @@ pub(crate) fn served(
         }),
         rollout: decision.status.clone(),
         conditions: merge(&previous.conditions, verdicts, resolved.generation, now),
+    }
+}
+
+/// The Degraded condition: a model the quality gate refused, pods of the current version that
+/// fail, or pods whose own metrics page is no evidence (the request-rate autoscaler then holds
+/// the replica count: the model's pods answer garbage, which someone must look at).
+fn degraded_verdict(
+    observed: &Observed<'_>,
+    decision: &Decision,
+    (rollout, failure): (&Rollout, &Option<(String, String)>),
+) -> Verdict {
+    let unusable = observed
+        .rate
+        .and_then(|reading| reading.as_ref())
+        .filter(|facts| facts.unusable)
+        .and_then(|facts| facts.unreadable.as_deref());
+    match (&decision.refused, failure, rollout.complete) {
+        (Some((reason, message)), _, _) => Verdict::new(
+            DEGRADED,
+            true,
+            *reason,
+            format!("{message}: the model is not rolled out, what served before keeps serving"),
+        ),
+        (None, Some((reason, message)), false) => Verdict::new(DEGRADED, true, reason, message),
+        _ => match unusable {
+            Some(why) => Verdict::new(
+                DEGRADED,
+                true,
+                REASON_METRICS_UNUSABLE,
+                bound(&format!(
+                    "{why}: the request rate cannot be read, the autoscaler holds the replica count"
+                )),
+            ),
+            None => Verdict::new(DEGRADED, false, REASON_AS_EXPECTED, "no failure detected"),
+        },
     }
 }
 
