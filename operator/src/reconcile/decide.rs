@@ -10,10 +10,10 @@ use crate::crd::{IrisModel, IrisModelStatus};
 use crate::rate::Scalers;
 use crate::reconcile::conditions::{find, READY};
 use crate::reconcile::desired::{service, Desired};
-use crate::reconcile::observe::{by_canary, Observed};
+use crate::reconcile::observe::Observed;
 use crate::reconcile::progress::template_hash;
 use crate::reconcile::resolve::Resolved;
-use crate::reconcile::rollout::{self, CanaryFacts, Decision};
+use crate::reconcile::rollout::{self, Decision};
 use crate::reconcile::scaler::{self, Scale};
 use crate::reconcile::status::{self, ActivatorView};
 
@@ -72,11 +72,6 @@ fn rollout_decision(
     now: &Time,
 ) -> Decision {
     let spec = model.spec.rollout.clone().unwrap_or_default();
-    let none = CanaryFacts::default();
-    let facts = match &observed.canary {
-        Some(_) if by_canary(model) => &observed.live.canary,
-        _ => &none,
-    };
     let desired_hash = template_hash(&desired.deployment).unwrap_or_default();
     let previous = model.status.as_ref();
     rollout::decide(&rollout::Facts {
@@ -98,7 +93,8 @@ fn rollout_decision(
                 .and_then(|a| a.get(rollout::ACTION_ANNOTATION))
                 .map(String::as_str),
         ),
-        observed: facts,
+        // Filled by observe only while a canary of this model runs.
+        observed: &observed.live.canary,
         now,
     })
 }

@@ -202,7 +202,7 @@ fn may_start_canary(model: &IrisModel, desired: &Desired, observed: &Observed) -
 }
 
 /// Whether the model's changes roll out through a canary.
-pub(crate) fn by_canary(model: &IrisModel) -> bool {
+fn by_canary(model: &IrisModel) -> bool {
     model
         .spec
         .rollout
@@ -278,54 +278,45 @@ async fn live(
         Some(hash) if needs.explain => pod_events(client, namespace, &pods, hash).await?,
         _ => PodEvents::new(),
     };
-    let (canary_pods, stable_pods): (Vec<Pod>, Vec<Pod>) =
-        pods.iter().cloned().partition(is_canary);
-    let failure = match observed.canary.as_ref().and_then(template_hash) {
-        Some(hash) if needs.canary => {
-            let events = pod_events(client, namespace, &canary_pods, hash).await?;
-            rootcause::pod_failure(&canary_pods, hash, &events, now)
-                .map(|(reason, message)| format!("{reason}: {message}"))
-        }
-        _ => None,
-    };
-    let mut canary = CanaryFacts {
-        failure,
-        ..CanaryFacts::default()
-    };
-    let mut sample = None;
-    if needs.canary || needs.rate {
-        // One scrape of both sides, the canary's pods first (they win the cap); the answers
-        // come back in that order.
-        let mut ready = ready_by_name(canary_pods);
-        let split = ready.len();
-        ready.extend(ready_by_name(stable_pods));
-        let pages = scrape(scraper, &ready, resolved).await;
-        let unscraped = ready.len().saturating_sub(pages.len());
-        let read: Vec<(&Pod, Result<Traffic, Unread>)> = ready
-            .iter()
-            .zip(pages)
-            .map(|(pod, page)| (pod, read_page(pod, page)))
-            .collect();
-        if needs.canary {
-            canary.canary = traffic_of(read.iter().take(split));
-            canary.stable = traffic_of(read.iter().skip(split)).unwrap_or_default();
-        }
-        if needs.rate {
-            sample = Some(rate_sample(
-                &read,
-                unscraped,
-                observed.deployment.as_ref(),
-                now,
-            ));
-        }
-    }
-    Ok(Live {
+    let mut live = Live {
         pods,
         pods_read: true,
         events,
-        canary,
-        sample,
-    })
+        ..Live::default()
+    };
+    if !(needs.canary || needs.rate) {
+        return Ok(live);
+    }
+    let (canary_pods, stable_pods): (Vec<Pod>, Vec<Pod>) =
+        live.pods.iter().cloned().partition(is_canary);
+    if let Some(hash) = observed.canary.as_ref().and_then(template_hash) {
+        if needs.canary {
+            let events = pod_events(client, namespace, &canary_pods, hash).await?;
+            live.canary.failure = rootcause::pod_failure(&canary_pods, hash, &events, now)
+                .map(|(reason, message)| format!("{reason}: {message}"));
+        }
+    }
+    // One scrape of both sides, the canary's pods first (they win the cap); the answers come
+    // back in that order.
+    let mut ready = ready_by_name(canary_pods);
+    let split = ready.len();
+    ready.extend(ready_by_name(stable_pods));
+    let pages = scrape(scraper, &ready, resolved).await;
+    let unscraped = ready.len().saturating_sub(pages.len());
+    let read: Vec<(&Pod, Result<Traffic, Unread>)> = ready
+        .iter()
+        .zip(pages)
+        .map(|(pod, page)| (pod, read_page(pod, page)))
+        .collect();
+    if needs.canary {
+        live.canary.canary = traffic_of(read.iter().take(split));
+        live.canary.stable = traffic_of(read.iter().skip(split)).unwrap_or_default();
+    }
+    if needs.rate {
+        let deployment = observed.deployment.as_ref();
+        live.sample = Some(rate_sample(&read, unscraped, deployment, now));
+    }
+    Ok(live)
 }
 
 fn is_canary(pod: &Pod) -> bool {
