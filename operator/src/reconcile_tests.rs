@@ -1668,7 +1668,7 @@ impl crate::scrape::Scrape for Panicking {
         _ip: &str,
         _port: i32,
         _https: bool,
-    ) -> futures::future::BoxFuture<'static, Result<String, String>> {
+    ) -> futures::future::BoxFuture<'static, Result<String, crate::scrape::Unread>> {
         Box::pin(async { panic!("slice index starts at 7 but ends at 3") })
     }
 }

@@ -2,6 +2,11 @@
 //! IP (the operator runs in the cluster, so pod IPs are reachable without the API server's
 //! proxy, and its RBAC needs no `pods/proxy`), over HTTPS when the model has `spec.tls` (the
 //! certificate unverified, see [`tls`]). Bounded in time and size.
+//!
+//! A scrape that gets no page (no IP, no answer, an HTTP error) is [`Unread::Failed`]: the
+//! evidence is missing, as when a pod restarts. A pod that answers 200 and then a page over
+//! [`MAX_BYTES`], not in UTF-8 or not finished within [`TIMEOUT`] is [`Unread::Unusable`]:
+//! its own answer is wrong, and the model says so (Degraded `MetricsUnusable`).
 
 pub(crate) mod text;
 mod tls;
@@ -27,6 +32,16 @@ pub(crate) const MAX_PODS_PER_RECONCILE: usize = 16;
 /// Most scrapes in flight at once, per reconcile.
 pub(crate) const CONCURRENT_SCRAPES: usize = 4;
 
+/// Why a pod's counters were not read.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Unread {
+    /// The scrape failed (no IP, no answer, an HTTP error): no evidence either way.
+    Failed(String),
+    /// The pod answered a page that cannot be used (too large, not UTF-8, not finished in
+    /// time, or not Prometheus text with usable counters: see `Traffic::read`).
+    Unusable(String),
+}
+
 /// Fetches the Prometheus text a pod exports.
 pub(crate) trait Scrape: Send + Sync {
     /// The body of `GET http://{ip}:{port}/metrics` (`https://` when `https`), or why not.
@@ -35,7 +50,7 @@ pub(crate) trait Scrape: Send + Sync {
         ip: &str,
         port: i32,
         https: bool,
-    ) -> BoxFuture<'static, Result<String, String>>;
+    ) -> BoxFuture<'static, Result<String, Unread>>;
 }
 
 /// The real scraper, over pooled HTTP/1.1 clients, plain and TLS.
@@ -73,7 +88,7 @@ impl Scrape for HttpScraper {
         ip: &str,
         port: i32,
         https: bool,
-    ) -> BoxFuture<'static, Result<String, String>> {
+    ) -> BoxFuture<'static, Result<String, Unread>> {
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
@@ -83,33 +98,52 @@ impl Scrape for HttpScraper {
         let uri = format!("{scheme}://{host}:{port}/metrics");
         let (http, tls) = (self.http.clone(), self.https.clone());
         Box::pin(async move {
-            let uri: hyper::Uri = uri.parse().map_err(|e| format!("{uri}: {e}"))?;
-            let fetch = async {
-                let response = if https {
+            let uri: hyper::Uri = uri
+                .parse()
+                .map_err(|e| Unread::Failed(format!("{uri}: {e}")))?;
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            let get = async {
+                if https {
                     tls.get(uri.clone()).await
                 } else {
                     http.get(uri.clone()).await
-                };
-                let response = response.map_err(|e| e.to_string())?;
-                if !response.status().is_success() {
-                    return Err(format!("HTTP {}", response.status()));
                 }
-                let body = Limited::new(response.into_body(), MAX_BYTES)
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .to_bytes();
-                String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
             };
-            match tokio::time::timeout(TIMEOUT, fetch).await {
-                Ok(result) => result.map_err(|e| format!("GET {uri}: {e}")),
-                Err(_) => Err(format!(
-                    "GET {uri}: no answer within {}s",
-                    TIMEOUT.as_secs()
-                )),
+            let response = match tokio::time::timeout_at(deadline, get).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Err(Unread::Failed(format!("GET {uri}: {e}"))),
+                Err(_) => return Err(Unread::Failed(format!("GET {uri}: {}", no_answer()))),
+            };
+            if !response.status().is_success() {
+                return Err(Unread::Failed(format!(
+                    "GET {uri}: HTTP {}",
+                    response.status()
+                )));
             }
+            // The pod answered: from here on, what it sends is its own page.
+            let unusable = |why: String| Unread::Unusable(format!("metrics page unusable: {why}"));
+            let body = Limited::new(response.into_body(), MAX_BYTES).collect();
+            let body = match tokio::time::timeout_at(deadline, body).await {
+                Ok(Ok(body)) => body.to_bytes(),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(unusable(format!("larger than {MAX_BYTES} bytes")))
+                }
+                Ok(Err(e)) => return Err(Unread::Failed(format!("GET {uri}: {e}"))),
+                Err(_) => {
+                    return Err(unusable(format!(
+                        "not sent in full within {}s",
+                        TIMEOUT.as_secs()
+                    )))
+                }
+            };
+            String::from_utf8(body.to_vec()).map_err(|e| unusable(format!("not UTF-8: {e}")))
         })
     }
+}
+
+/// A scrape that had no answer in time.
+fn no_answer() -> String {
+    format!("no answer within {}s", TIMEOUT.as_secs())
 }
 
 #[cfg(test)]
@@ -140,10 +174,12 @@ pub(crate) mod testing {
             ip: &str,
             _port: i32,
             _https: bool,
-        ) -> BoxFuture<'static, Result<String, String>> {
+        ) -> BoxFuture<'static, Result<String, Unread>> {
             let answer = self.0.lock().expect("table").get(ip).cloned();
             let ip = ip.to_string();
-            Box::pin(async move { answer.ok_or(format!("GET http://{ip}/metrics: refused")) })
+            Box::pin(async move {
+                answer.ok_or_else(|| Unread::Failed(format!("GET http://{ip}/metrics: refused")))
+            })
         }
     }
 }
@@ -183,6 +219,9 @@ mod tests {
             .metrics("127.0.0.1", i32::from(port), false)
             .await
             .expect_err("refused");
+        let Unread::Failed(err) = err else {
+            panic!("a refused connection is a failed scrape: {err:?}")
+        };
         assert!(err.contains(&format!("127.0.0.1:{port}/metrics")), "{err}");
     }
 
@@ -241,10 +280,70 @@ mod tests {
             .metrics("127.0.0.1", i32::from(port), false)
             .await
             .expect_err("plain HTTP to a TLS port");
+        let Unread::Failed(err) = err else {
+            panic!("no HTTP answer is a failed scrape: {err:?}")
+        };
         assert!(
             err.contains(&format!("http://127.0.0.1:{port}/metrics")),
             "{err}"
         );
         server.await.expect("server");
+    }
+
+    /// Serves one connection: the status line and headers at once, then `body` in `chunks`
+    /// pieces `gap` apart.
+    async fn answering(body: Vec<u8>, chunks: usize, gap: Duration) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accepts");
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await.expect("reads");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            socket.write_all(head.as_bytes()).await.expect("writes");
+            for chunk in body.chunks(body.len().div_ceil(chunks).max(1)) {
+                if socket.write_all(chunk).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(gap).await;
+            }
+        });
+        port
+    }
+
+    async fn scraped(port: u16) -> Result<String, Unread> {
+        HttpScraper::default()
+            .metrics("127.0.0.1", i32::from(port), false)
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_pods_oversized_slow_or_binary_page_is_unusable_not_a_failed_scrape() {
+        let huge = "up 1\n".repeat(MAX_BYTES / 5 + 1).into_bytes();
+        let port = answering(huge, 1, Duration::ZERO).await;
+        assert_eq!(
+            scraped(port).await,
+            Err(Unread::Unusable(format!(
+                "metrics page unusable: larger than {MAX_BYTES} bytes"
+            )))
+        );
+        let port = answering(b"up 1\n".repeat(8), 8, Duration::from_millis(500)).await;
+        assert_eq!(
+            scraped(port).await,
+            Err(Unread::Unusable(
+                "metrics page unusable: not sent in full within 3s".into()
+            ))
+        );
+        let port = answering(vec![b'u', b'p', 0xff, b'\n'], 1, Duration::ZERO).await;
+        let Err(Unread::Unusable(why)) = scraped(port).await else {
+            panic!("a page that is not UTF-8 is unusable")
+        };
+        assert!(why.starts_with("metrics page unusable: not UTF-8"), "{why}");
     }
 }

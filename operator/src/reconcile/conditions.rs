@@ -33,7 +33,8 @@ pub(crate) const REASON_ACTIVATOR_NOT_READY: &str = "ActivatorNotReady";
 /// Reason of Degraded=False.
 pub(crate) const REASON_AS_EXPECTED: &str = "AsExpected";
 /// Degraded=True of a model whose pods' metrics pages are no evidence (NaN or negative
-/// counters, lines that are not the Prometheus text format...): its autoscaler holds.
+/// counters, lines that are not the Prometheus text format, a page over 1 MiB or not sent
+/// in full in time...): its autoscaler holds.
 pub(crate) const REASON_METRICS_UNUSABLE: &str = "MetricsUnusable";
 
 /// A condition without its transition time: what the operator decides.

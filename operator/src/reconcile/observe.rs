@@ -389,7 +389,7 @@ mod tests {
     }
 
     impl Scrape for Slow {
-        fn metrics(&self, ip: &str, _: i32, _: bool) -> BoxFuture<'static, Result<String, String>> {
+        fn metrics(&self, ip: &str, _: i32, _: bool) -> BoxFuture<'static, Result<String, Unread>> {
             let (in_flight, most, ip) = (self.in_flight.clone(), self.most.clone(), ip.to_string());
             Box::pin(async move {
                 let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -439,7 +439,7 @@ mod tests {
         let pages = scrape(&scraper, &ready, &resolved).await;
         assert_eq!(pages.len(), MAX_PODS_PER_RECONCILE);
         assert_eq!(pages[0], Ok("10.0.0.0".to_string()));
-        assert_eq!(pages[4], Err("no pod IP yet".to_string()));
+        assert_eq!(pages[4], Err(Unread::Failed("no pod IP yet".to_string())));
         assert_eq!(pages[15], Ok("10.0.0.14".to_string()));
         assert_eq!(scraper.most.load(Ordering::SeqCst), CONCURRENT_SCRAPES);
     }
@@ -451,7 +451,7 @@ mod tests {
         }))
         .expect("pod");
         assert_eq!(
-            read_page(&pod, Err("refused".into())),
+            read_page(&pod, Err(Unread::Failed("refused".into()))),
             Err(Unread::Failed("refused".into()))
         );
         assert_eq!(

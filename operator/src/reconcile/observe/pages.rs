@@ -12,20 +12,12 @@ use crate::rate::{PodCount, Sample};
 use crate::reconcile::analysis::Traffic;
 use crate::reconcile::resolve::Resolved;
 use crate::reconcile::{rootcause, scaler};
+pub(crate) use crate::scrape::Unread;
 use crate::scrape::{Scrape, CONCURRENT_SCRAPES, MAX_PODS_PER_RECONCILE};
 
-/// Why a pod's counters were not read.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Unread {
-    /// The scrape failed (no IP, no answer, an HTTP error).
-    Failed(String),
-    /// The page is unusable (see [`Traffic::read`]).
-    Unusable(String),
-}
-
 /// A pod's prediction traffic from its page, or why there is none.
-pub(crate) fn read_page(pod: &Pod, page: Result<String, String>) -> Result<Traffic, Unread> {
-    let text = page.map_err(Unread::Failed)?;
+pub(crate) fn read_page(pod: &Pod, page: Result<String, Unread>) -> Result<Traffic, Unread> {
+    let text = page?;
     Traffic::read(&text).map_err(|why| {
         debug!(pod = pod.name_any(), "{why}");
         Unread::Unusable(why)
@@ -98,7 +90,7 @@ pub(crate) async fn scrape(
     scraper: &dyn Scrape,
     pods: &[Pod],
     resolved: &Resolved,
-) -> Vec<Result<String, String>> {
+) -> Vec<Result<String, Unread>> {
     let (port, https) = (resolved.port, resolved.tls_secret.is_some());
     // Gathered first: a stream over a closure borrowing the scraper is not provably Send.
     let pages: Vec<_> = pods
@@ -108,11 +100,11 @@ pub(crate) async fn scrape(
             let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
             async move {
                 let Some(ip) = ip else {
-                    return Err("no pod IP yet".to_string());
+                    return Err(Unread::Failed("no pod IP yet".to_string()));
                 };
                 let page = scraper.metrics(&ip, port, https).await;
                 if let Err(e) = &page {
-                    debug!(pod_ip = %ip, "metrics scrape failed: {e}");
+                    debug!(pod_ip = %ip, "metrics scrape failed: {e:?}");
                 }
                 page
             }
