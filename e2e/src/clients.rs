@@ -126,3 +126,35 @@ pub fn check_tls(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The OIP v2 `contributions` output (with `probabilities` and `predict`) of `rows` through
+/// tritonclient (HTTP binary and JSON, gRPC raw), as `e2e/clients/contributions.py` prints it:
+/// `{"<mode>": {"shape", "contributions", "probabilities", "predict"}}`; panics naming the mode
+/// that failed.
+pub fn contributions_via_tritonclient(
+    http: &str,
+    grpc: &str,
+    model: &str,
+    rows: &[[f64; 4]],
+) -> serde_json::Value {
+    let file = std::env::temp_dir().join(format!(
+        "iris-e2e-contributions-{}-{model}.json",
+        std::process::id()
+    ));
+    std::fs::write(&file, json!(rows).to_string()).expect("write the rows");
+    let out = Command::new(python())
+        .arg(repo_root().join("e2e/clients/contributions.py"))
+        .args(["--http", http, "--grpc", grpc, "--model", model])
+        .arg("--rows")
+        .arg(&file)
+        .output()
+        .expect("run contributions.py");
+    let _ = std::fs::remove_file(&file);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tritonclient could not read contributions from {model}: {report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&report).unwrap_or_else(|e| panic!("not JSON ({e}): {report}"))
+}

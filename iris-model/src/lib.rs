@@ -1,6 +1,6 @@
 //! The Iris model, apart from any server: the data set compiled in ([`iris`]), training with
 //! linfa-logistic ([`train`]), the versioned, digest-checked JSON artifact ([`ModelArtifact`]),
-//! prediction ([`Predictor`]), the environment variable names of the model server
+//! prediction ([`Predictor`]) and its exact explanation ([`Explanation`]), the environment variable names of the model server
 //! ([`mod@env`]) and its `/metrics` contract with the operator ([`contract`]).
 //!
 //! The model server serves it; the operator trains builtin models and checks artifacts with it
@@ -13,6 +13,6 @@ pub mod iris;
 pub mod model;
 
 pub use model::{
-    train, ArtifactError, IrisClass, ModelArtifact, Prediction, Predictor, Task, TrainError,
-    TrainingParams,
+    train, ArtifactError, ClassExplanation, Explanation, IrisClass, ModelArtifact, Prediction,
+    Predictor, Task, TrainError, TrainingParams,
 };

@@ -1,7 +1,8 @@
-//! The model: what is trained ([`train`]), what is stored ([`ModelArtifact`]) and what
-//! predicts ([`Predictor`]).
+//! The model: what is trained ([`train`]), what is stored ([`ModelArtifact`]), what
+//! predicts ([`Predictor`]) and how a prediction is explained ([`Explanation`]).
 
 mod artifact;
+mod explain;
 mod predict;
 #[cfg(test)]
 mod tests;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use artifact::{
     ArtifactError, Evaluation, HyperParameters, ModelArtifact, Scaler, SCHEMA_VERSION,
 };
+pub use explain::{ClassExplanation, Explanation};
 pub use predict::{Prediction, Predictor, MAX_CLASSES};
 pub use train::{train, TrainError};
 

@@ -83,10 +83,7 @@ impl Predictor {
     /// deviations instead of overflowing into `inf - inf`.
     #[inline]
     pub fn predict(&self, features: &[f64; N_FEATURES]) -> Prediction {
-        let mut x = [0.0; N_FEATURES];
-        for (i, v) in x.iter_mut().enumerate() {
-            *v = ((features[i] - self.means[i]) / self.stds[i]).clamp(-SATURATION, SATURATION);
-        }
+        let x = self.standardise(features);
         let mut probabilities = [0.0; MAX_CLASSES];
         let class_index = match self.task {
             Task::Binary => {
@@ -123,8 +120,32 @@ impl Predictor {
         }
     }
 
+    /// The task: how the linear scores become probabilities.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// The inputs as the model sees them: `(x - mean) / std` per feature, saturated at
+    /// +-1e9 standard deviations.
     #[inline]
-    fn score(&self, k: usize, x: &[f64; N_FEATURES]) -> f64 {
+    pub fn standardise(&self, features: &[f64; N_FEATURES]) -> [f64; N_FEATURES] {
+        let mut x = [0.0; N_FEATURES];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = ((features[i] - self.means[i]) / self.stds[i]).clamp(-SATURATION, SATURATION);
+        }
+        x
+    }
+
+    /// Coefficients and intercept of linear score `k`: binary has one (the positive
+    /// class), multiclass one per class.
+    pub(super) fn linear(&self, k: usize) -> (&[f64; N_FEATURES], f64) {
+        (&self.weights[k], self.intercepts[k])
+    }
+
+    /// Linear score `k` of standardised inputs `x`, summed in the order
+    /// [`super::Explanation`] documents (intercept first, then features in order).
+    #[inline]
+    pub(super) fn score(&self, k: usize, x: &[f64; N_FEATURES]) -> f64 {
         let w = &self.weights[k];
         self.intercepts[k] + w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
     }

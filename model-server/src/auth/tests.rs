@@ -193,6 +193,7 @@ fn protected(state: &AppState) -> Vec<(Method, String)> {
         (Method::POST, "/predict_iris".into()),
         (Method::GET, "/v1/models/iris".into()),
         (Method::POST, "/v1/models/iris:predict".into()),
+        (Method::POST, "/v1/models/iris:explain".into()),
         (Method::GET, "/v2".into()),
         (Method::GET, "/v2/models/iris".into()),
         (Method::GET, format!("/v2/models/iris/versions/{v}")),

@@ -114,10 +114,10 @@ impl InferenceService {
             .iter()
             .map(|&kind| {
                 let contents = if raw_out {
-                    raw_output_contents.push(codec::raw(kind, model, &predictions));
+                    raw_output_contents.push(codec::raw(kind, model, &rows, &predictions));
                     None
                 } else {
-                    Some(typed_output(kind, model, &predictions))
+                    Some(typed_output(kind, model, &rows, &predictions))
                 };
                 InferOutputTensor {
                     name: kind.name().to_owned(),
@@ -143,6 +143,7 @@ impl InferenceService {
 fn typed_output(
     kind: Output,
     model: &crate::model::ModelArtifact,
+    rows: &[[f64; N_FEATURES]],
     predictions: &[crate::model::Prediction],
 ) -> InferTensorContents {
     match kind {
@@ -158,6 +159,10 @@ fn typed_output(
         },
         Output::Predict => InferTensorContents {
             int64_contents: codec::classes(predictions).collect(),
+            ..Default::default()
+        },
+        Output::Contributions => InferTensorContents {
+            fp64_contents: codec::contributions(model, rows).collect(),
             ..Default::default()
         },
     }

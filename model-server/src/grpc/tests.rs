@@ -164,6 +164,80 @@ async fn raw_outputs_on_request() {
     assert_eq!(infer(&svc, req).await.unwrap().raw_output_contents.len(), 3);
 }
 
+fn requested(names: &[&str]) -> Vec<InferRequestedOutputTensor> {
+    names
+        .iter()
+        .map(|n| InferRequestedOutputTensor {
+            name: (*n).into(),
+            parameters: HashMap::new(),
+        })
+        .collect()
+}
+
+/// `contributions` `[2, 3, 5]`: each (row, class) sums to a logit, and the softmax of a row's
+/// logits is its `probabilities`.
+#[track_caller]
+fn check_contributions(values: &[f64], probs: &[f64]) {
+    assert_eq!(values.len(), 2 * 3 * 5);
+    for n in 0..2 {
+        let logits: Vec<f64> = (0..3)
+            .map(|k| values[(n * 3 + k) * 5..][..5].iter().sum())
+            .collect();
+        let max = logits.iter().copied().fold(f64::MIN, f64::max);
+        let total: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        for (l, p) in logits.iter().zip(&probs[n * 3..][..3]) {
+            assert!(((l - max).exp() / total - p).abs() < 1e-12, "{logits:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn contributions_typed_and_raw() {
+    let svc = service();
+    let mut req = fp64_request();
+    req.outputs = requested(&["contributions", "probabilities"]);
+    let r = infer(&svc, req).await.unwrap();
+    let c = &r.outputs[0];
+    assert_eq!(
+        (c.name.as_str(), c.datatype.as_str(), c.shape.as_slice()),
+        ("contributions", "FP64", &[2, 3, 5][..])
+    );
+    let typed = c.contents.as_ref().unwrap().fp64_contents.clone();
+    check_contributions(
+        &typed,
+        &r.outputs[1].contents.as_ref().unwrap().fp64_contents,
+    );
+    // The intercept of class k is last in each group of five.
+    assert_eq!(typed[4], svc.state.model().intercepts()[0]);
+    assert_eq!(typed[14], svc.state.model().intercepts()[2]);
+
+    // Raw (as tritonclient.grpc reads it), from the same rows as FP64 raw input.
+    let mut req = fp64_request();
+    req.outputs = requested(&["contributions", "probabilities"]);
+    req.inputs[0].contents = None;
+    req.raw_input_contents = vec![ROWS.concat().iter().flat_map(|v| v.to_le_bytes()).collect()];
+    let r = infer(&svc, req).await.unwrap();
+    let floats = |b: &[u8]| -> Vec<f64> {
+        b.chunks_exact(8)
+            .map(|x| f64::from_le_bytes(x.try_into().unwrap()))
+            .collect()
+    };
+    assert_eq!(floats(&r.raw_output_contents[0]), typed);
+    check_contributions(&typed, &floats(&r.raw_output_contents[1]));
+
+    // Metadata lists it last; the defaults are unchanged (typed_contents_in_typed_contents_out).
+    let meta = svc
+        .model_metadata(Request::new(ModelMetadataRequest {
+            name: "iris".into(),
+            version: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.outputs[3].name, "contributions");
+    assert_eq!(meta.outputs[3].shape, [-1, 3, 5]);
+}
+
 #[tokio::test]
 async fn versions_and_unknown_models() {
     let svc = service();

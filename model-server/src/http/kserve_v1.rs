@@ -1,6 +1,7 @@
-//! KServe v1 protocol: `GET /v1/models/{name}` and `POST /v1/models/{name}:predict`.
+//! KServe v1 protocol: `GET /v1/models/{name}`, `POST /v1/models/{name}:predict` and
+//! `POST /v1/models/{name}:explain` (answered by [`super::explain`]).
 //!
-//! axum cannot put a literal `:predict` after a path parameter, so both live on
+//! axum cannot put a literal `:predict` after a path parameter, so all live on
 //! `/v1/models/{name}` and the POST handler splits `name:verb` itself.
 
 use axum::extract::State;
@@ -48,7 +49,8 @@ pub(crate) async fn model_status(
     .into_response())
 }
 
-/// `POST /v1/models/{name}:predict` -> `{"predictions": [class index, ...]}`.
+/// `POST /v1/models/{name}:predict` -> `{"predictions": [class index, ...]}`; `:explain`
+/// takes the same body.
 pub(crate) async fn predict(
     State(state): State<AppState>,
     ModelName(name_verb): ModelName,
@@ -59,12 +61,15 @@ pub(crate) async fn predict(
             "POST /v1/models/{name_verb} is not a KServe v1 verb; use POST /v1/models/{name_verb}:predict"
         )));
     };
-    if verb != "predict" {
+    if verb != "predict" && verb != "explain" {
         return Err(ApiError::not_found(format!(
-            "unsupported KServe v1 verb {verb:?}; this server supports :predict"
+            "unsupported KServe v1 verb {verb:?}; this server supports :predict and :explain"
         )));
     }
     state.check_model(name)?;
+    if verb == "explain" {
+        return super::explain::explain(&state, &req.instances);
+    }
     let predictions = predict_rows(&state, &req.instances, "instances")?;
     Ok(Json(PredictResponse {
         predictions: predictions.iter().map(|p| p.class_index).collect(),

@@ -6,6 +6,7 @@
 //! | `POST /predict_iris` | tutorial contract: `{"features":[..4]}` or `{"instances":[[..4],..]}` |
 //! | `GET /v1/models/{name}` | KServe v1 model status `{"name","ready"}` |
 //! | `POST /v1/models/{name}:predict` | KServe v1 `{"instances":[[..4],..]}` -> `{"predictions":[class,..]}` |
+//! | `POST /v1/models/{name}:explain` | KServe v1, same body -> `{"predictions":[..],"explanations":[..]}` (see `explain`) |
 //! | `GET /v2`, `/v2/health/live`, `/v2/health/ready` | OIP v2 server metadata and health |
 //! | `GET /v2/models/{name}[/versions/{version}][/ready]` | OIP v2 model metadata and readiness |
 //! | `POST /v2/models/{name}[/versions/{version}]/infer` | OIP v2 inference, `[N,4]`, JSON or binary tensor data |
@@ -15,6 +16,7 @@
 //! unless `--auth-metrics`) behind a bearer token: see [`crate::auth`].
 //! | `GET`/`POST /constant` | a constant body: the HTTP ceiling for benchmarks |
 
+mod explain;
 mod extract;
 mod kserve_v1;
 pub(crate) mod metrics;

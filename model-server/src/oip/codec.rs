@@ -1,6 +1,6 @@
 //! The tensor codec of both transports: one input tensor (JSON numbers, little-endian bytes
 //! from the binary extension or gRPC `raw_input_contents`, or gRPC typed `contents`) to rows
-//! `[N, 4]`, and predictions to output tensors (element iterators for JSON and typed
+//! `[N, 4]`, and predictions (and, for `contributions`, the rows) to output tensors (element iterators for JSON and typed
 //! contents, little-endian bytes for binary and raw outputs).
 
 use super::Output;
@@ -265,7 +265,7 @@ pub fn predict(state: &AppState, rows: &[[f64; N_FEATURES]]) -> Vec<Prediction> 
     predictions
 }
 
-/// The outputs a request asks for, in its order; all of them, in default order, if none.
+/// The outputs a request asks for, in its order; [`Output::DEFAULT`] if none.
 pub fn select_outputs<'a>(
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<Output>, ApiError> {
@@ -274,7 +274,7 @@ pub fn select_outputs<'a>(
         .map(Output::from_name)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(if selected.is_empty() {
-        Output::ALL.to_vec()
+        Output::DEFAULT.to_vec()
     } else {
         selected
     })
@@ -300,10 +300,33 @@ pub fn classes(predictions: &[Prediction]) -> impl Iterator<Item = i64> + '_ {
     predictions.iter().map(|p| p.class_index as i64)
 }
 
+/// `contributions` elements, row-major `[N, n_classes, 4 + 1]`: per row and class, the four
+/// features' contributions to the logit, then the intercept.
+pub fn contributions<'a>(
+    model: &'a ModelArtifact,
+    rows: &'a [[f64; N_FEATURES]],
+) -> impl Iterator<Item = f64> + 'a {
+    let predictor = model.predictor();
+    rows.iter().flat_map(move |row| {
+        let e = predictor.explain(row);
+        let classes: Vec<f64> = e
+            .classes()
+            .iter()
+            .flat_map(|c| c.contributions.into_iter().chain([c.intercept]))
+            .collect();
+        classes
+    })
+}
+
 /// An output in the raw layout: FP64 and INT64 little-endian, row-major; BYTES as a 4-byte
 /// little-endian length before each element's bytes (Triton's layout, which tritonclient's
-/// `deserialize_bytes_tensor` reads).
-pub fn raw(output: Output, model: &ModelArtifact, predictions: &[Prediction]) -> Vec<u8> {
+/// `deserialize_bytes_tensor` reads). `rows` are the inputs (`contributions` reads them).
+pub fn raw(
+    output: Output,
+    model: &ModelArtifact,
+    rows: &[[f64; N_FEATURES]],
+    predictions: &[Prediction],
+) -> Vec<u8> {
     match output {
         Output::Label => {
             let mut out = Vec::with_capacity(predictions.len() * 16);
@@ -318,5 +341,8 @@ pub fn raw(output: Output, model: &ModelArtifact, predictions: &[Prediction]) ->
             .flat_map(f64::to_le_bytes)
             .collect(),
         Output::Predict => classes(predictions).flat_map(i64::to_le_bytes).collect(),
+        Output::Contributions => contributions(model, rows)
+            .flat_map(f64::to_le_bytes)
+            .collect(),
     }
 }

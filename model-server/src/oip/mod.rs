@@ -7,6 +7,7 @@
 //! | `label` | `BYTES` | `[N]` |
 //! | `probabilities` | `FP64` | `[N, n_classes]` |
 //! | `predict` | `INT64` | `[N]` (class index) |
+//! | `contributions` | `FP64` | `[N, n_classes, 5]`: only when requested (see [`Output::Contributions`]) |
 
 pub mod codec;
 #[cfg(test)]
@@ -40,11 +41,24 @@ pub enum Output {
     Probabilities,
     /// `predict`: INT64 `[N]`, the class index.
     Predict,
+    /// `contributions`: FP64 `[N, n_classes, 4 + 1]`, sent only when a request names it:
+    /// for row `n` and class `k`, the four features' contributions to the class's logit
+    /// (coefficient times standardised value, in input order), then the intercept; the five
+    /// add up to the logit (see [`iris_model::Explanation`]).
+    Contributions,
 }
 
 impl Output {
-    /// Every output, in default order.
-    pub const ALL: [Output; 3] = [Output::Label, Output::Probabilities, Output::Predict];
+    /// The outputs of a request that names none, in this order.
+    pub const DEFAULT: [Output; 3] = [Output::Label, Output::Probabilities, Output::Predict];
+
+    /// Every output: the defaults, then those sent only on request (as metadata lists them).
+    pub const ALL: [Output; 4] = [
+        Output::Label,
+        Output::Probabilities,
+        Output::Predict,
+        Output::Contributions,
+    ];
 
     /// The tensor name.
     pub const fn name(self) -> &'static str {
@@ -52,6 +66,7 @@ impl Output {
             Output::Label => "label",
             Output::Probabilities => "probabilities",
             Output::Predict => "predict",
+            Output::Contributions => "contributions",
         }
     }
 
@@ -59,7 +74,7 @@ impl Output {
     pub const fn datatype(self) -> &'static str {
         match self {
             Output::Label => "BYTES",
-            Output::Probabilities => "FP64",
+            Output::Probabilities | Output::Contributions => "FP64",
             Output::Predict => "INT64",
         }
     }
@@ -69,6 +84,7 @@ impl Output {
     pub fn shape(self, rows: i64, classes: usize) -> Vec<i64> {
         match self {
             Output::Probabilities => vec![rows, classes as i64],
+            Output::Contributions => vec![rows, classes as i64, N_FEATURES as i64 + 1],
             Output::Label | Output::Predict => vec![rows],
         }
     }
@@ -80,7 +96,7 @@ impl Output {
             .find(|o| o.name() == name)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "unknown output {name:?}; this model has outputs label, probabilities, predict"
+                    "unknown output {name:?}; this model has outputs label, probabilities, predict, contributions"
                 ))
             })
     }
@@ -106,8 +122,8 @@ pub fn input_metadata() -> TensorMetadata {
     }
 }
 
-/// The model's output metadata, in default order.
-pub fn output_metadata(model: &ModelArtifact) -> [TensorMetadata; 3] {
+/// The model's output metadata: [`Output::ALL`].
+pub fn output_metadata(model: &ModelArtifact) -> [TensorMetadata; 4] {
     let classes = model.class_labels().len();
     Output::ALL.map(|o| TensorMetadata {
         name: o.name(),

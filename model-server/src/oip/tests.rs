@@ -260,10 +260,16 @@ fn raw_outputs() {
         expected.extend_from_slice(&(label.len() as u32).to_le_bytes());
         expected.extend_from_slice(label.as_bytes());
     }
-    assert_eq!(codec::raw(Output::Label, model, &predictions), expected);
+    assert_eq!(
+        codec::raw(Output::Label, model, &rows, &predictions),
+        expected
+    );
     let classes: Vec<u8> = [0i64, 2].iter().flat_map(|c| c.to_le_bytes()).collect();
-    assert_eq!(codec::raw(Output::Predict, model, &predictions), classes);
-    let probs = codec::raw(Output::Probabilities, model, &predictions);
+    assert_eq!(
+        codec::raw(Output::Predict, model, &rows, &predictions),
+        classes
+    );
+    let probs = codec::raw(Output::Probabilities, model, &rows, &predictions);
     assert_eq!(probs.len(), 2 * 3 * 8);
     let first: Vec<f64> = probs
         .chunks_exact(8)
@@ -276,11 +282,57 @@ fn raw_outputs() {
 }
 
 #[test]
+fn contributions_layout_intercepts_and_probabilities() {
+    let state = state();
+    let rows = decode("FP64", &[2, 4], Values::Json(&flat())).unwrap();
+    let predictions = codec::predict(&state, &rows);
+    let model = state.model();
+    let raw = codec::raw(Output::Contributions, model, &rows, &predictions);
+    let values: Vec<f64> = raw
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(Output::Contributions.shape(2, 3), [2, 3, 5]);
+    assert_eq!(values.len(), 2 * 3 * 5);
+    assert_eq!(
+        values,
+        codec::contributions(model, &rows).collect::<Vec<_>>()
+    );
+    let s = model.scaler();
+    for (n, (row, p)) in rows.iter().zip(&predictions).enumerate() {
+        let logits: Vec<f64> = (0..3)
+            .map(|k| {
+                let at = &values[(n * 3 + k) * 5..][..5];
+                // [.., 4] is the intercept; [i] is coefficient times standardised value.
+                assert_eq!(at[4], model.intercepts()[k]);
+                for i in 0..4 {
+                    let z = (row[i] - s.means[i]) / s.stds[i];
+                    assert!((at[i] - model.coefficients()[k][i] * z).abs() < 1e-12);
+                }
+                at.iter().sum()
+            })
+            .collect();
+        let max = logits.iter().copied().fold(f64::MIN, f64::max);
+        let total: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        for (l, q) in logits.iter().zip(p.probabilities()) {
+            assert!(
+                ((l - max).exp() / total - q).abs() < 1e-12,
+                "{logits:?} {p:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn output_selection() {
-    assert_eq!(codec::select_outputs([]).unwrap(), Output::ALL);
+    assert_eq!(codec::select_outputs([]).unwrap(), Output::DEFAULT);
     assert_eq!(
         codec::select_outputs(["predict", "label"]).unwrap(),
         [Output::Predict, Output::Label]
+    );
+    assert_eq!(
+        codec::select_outputs(["contributions"]).unwrap(),
+        [Output::Contributions]
     );
     let e = codec::select_outputs(["score"]).unwrap_err();
     assert_eq!(e.status(), StatusCode::BAD_REQUEST);

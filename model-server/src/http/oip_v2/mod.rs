@@ -65,7 +65,7 @@ struct ModelMetadata<'a> {
     versions: [&'a str; 1],
     platform: &'static str,
     inputs: [TensorMetadata; 1],
-    outputs: [TensorMetadata; 3],
+    outputs: [TensorMetadata; 4],
     parameters: ModelParameters<'a>,
 }
 
@@ -217,9 +217,10 @@ fn run_inference(state: &AppState, body: InferBody) -> Result<Response, ApiError
         .map(|&(kind, binary)| OutputTensor {
             kind,
             model,
+            rows: &rows,
             predictions: &predictions,
             binary_size: binary.then(|| {
-                let raw = codec::raw(kind, model, &predictions);
+                let raw = codec::raw(kind, model, &rows, &predictions);
                 binary_out.extend_from_slice(&raw);
                 raw.len()
             }),
@@ -237,7 +238,7 @@ fn run_inference(state: &AppState, body: InferBody) -> Result<Response, ApiError
     with_binary(&body, &binary_out)
 }
 
-/// The outputs asked for (all three by default), each with whether it is sent as binary.
+/// The outputs asked for ([`Output::DEFAULT`] if none), each with whether it is sent as binary.
 fn requested_outputs(req: &InferRequest) -> Result<Vec<(Output, bool)>, ApiError> {
     let binary_default = req
         .parameters
@@ -245,7 +246,7 @@ fn requested_outputs(req: &InferRequest) -> Result<Vec<(Output, bool)>, ApiError
         .and_then(|p| p.binary_data_output)
         .unwrap_or(false);
     match req.outputs.as_deref() {
-        None | Some([]) => Ok(Output::ALL.map(|o| (o, binary_default)).to_vec()),
+        None | Some([]) => Ok(Output::DEFAULT.map(|o| (o, binary_default)).to_vec()),
         Some(list) => list
             .iter()
             .map(|o| {
@@ -350,6 +351,7 @@ struct InferResponse<'a> {
 struct OutputTensor<'a> {
     kind: Output,
     model: &'a ModelArtifact,
+    rows: &'a [[f64; N_FEATURES]],
     predictions: &'a [Prediction],
     /// In the binary section, this many bytes (instead of `data`).
     binary_size: Option<usize>,
@@ -384,6 +386,10 @@ impl Serialize for OutputTensor<'_> {
             Output::Predict => {
                 st.serialize_field("data", &Elements(|| codec::classes(self.predictions)))?
             }
+            Output::Contributions => st.serialize_field(
+                "data",
+                &Elements(|| codec::contributions(self.model, self.rows)),
+            )?,
         }
         st.end()
     }

@@ -174,6 +174,7 @@ proptest! {
                 let routes = [
                     "/predict_iris".to_owned(),
                     "/v1/models/iris:predict".to_owned(),
+                    "/v1/models/iris:explain".to_owned(),
                     "/v1/models/iris".to_owned(),
                     "/v2/models/iris/infer".to_owned(),
                     format!("/v2/models/iris/versions/{version}/infer"),
@@ -212,6 +213,7 @@ proptest! {
             let routes = [
                 "/predict_iris".to_owned(),
                 "/v1/models/iris:predict".to_owned(),
+                "/v1/models/iris:explain".to_owned(),
                 "/v2/models/iris/infer".to_owned(),
                 format!("/v2/models/iris/versions/{version}/infer"),
                 "/constant".to_owned(),

@@ -1,6 +1,7 @@
 //! Route tests through `tower::ServiceExt::oneshot`: no sockets.
 
 mod binary;
+mod explain;
 mod fuzz;
 mod oip_v2;
 mod routes;

@@ -220,7 +220,7 @@ async fn kserve_v1() {
     post_json(&r, "/v1/models/flowers:predict", body.clone())
         .await
         .assert_error(StatusCode::NOT_FOUND, "unknown model");
-    post_json(&r, "/v1/models/iris:explain", body.clone())
+    post_json(&r, "/v1/models/iris:generate", body.clone())
         .await
         .assert_error(StatusCode::NOT_FOUND, "unsupported KServe v1 verb");
     post_json(&r, "/v1/models/iris", body)
