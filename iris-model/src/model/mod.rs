@@ -2,6 +2,7 @@
 //! predicts ([`Predictor`]).
 
 mod artifact;
+pub mod bins;
 mod predict;
 #[cfg(test)]
 mod tests;
@@ -13,8 +14,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use artifact::{
-    ArtifactError, Evaluation, HyperParameters, ModelArtifact, Scaler, SCHEMA_VERSION,
+    ArtifactError, Evaluation, HyperParameters, ModelArtifact, Scaler, MIN_SCHEMA_VERSION,
+    SCHEMA_VERSION,
 };
+pub use bins::FeatureBins;
 pub use predict::{Prediction, Predictor, MAX_CLASSES};
 pub use train::{train, TrainError};
 
