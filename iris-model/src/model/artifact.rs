@@ -95,7 +95,9 @@ pub enum ArtifactError {
     #[error("model artifact is not valid JSON: {0}")]
     Syntax(serde_json::Error),
     /// JSON, but not an artifact of this schema (missing or unknown field, wrong type).
-    #[error("model artifact does not match schema version {MIN_SCHEMA_VERSION}..={SCHEMA_VERSION}: {0}")]
+    #[error(
+        "model artifact does not match schema version {MIN_SCHEMA_VERSION}..={SCHEMA_VERSION}: {0}"
+    )]
     Schema(serde_json::Error),
     /// Written by a different format version.
     #[error(

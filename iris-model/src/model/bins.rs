@@ -68,7 +68,7 @@ pub(crate) fn fit(data: &[IrisSample], rows: &[usize]) -> Vec<FeatureBins> {
                 let Some(&cut) = values.get(k * n / TRAINING_BINS) else {
                     continue;
                 };
-                let above_last = edges.last().map_or(true, |last| cut > *last);
+                let above_last = edges.last().is_none_or(|last| cut > *last);
                 if above_last && values.first().is_some_and(|min| cut > *min) {
                     edges.push(cut);
                 }
@@ -262,7 +262,8 @@ mod tests {
             check(&b).unwrap_err().to_string()
         };
         check(&good()).unwrap();
-        let cases: Vec<(Box<dyn Fn(&mut Vec<FeatureBins>)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Vec<FeatureBins>)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|b| b.truncate(3)), "training_bins has 3 entries"),
             (
                 Box::new(|b| b[1].edges.push(3.0)),

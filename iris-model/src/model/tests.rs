@@ -468,7 +468,8 @@ fn artifacts_without_bins_still_load() {
 
 #[test]
 fn hostile_bins_are_refused_before_the_digest() {
-    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|v| v["training_bins"][0]["edges"][1] = 4.0.into()),
             "training_bins[0].edges[1] is 4, not above the edge before it (4.9)",

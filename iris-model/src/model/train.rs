@@ -7,8 +7,8 @@ use linfa::prelude::*;
 use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2};
 
-use super::bins;
 use super::artifact::{self, ArtifactError, Evaluation, HyperParameters, RawArtifact, Scaler};
+use super::bins;
 use super::{IrisClass, ModelArtifact, Task, TrainingParams, SCHEMA_VERSION};
 use crate::iris::{self, IrisSample, FEATURE_NAMES, N_FEATURES};
 use crate::model::predict::Predictor;
