@@ -96,7 +96,8 @@ pub enum ArtifactError {
     Syntax(serde_json::Error),
     /// JSON, but not an artifact of this schema (missing or unknown field, wrong type).
     #[error(
-        "model artifact does not match schema version {MIN_SCHEMA_VERSION}..={SCHEMA_VERSION}: {0}"
+        "model artifact does not match the artifact schema (versions {MIN_SCHEMA_VERSION} to \
+         {SCHEMA_VERSION}): {0}"
     )]
     Schema(serde_json::Error),
     /// Written by a different format version.

@@ -36,7 +36,8 @@ pub struct FeatureBins {
 }
 
 impl FeatureBins {
-    /// The bin `x` falls in (`0..=edges.len()`); a NaN falls in the last bin.
+    /// The bin `x` falls in (`0..=edges.len()`); a NaN (which no request gets past the
+    /// input checks) falls in bin 0.
     #[inline]
     pub fn bin_of(&self, x: f64) -> usize {
         self.edges.partition_point(|e| *e <= x)
