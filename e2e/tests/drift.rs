@@ -19,6 +19,25 @@ fn label<'a>(labels: &'a Value, name: &str) -> &'a str {
     labels[name].as_str().unwrap_or("")
 }
 
+/// The IrisModel: one replica of the builtin model. Through the registries (E2E_REGISTRY=1)
+/// the image is pinned by the digest just pushed: a node may hold an older build under the
+/// same tag, which `IfNotPresent` would run (the same build has the same digest in both
+/// registries, see tests/registry.rs).
+fn manifest() -> String {
+    let pinned = std::env::var("MODEL_SERVER_IMAGE")
+        .ok()
+        .zip(std::env::var("E2E_PRIVATE_DIGEST").ok())
+        .filter(|(image, digest)| !image.is_empty() && !digest.is_empty())
+        .map(|(image, digest)| {
+            let repo = image.rsplit_once(':').map_or(image.as_str(), |(r, _)| r);
+            format!("  image: \"{repo}@{digest}\"\n")
+        });
+    format!(
+        "apiVersion: serving.iris.dev/v1alpha1\nkind: IrisModel\nmetadata: {{name: iris}}\nspec:\n  replicas: 1\n{}",
+        pinned.unwrap_or_default()
+    )
+}
+
 /// Sends `rows` four times through three prediction routes: 2 KServe v1 batches, 1 OIP v2
 /// batch, and the first 30 rows one by one on /predict_iris; returns the rows sent.
 async fn send(url: &str, rows: &[[f64; 4]]) -> usize {
@@ -61,16 +80,30 @@ async fn drift_alerts(prom: &mut Prometheus, ns: &str) -> Vec<(Value, Value)> {
         .unwrap_or_default()
 }
 
+/// Polls the alerts for `time`: no drift alert of `ns`, pending or firing.
+async fn assert_quiet_for(prom: &mut Prometheus, ns: &str, time: Duration) {
+    let until = Instant::now() + time;
+    while Instant::now() < until {
+        let alerts = drift_alerts(prom, ns).await;
+        assert!(
+            alerts.is_empty(),
+            "no drift alert on in-distribution inputs: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shifted_inputs_fire_the_drift_alert_naming_the_feature() {
     with_temp_ns("drift", &[], |client, ns| async move {
-        let mut prom = Prometheus::start(&ns, &prometheus::rules_with_for(&format!("{}s", HOLD.as_secs())));
-        let api = iris::api(&client, &ns);
-        kubectl::apply(
+        let mut prom = Prometheus::start(
             &ns,
-            "apiVersion: serving.iris.dev/v1alpha1\nkind: IrisModel\nmetadata: {name: iris}\nspec: {replicas: 1}\n",
-        )
-        .expect("apply the IrisModel");
+            &prometheus::rules_with_for(&format!("{}s", HOLD.as_secs())),
+        );
+        let api = iris::api(&client, &ns);
+        let manifest = manifest();
+        eprintln!("{manifest}");
+        kubectl::apply(&ns, &manifest).expect("apply the IrisModel");
         iris::wait_ready(&api, "iris", Duration::from_secs(90)).await;
         let forward = PortForward::start(&ns, "svc/iris", 5001);
         let url = forward.url();
@@ -88,30 +121,37 @@ async fn shifted_inputs_fire_the_drift_alert_naming_the_feature() {
         let calm = prom.query(&psi).await;
         eprintln!(
             "{sent} rows from the data set: PSI {:?}",
-            calm.iter().map(|(l, v)| format!("{}={v:.3}", label(l, "feature"))).collect::<Vec<_>>()
+            calm.iter()
+                .map(|(l, v)| format!("{}={v:.3}", label(l, "feature")))
+                .collect::<Vec<_>>()
         );
         assert_eq!(calm.len(), 4, "a PSI per feature: {calm:?}");
-        assert!(calm.iter().all(|(_, v)| *v < 0.2), "in-distribution PSI below 0.2: {calm:?}");
+        assert!(
+            calm.iter().all(|(_, v)| *v < 0.2),
+            "in-distribution PSI below 0.2: {calm:?}"
+        );
         // Silent for longer than the alert's `for` and two evaluations.
-        let quiet_until = Instant::now() + HOLD + 2 * INTERVAL + Duration::from_secs(5);
-        while Instant::now() < quiet_until {
-            let alerts = drift_alerts(&mut prom, &ns).await;
-            assert!(alerts.is_empty(), "no drift alert on in-distribution inputs: {alerts:?}");
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
+        assert_quiet_for(&mut prom, &ns, HOLD + 2 * INTERVAL + Duration::from_secs(5)).await;
 
         // Shifted: the same rows with petal length + 3 cm.
-        let shifted: Vec<[f64; 4]> = rows.iter().map(|r| [r[0], r[1], r[2] + 3.0, r[3]]).collect();
+        let shifted: Vec<[f64; 4]> = rows
+            .iter()
+            .map(|r| [r[0], r[1], r[2] + 3.0, r[3]])
+            .collect();
         let sent_shifted = send(&url, &shifted).await;
         let shifted_at = Instant::now();
         prom.wait_query(&rows_in_window, Duration::from_secs(60), |s| {
-            s.first().is_some_and(|s| s.1 >= (sent + sent_shifted) as f64)
+            s.first()
+                .is_some_and(|s| s.1 >= (sent + sent_shifted) as f64)
         })
         .await;
         let drifted = prom.query(&psi).await;
         eprintln!(
             "then {sent_shifted} shifted rows: PSI {:?}",
-            drifted.iter().map(|(l, v)| format!("{}={v:.3}", label(l, "feature"))).collect::<Vec<_>>()
+            drifted
+                .iter()
+                .map(|(l, v)| format!("{}={v:.3}", label(l, "feature")))
+                .collect::<Vec<_>>()
         );
         let firing = format!(
             "ALERTS{{alertname=\"IrisModelInputDrift\",alertstate=\"firing\",namespace=\"{ns}\"}}"
@@ -132,7 +172,9 @@ async fn shifted_inputs_fire_the_drift_alert_naming_the_feature() {
             let summary = label(annotations, "summary");
             eprintln!("alert {labels}: {summary}");
             assert!(
-                summary.contains(&format!("IrisModel {ns}/iris: input feature petal_length drifted")),
+                summary.contains(&format!(
+                    "IrisModel {ns}/iris: input feature petal_length drifted"
+                )),
                 "{summary}"
             );
             assert_eq!(label(labels, "severity"), "warning");
