@@ -66,6 +66,14 @@ doc "$out/all.yaml" PrometheusRule | sed -n '/^spec:$/,$p' | sed '1d; s/^  //' >
 diff -q "$out/rules.yaml" $chart/files/alerts.yaml >/dev/null ||
   { diff "$out/rules.yaml" $chart/files/alerts.yaml | head; fail "the PrometheusRule's spec is not files/alerts.yaml"; }
 pass "the PrometheusRule's spec is files/alerts.yaml ($(grep -c -- '- alert: ' "$out/rules.yaml") alerts)"
+# IrisModelInputDrift's numbers come from metrics.prometheusRule.inputDrift.
+helm template t $chart "${monitoring[@]}" --set metrics.prometheusRule.inputDrift.psiThreshold=0.35 \
+  --set metrics.prometheusRule.inputDrift.minRows=1000 --set metrics.prometheusRule.inputDrift.for=3m >"$out/drift.yaml"
+for want in 'drift_psi{job="model-server"} > 0.35$' 'drift_window_rows{job="model-server"} >= 1000$' \
+  'for: 3m # metrics.prometheusRule.inputDrift.for$'; do
+  found -e "$want" "$out/drift.yaml" || fail "metrics.prometheusRule.inputDrift does not reach the rule: no $want"
+done
+pass "IrisModelInputDrift takes its threshold, minimum rows and for from metrics.prometheusRule.inputDrift"
 doc "$out/all.yaml" ConfigMap >"$out/dashboard.yaml"
 sed -n '/^  iris-models.json: |-$/,$p' "$out/dashboard.yaml" | sed '1d; s/^    //' >"$out/dashboard.json"
 diff -q "$out/dashboard.json" $chart/files/dashboard.json >/dev/null ||

@@ -20,6 +20,12 @@ pub const GRPC_REQUESTS_TOTAL: &str = "model_server_grpc_requests_total";
 pub const GRPC_DURATION: &str = "model_server_grpc_request_duration_seconds";
 /// Its bucket samples in the text format.
 pub const GRPC_DURATION_BUCKET: &str = "model_server_grpc_request_duration_seconds_bucket";
+/// Gauge family of the population stability index of each input feature over the drift
+/// window, by `feature` (absent while the window holds no row). The chart's
+/// `IrisModelInputDrift` alert reads it.
+pub const INPUT_DRIFT_PSI: &str = "model_server_input_drift_psi";
+/// Gauge of the rows the drift window holds (what each PSI rests on).
+pub const INPUT_DRIFT_WINDOW_ROWS: &str = "model_server_input_drift_window_rows";
 
 /// The tutorial's prediction route.
 pub const PREDICT_IRIS: &str = "/predict_iris";

@@ -36,6 +36,11 @@ pub const SHUTDOWN_GRACE_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_GRACE_SECONDS";
 pub const SHUTDOWN_DELAY_SECONDS: &str = "MODEL_SERVER_SHUTDOWN_DELAY_SECONDS";
 /// `--log-requests-per-second`: at most this many request log lines a second (0: none).
 pub const LOG_REQUESTS_PER_SECOND: &str = "MODEL_SERVER_LOG_REQUESTS_PER_SECOND";
+/// `--drift-window-seconds`: the sliding window of input drift counting; 0 turns it off.
+pub const DRIFT_WINDOW_SECONDS: &str = "MODEL_SERVER_DRIFT_WINDOW_SECONDS";
+/// `--drift-window-slices`: the drift window is a ring of this many slices, the oldest
+/// dropped each window/slices.
+pub const DRIFT_WINDOW_SLICES: &str = "MODEL_SERVER_DRIFT_WINDOW_SLICES";
 /// `--worker-threads`.
 pub const WORKER_THREADS: &str = "MODEL_SERVER_WORKER_THREADS";
 /// `--tls-cert`: PEM certificate chain (leaf first) for HTTPS and gRPC over TLS; with

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod drift;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -10,8 +10,7 @@
 //! shutdown: `ServerReady`/`ModelReady` answer false at once, the listener closes after the
 //! delay, in-flight calls finish (HTTP/2 GOAWAY), bounded by the same grace period.
 //!
-//! Both ports bound their connections (count, header-read, request and idle timeouts,
-//! HTTP/2 streams and keep-alive): see [`crate::conn`].
+//! Both ports bound connections (count, timeouts, HTTP/2 streams and keep-alive): [`crate::conn`].
 //!
 //! With `--tls-cert`/`--tls-key` both ports speak TLS only (see [`crate::tls`]); with
 //! `--auth-tokens` both need a bearer token (see [`crate::auth`]). Their files are re-read
@@ -88,6 +87,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let (addr, grpc_addr) = (ports.addr, ports.grpc_addr);
     let threads = ports.spawn(&state, &security, timing, &count_rx)?;
     log_ready(args, &state, &security, workers, addr, grpc_addr, started);
+    state.count_drift(&args.drift, main_rt.handle());
     if security.has_files() {
         main_rt.spawn(security.reload_every(
             Duration::from_secs(args.reload_seconds),

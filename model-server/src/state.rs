@@ -1,6 +1,7 @@
 //! What both transports share about the served model: [`AppState`] (the model and its name,
 //! the limits, readiness, the metrics, the connection gates of both ports) and the request [`Limits`], with the checks every handler makes
-//! (model, version, readiness, batch size).
+//! (model, version, readiness, batch size), and the prediction every route makes
+//! ([`AppState::predict`]: predictions by class and the drift counts are recorded there).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -8,11 +9,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use prometheus_client::registry::Registry;
+use tracing::info;
 
 use crate::conn::{ConnLimits, Gate};
+use crate::drift::{Drift, DriftArgs, DriftCollector};
 use crate::error::ApiError;
+use crate::iris::N_FEATURES;
 use crate::metrics::{Metrics, ModelInfo};
-use crate::model::ModelArtifact;
+use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
 
 /// Request and connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +63,8 @@ struct Shared {
     grpc_gate: Gate,
     /// The REST model metadata, serialized on first use.
     v2_model_metadata: OnceLock<Bytes>,
+    /// Input drift counting, once [`AppState::count_drift`] turned it on.
+    drift: Arc<OnceLock<Drift>>,
 }
 
 impl AppState {
@@ -89,6 +95,8 @@ impl AppState {
         ));
         let mut registry = Registry::default();
         registry.register_collector(Box::new(metrics.clone()));
+        let drift = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(DriftCollector(drift.clone())));
         AppState {
             inner: Arc::new(Shared {
                 model_name,
@@ -100,8 +108,69 @@ impl AppState {
                 http_gate: Gate::new(&limits.conn),
                 grpc_gate: Gate::new(&limits.conn),
                 v2_model_metadata: OnceLock::new(),
+                drift,
             }),
         }
+    }
+
+    /// Turns on counting every predicted row's inputs into the artifact's training bins over
+    /// the window of `args`, the window moved on by a task on `rt`. Stays off (`false`) when
+    /// the window is 0, the artifact has no bins, or it is on already.
+    pub fn count_drift(&self, args: &DriftArgs, rt: &tokio::runtime::Handle) -> bool {
+        let Some(slice) = args.slice() else {
+            info!("input drift counting is off (--drift-window-seconds 0)");
+            return false;
+        };
+        let Some(drift) = Drift::new(&self.inner.model, args.drift_window_slices, slice) else {
+            info!("input drift is not exported: the model artifact has no training bins");
+            return false;
+        };
+        if self.inner.drift.set(drift).is_err() {
+            return false;
+        }
+        info!(
+            window_seconds = args.drift_window_seconds,
+            slices = args.drift_window_slices,
+            "input drift: PSI per feature over a sliding window"
+        );
+        rt.spawn(crate::drift::rotate_every(self.inner.drift.clone()));
+        true
+    }
+
+    /// Predicts one row: [`AppState::predict`] without a `Vec`.
+    pub(crate) fn predict_one(&self, row: &[f64; N_FEATURES]) -> Prediction {
+        if let Some(drift) = self.inner.drift.get() {
+            drift.count(std::iter::once(row));
+        }
+        let p = self.inner.model.predictor().predict(row);
+        let mut counts = [0; MAX_CLASSES];
+        counts[p.class_index] += 1;
+        self.inner.metrics.count_predictions(&counts);
+        p
+    }
+
+    /// Predicts every row, counting the predictions by class and (when on) the inputs into
+    /// the drift bins: every prediction route goes through here.
+    pub(crate) fn predict<'a, I>(&self, rows: I) -> Vec<Prediction>
+    where
+        I: IntoIterator<Item = &'a [f64; N_FEATURES]>,
+        I::IntoIter: Clone,
+    {
+        let rows = rows.into_iter();
+        if let Some(drift) = self.inner.drift.get() {
+            drift.count(rows.clone());
+        }
+        let predictor = self.inner.model.predictor();
+        let mut counts = [0; MAX_CLASSES];
+        let predictions = rows
+            .map(|row| {
+                let p = predictor.predict(row);
+                counts[p.class_index] += 1;
+                p
+            })
+            .collect();
+        self.inner.metrics.count_predictions(&counts);
+        predictions
     }
 
     /// Marks the server ready or not (`false` once shutdown begins).
@@ -139,6 +208,8 @@ impl AppState {
         self.inner.grpc_gate.clone()
     }
 
+    /// The metrics (the request path records predictions through [`AppState::predict`]).
+    #[cfg_attr(not(test), allow(dead_code))] // tests read it; handlers may record through it
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }

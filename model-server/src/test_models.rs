@@ -22,6 +22,30 @@ pub(crate) fn multiclass() -> &'static ModelArtifact {
     })
 }
 
+/// `m` as an artifact of schema version 1 (before training bins): the bins cut out of the
+/// text, the version set to 1, and the digest of what is left.
+pub(crate) fn as_version_1(m: &ModelArtifact) -> String {
+    use sha2::Digest as _;
+    let pretty = m.to_json_pretty();
+    let (head, rest) = pretty.split_once(",\n  \"training_bins\"").unwrap();
+    let (_, tail) = rest.split_once(",\n  \"digest\"").unwrap();
+    let text = format!("{head},\n  \"digest\"{tail}").replacen(
+        "\"schema_version\": 2",
+        "\"schema_version\": 1",
+        1,
+    );
+    // The canonical form: compact (no string of an artifact has white space), no digest.
+    let compact: String = text
+        .split(",\n  \"digest\"")
+        .next()
+        .unwrap()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let digest = hex::encode(sha2::Sha256::digest(format!("{compact}}}")));
+    text.replace(m.digest(), &digest)
+}
+
 /// A fresh directory under the system's temporary directory, removed on drop.
 pub(crate) struct TempDir(std::path::PathBuf);
 

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
+use super::bins::FeatureBins;
 use super::predict::{Prediction, Predictor};
 use super::{IrisClass, Task, TrainingParams};
 use crate::iris::N_FEATURES;
@@ -15,8 +16,12 @@ mod validate;
 
 pub(crate) use validate::validate;
 
-/// The artifact format version this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The artifact format version this build writes. Version 2 added `training_bins`; this
+/// build reads version 1 (no bins) and 2 (bins optional).
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// The oldest artifact format version this build reads.
+pub const MIN_SCHEMA_VERSION: u64 = 1;
 
 /// Length of the digest prefix used as the model version (OIP v2 `model_version`).
 const SHORT_DIGEST_LEN: usize = 12;
@@ -72,6 +77,11 @@ pub(crate) struct RawArtifact {
     pub(crate) intercepts: Vec<f64>,
     pub(crate) hyper_parameters: HyperParameters,
     pub(crate) evaluation: Evaluation,
+    /// Per feature, the training distribution in bins (schema version 2; absent from older
+    /// and hand-written artifacts, whose servers then export no drift). Left out of the
+    /// JSON, and so of the digest, when absent: a version 1 artifact hashes as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) training_bins: Option<Vec<FeatureBins>>,
     /// sha256 (lowercase hex) of the canonical form: this struct serialized compactly,
     /// in field order, without this field. Empty only while computing it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -85,11 +95,15 @@ pub enum ArtifactError {
     #[error("model artifact is not valid JSON: {0}")]
     Syntax(serde_json::Error),
     /// JSON, but not an artifact of this schema (missing or unknown field, wrong type).
-    #[error("model artifact does not match schema version {SCHEMA_VERSION}: {0}")]
+    #[error(
+        "model artifact does not match the artifact schema (versions {MIN_SCHEMA_VERSION} to \
+         {SCHEMA_VERSION}): {0}"
+    )]
     Schema(serde_json::Error),
     /// Written by a different format version.
     #[error(
-        "model artifact has schema_version {found}; this server reads schema_version {SCHEMA_VERSION}"
+        "model artifact has schema_version {found}; this server reads schema_version \
+         {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION}"
     )]
     UnsupportedSchemaVersion {
         /// The version in the file.
@@ -153,7 +167,7 @@ impl ModelArtifact {
         }
         let probe: Probe = serde_json::from_str(s).map_err(classify)?;
         match probe.schema_version {
-            Some(SCHEMA_VERSION) | None => {}
+            Some(MIN_SCHEMA_VERSION..=SCHEMA_VERSION) | None => {}
             Some(found) => return Err(ArtifactError::UnsupportedSchemaVersion { found }),
         }
         let raw: RawArtifact = serde_json::from_str(s).map_err(classify)?;
@@ -237,6 +251,13 @@ impl ModelArtifact {
         &self.raw.evaluation
     }
 
+    /// Per feature (in [`FEATURE_NAMES`](crate::iris::FEATURE_NAMES) order), the bins of the
+    /// training distribution; `None` for an artifact that has none (schema version 1, or
+    /// written by hand without them).
+    pub fn training_bins(&self) -> Option<&[FeatureBins]> {
+        self.raw.training_bins.as_deref()
+    }
+
     /// The parameters that reproduce this artifact with [`super::train`].
     pub fn training_params(&self) -> TrainingParams {
         let h = &self.raw.hyper_parameters;
@@ -292,6 +313,14 @@ impl ModelArtifact {
             "hyper-parameters:  max_iterations={} l2_penalty={} test_fraction={} seed={}",
             h.max_iterations, h.l2_penalty, h.test_fraction, h.seed
         );
+        let bins = match &r.training_bins {
+            Some(bins) => {
+                let per_feature: Vec<String> = bins.iter().map(|b| b.len().to_string()).collect();
+                format!("{} per feature (drift is exported)", per_feature.join(", "))
+            }
+            None => "none (drift is not exported)".to_owned(),
+        };
+        let _ = writeln!(out, "training bins:     {bins}");
         out
     }
 }
@@ -306,13 +335,6 @@ impl<'de> Deserialize<'de> for ModelArtifact {
     /// Deserializing validates exactly like [`ModelArtifact::from_json`].
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = RawArtifact::deserialize(deserializer)?;
-        if raw.schema_version != SCHEMA_VERSION {
-            return Err(serde::de::Error::custom(
-                ArtifactError::UnsupportedSchemaVersion {
-                    found: raw.schema_version,
-                },
-            ));
-        }
         validate(raw).map_err(serde::de::Error::custom)
     }
 }

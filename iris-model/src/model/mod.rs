@@ -2,6 +2,7 @@
 //! predicts ([`Predictor`]) and how a prediction is explained ([`Explanation`]).
 
 mod artifact;
+pub mod bins;
 mod explain;
 mod predict;
 #[cfg(test)]
@@ -14,8 +15,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use artifact::{
-    ArtifactError, Evaluation, HyperParameters, ModelArtifact, Scaler, SCHEMA_VERSION,
+    ArtifactError, Evaluation, HyperParameters, ModelArtifact, Scaler, MIN_SCHEMA_VERSION,
+    SCHEMA_VERSION,
 };
+pub use bins::FeatureBins;
 pub use explain::{ClassExplanation, Explanation};
 pub use predict::{Prediction, Predictor, MAX_CLASSES};
 pub use train::{train, TrainError};

@@ -264,8 +264,9 @@ fn refuses_what_is_not_an_artifact() {
     );
     assert!(refusal("").contains("not valid JSON"));
     assert!(refusal("42").contains("schema"), "{}", refusal("42"));
-    let e = refusal(&edited(m, |v| v["schema_version"] = 2.into()));
-    assert!(e.contains("schema_version 2"), "{e}");
+    let e = refusal(&edited(m, |v| v["schema_version"] = 3.into()));
+    assert!(e.contains("schema_version 3"), "{e}");
+    assert!(e.contains("reads schema_version 1 to 2"), "{e}");
     let e = refusal(&edited(m, |v| {
         v.as_object_mut().unwrap().remove("coefficients");
     }));
@@ -408,4 +409,92 @@ fn names_round_trip() {
     }
     let err = "rose".parse::<IrisClass>().unwrap_err().to_string();
     assert!(err.contains("rose") && err.contains("setosa"), "{err}");
+}
+
+fn raw_of(m: &ModelArtifact) -> artifact::RawArtifact {
+    serde_json::from_value(serde_json::to_value(m).unwrap()).unwrap()
+}
+
+/// `m` as schema version 1 would have written it: no bins, its own digest.
+fn as_version_1(m: &ModelArtifact) -> String {
+    let mut raw = raw_of(m);
+    raw.schema_version = 1;
+    raw.training_bins = None;
+    raw.digest = artifact::compute_digest(&raw);
+    serde_json::to_string_pretty(&raw).unwrap()
+}
+
+#[test]
+fn trained_models_carry_training_bins_in_schema_version_2() {
+    for m in [binary(), multiclass()] {
+        let bins = m.training_bins().expect("bins");
+        assert_eq!(bins.len(), crate::iris::N_FEATURES);
+        assert!(m.to_json_pretty().contains("\"schema_version\": 2"));
+        assert!(m.to_json_pretty().contains("\"training_bins\""));
+        assert!(m.summary().contains("per feature (drift is exported)"));
+        // Fitted on the 120 training rows only: shares are multiples of 1/120.
+        for b in bins {
+            for s in &b.expected_shares {
+                assert!((s * 120.0 - (s * 120.0).round()).abs() < 1e-9, "{s}");
+            }
+        }
+    }
+    // The bins are part of the digest: changing one is caught.
+    let e = refusal(&edited(binary(), |v| {
+        v["training_bins"][2]["edges"][0] = 1.45.into();
+    }));
+    assert!(e.contains("digest mismatch"), "{e}");
+}
+
+#[test]
+fn artifacts_without_bins_still_load() {
+    // Schema version 1 (written before bins existed) and version 2 without bins (by hand).
+    let v1 = as_version_1(binary());
+    let m = ModelArtifact::from_json(&v1).unwrap();
+    assert_eq!(m.training_bins(), None);
+    assert_eq!(m.predictor(), binary().predictor());
+    assert!(m.summary().contains("none (drift is not exported)"));
+    // Written back as it was read: same text, same digest (the field is left out).
+    assert_eq!(m.to_json_pretty(), format!("{v1}\n"));
+    let mut raw = raw_of(binary());
+    raw.training_bins = None;
+    raw.digest = artifact::compute_digest(&raw);
+    let v2 = serde_json::to_string(&raw).unwrap();
+    assert_eq!(ModelArtifact::from_json(&v2).unwrap().training_bins(), None);
+    // Version 1 with bins is not a thing.
+    let e = refusal(&edited(binary(), |v| v["schema_version"] = 1.into()));
+    assert!(e.contains("they need schema_version 2"), "{e}");
+}
+
+#[test]
+fn hostile_bins_are_refused_before_the_digest() {
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|v| v["training_bins"][0]["edges"][1] = 4.0.into()),
+            "training_bins[0].edges[1] is 4, not above the edge before it (4.9)",
+        ),
+        (
+            Box::new(|v| v["training_bins"] = serde_json::json!([])),
+            "training_bins has 0 entries, expected 4",
+        ),
+        (
+            Box::new(|v| v["training_bins"][1]["expected_shares"][0] = 7.into()),
+            "training_bins[1].expected_shares[0] is 7, outside [0, 1]",
+        ),
+        (
+            Box::new(|v| v["training_bins"][1]["color"] = 7.into()),
+            "unknown field `color`",
+        ),
+        (
+            Box::new(|v| {
+                v["training_bins"][3]["edges"] = (0..1000).map(f64::from).collect();
+            }),
+            "training_bins[3].edges has 1000 values, at most 63",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let e = refusal(&edited(binary(), edit));
+        assert!(e.contains(expected), "{e:?} lacks {expected:?}");
+    }
 }

@@ -8,6 +8,7 @@ use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2};
 
 use super::artifact::{self, ArtifactError, Evaluation, HyperParameters, RawArtifact, Scaler};
+use super::bins;
 use super::{IrisClass, ModelArtifact, Task, TrainingParams, SCHEMA_VERSION};
 use crate::iris::{self, IrisSample, FEATURE_NAMES, N_FEATURES};
 use crate::model::predict::Predictor;
@@ -114,6 +115,7 @@ pub fn train(params: &TrainingParams) -> Result<ModelArtifact, TrainError> {
             train_rows: train_idx.len() as u64,
             test_rows: test_idx.len() as u64,
         },
+        training_bins: Some(bins::fit(data, &train_idx)),
         digest: String::new(),
     };
     raw.digest = artifact::compute_digest(&raw);

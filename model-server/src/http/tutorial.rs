@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::extract::{JsonBody, RequestShape};
 use crate::error::ApiError;
 use crate::iris::N_FEATURES;
-use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::model::{ModelArtifact, Prediction};
 use crate::state::AppState;
 
 /// A row of four measurements. Its own `Deserialize` so that a row of the wrong length
@@ -104,10 +104,7 @@ pub(crate) async fn predict_iris(
     match (req.features, req.instances) {
         (Some(features), None) => {
             check_finite(&features.0, || "features".to_owned())?;
-            let p = model.predict_one(&features.0);
-            let mut counts = [0; MAX_CLASSES];
-            counts[p.class_index] += 1;
-            state.metrics().count_predictions(&counts);
+            let p = state.predict_one(&features.0);
             Ok(Json(PredictionBody::new(model, &p)).into_response())
         }
         (None, Some(rows)) => {
@@ -130,7 +127,8 @@ pub(crate) async fn predict_iris(
     }
 }
 
-/// Checks the batch size and every value, predicts, and counts predictions by class.
+/// Checks the batch size and every value, predicts, and counts predictions by class (and
+/// the inputs' drift).
 pub(crate) fn predict_rows(
     state: &AppState,
     rows: &[Row],
@@ -140,18 +138,7 @@ pub(crate) fn predict_rows(
     for (i, row) in rows.iter().enumerate() {
         check_finite(&row.0, || format!("{field}[{i}]"))?;
     }
-    let predictor = state.model().predictor();
-    let mut counts = [0; MAX_CLASSES];
-    let predictions: Vec<Prediction> = rows
-        .iter()
-        .map(|row| {
-            let p = predictor.predict(&row.0);
-            counts[p.class_index] += 1;
-            p
-        })
-        .collect();
-    state.metrics().count_predictions(&counts);
-    Ok(predictions)
+    Ok(state.predict(rows.iter().map(|row| &row.0)))
 }
 
 /// 400 naming the first NaN or infinite value (JSON has no NaN, but `1e400` parses to inf).

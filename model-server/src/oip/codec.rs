@@ -6,7 +6,7 @@
 use super::Output;
 use crate::error::ApiError;
 use crate::iris::N_FEATURES;
-use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::model::{ModelArtifact, Prediction};
 use crate::proto::InferTensorContents;
 use crate::state::AppState;
 
@@ -249,20 +249,9 @@ fn typed_contents(c: &InferTensorContents, ty: InputType) -> (usize, &'static st
     }
 }
 
-/// Predicts every row and counts the predictions per class.
+/// Predicts every row and counts the predictions per class (and the inputs' drift).
 pub fn predict(state: &AppState, rows: &[[f64; N_FEATURES]]) -> Vec<Prediction> {
-    let predictor = state.model().predictor();
-    let mut counts = [0; MAX_CLASSES];
-    let predictions = rows
-        .iter()
-        .map(|row| {
-            let p = predictor.predict(row);
-            counts[p.class_index] += 1;
-            p
-        })
-        .collect();
-    state.metrics().count_predictions(&counts);
-    predictions
+    state.predict(rows)
 }
 
 /// The outputs a request asks for, in its order; [`Output::DEFAULT`] if none.

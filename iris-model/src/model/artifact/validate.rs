@@ -1,16 +1,17 @@
 //! The invariants the server relies on, checked in this order whenever an artifact is read or
 //! trained: the format version, the labels, the scaler, the weights, the hyper-parameters, the
-//! evaluation, then the digest. The first one broken is the error reported.
+//! evaluation, the training bins, then the digest. The first one broken is the error reported.
 
 use super::{compute_digest, expected_labels, ArtifactError, ModelArtifact, RawArtifact};
-use super::{Evaluation, HyperParameters, Scaler, SCHEMA_VERSION};
+use super::{Evaluation, HyperParameters, Scaler, MIN_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::iris::{FEATURE_NAMES, N_FEATURES};
+use crate::model::bins;
 use crate::model::predict::{Predictor, MAX_CLASSES};
 use crate::model::Task;
 
 /// Checks every invariant the server relies on and builds the predictor.
 pub(crate) fn validate(raw: RawArtifact) -> Result<ModelArtifact, ArtifactError> {
-    if raw.schema_version != SCHEMA_VERSION {
+    if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&raw.schema_version) {
         return Err(ArtifactError::UnsupportedSchemaVersion {
             found: raw.schema_version,
         });
@@ -20,6 +21,7 @@ pub(crate) fn validate(raw: RawArtifact) -> Result<ModelArtifact, ArtifactError>
     let weights = weights(&raw)?;
     check_hyper_parameters(&raw.hyper_parameters)?;
     check_evaluation(&raw.evaluation)?;
+    check_training_bins(&raw)?;
     check_digest(&raw)?;
     let predictor = Predictor::new(raw.task, means, stds, &weights, &raw.intercepts);
     Ok(ModelArtifact { raw, predictor })
@@ -134,6 +136,21 @@ fn check_evaluation(e: &Evaluation) -> Result<(), ArtifactError> {
         });
     }
     Ok(())
+}
+
+/// Bins only from schema version 2 on, and then well formed ([`bins::check`]).
+fn check_training_bins(raw: &RawArtifact) -> Result<(), ArtifactError> {
+    match &raw.training_bins {
+        None => Ok(()),
+        Some(_) if raw.schema_version < 2 => Err(ArtifactError::InvalidValue {
+            field: "training_bins",
+            reason: format!(
+                "schema_version {} has no training bins; they need schema_version 2",
+                raw.schema_version
+            ),
+        }),
+        Some(b) => bins::check(b),
+    }
 }
 
 /// A recorded digest, shaped like a sha256, that matches the content.
