@@ -21,6 +21,19 @@ pub const GRPC_DURATION: &str = "model_server_grpc_request_duration_seconds";
 /// Its bucket samples in the text format.
 pub const GRPC_DURATION_BUCKET: &str = "model_server_grpc_request_duration_seconds_bucket";
 
+/// Counter family of payload-log events (CloudEvents) the sink accepted (`--payload-log-url`).
+pub const PAYLOAD_LOG_SENT: &str = "model_server_payload_log_sent";
+/// Its sample name in the text format.
+pub const PAYLOAD_LOG_SENT_TOTAL: &str = "model_server_payload_log_sent_total";
+/// Counter family of payload-log events given up after the retries (the sink keeps failing).
+pub const PAYLOAD_LOG_FAILED: &str = "model_server_payload_log_failed";
+/// Its sample name in the text format; the operator reads it for the status.
+pub const PAYLOAD_LOG_FAILED_TOTAL: &str = "model_server_payload_log_failed_total";
+/// Counter family of payload-log events dropped because the queue was full.
+pub const PAYLOAD_LOG_DROPPED: &str = "model_server_payload_log_dropped";
+/// Its sample name in the text format.
+pub const PAYLOAD_LOG_DROPPED_TOTAL: &str = "model_server_payload_log_dropped_total";
+
 /// The tutorial's prediction route.
 pub const PREDICT_IRIS: &str = "/predict_iris";
 /// KServe v1 predict (the `route` label is the template).
@@ -44,5 +57,8 @@ mod tests {
         assert_eq!(GRPC_REQUESTS_TOTAL, format!("{GRPC_REQUESTS}_total"));
         assert_eq!(HTTP_DURATION_BUCKET, format!("{HTTP_DURATION}_bucket"));
         assert_eq!(GRPC_DURATION_BUCKET, format!("{GRPC_DURATION}_bucket"));
+        assert_eq!(PAYLOAD_LOG_SENT_TOTAL, format!("{PAYLOAD_LOG_SENT}_total"));
+        assert_eq!(PAYLOAD_LOG_FAILED_TOTAL, format!("{PAYLOAD_LOG_FAILED}_total"));
+        assert_eq!(PAYLOAD_LOG_DROPPED_TOTAL, format!("{PAYLOAD_LOG_DROPPED}_total"));
     }
 }

@@ -225,6 +225,9 @@ pub struct ServeArgs {
     /// latency_ms; never bodies, headers or query strings), sampled by a token bucket. 0: off.
     #[arg(long, value_name = "N", env = env::LOG_REQUESTS_PER_SECOND, default_value_t = 0)]
     pub log_requests_per_second: u32,
+    /// Payload logging: requests and responses as CloudEvents to a sink.
+    #[command(flatten)]
+    pub payload_log: crate::payload_log::PayloadLogArgs,
 }
 
 impl ServeArgs {

@@ -79,6 +79,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         args.log_requests_per_second,
         args.namespace.as_deref().unwrap_or(""),
     );
+    state.payload_log().start(
+        &args.payload_log,
+        crate::payload_log::Identity::new(
+            &args.model_name,
+            args.namespace.as_deref().unwrap_or(""),
+            args.port,
+        ),
+    )?;
     let timing = ShutdownTiming {
         delay: Duration::from_secs(args.shutdown_delay_seconds),
         grace: Duration::from_secs(args.shutdown_grace_seconds),

@@ -13,6 +13,7 @@ use crate::conn::{ConnLimits, Gate};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, ModelInfo};
 use crate::model::ModelArtifact;
+use crate::payload_log::PayloadLog;
 
 /// Request and connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ struct Shared {
     grpc_gate: Gate,
     /// The REST model metadata, serialized on first use.
     v2_model_metadata: OnceLock<Bytes>,
+    /// The payload log (off until started).
+    payload_log: Arc<PayloadLog>,
 }
 
 impl AppState {
@@ -89,6 +92,8 @@ impl AppState {
         ));
         let mut registry = Registry::default();
         registry.register_collector(Box::new(metrics.clone()));
+        let payload_log = Arc::new(PayloadLog::default());
+        registry.register_collector(Box::new(payload_log.clone()));
         AppState {
             inner: Arc::new(Shared {
                 model_name,
@@ -100,6 +105,7 @@ impl AppState {
                 http_gate: Gate::new(&limits.conn),
                 grpc_gate: Gate::new(&limits.conn),
                 v2_model_metadata: OnceLock::new(),
+                payload_log,
             }),
         }
     }
@@ -150,6 +156,11 @@ impl AppState {
         log.set_identity(namespace, &self.inner.model_name);
         log.set_rate(per_second);
         self
+    }
+
+    /// The payload log (`--payload-log-url`).
+    pub(crate) fn payload_log(&self) -> &PayloadLog {
+        &self.inner.payload_log
     }
 
     /// The metrics, for the gRPC server's layer.
