@@ -58,7 +58,13 @@ mod tests {
         assert_eq!(HTTP_DURATION_BUCKET, format!("{HTTP_DURATION}_bucket"));
         assert_eq!(GRPC_DURATION_BUCKET, format!("{GRPC_DURATION}_bucket"));
         assert_eq!(PAYLOAD_LOG_SENT_TOTAL, format!("{PAYLOAD_LOG_SENT}_total"));
-        assert_eq!(PAYLOAD_LOG_FAILED_TOTAL, format!("{PAYLOAD_LOG_FAILED}_total"));
-        assert_eq!(PAYLOAD_LOG_DROPPED_TOTAL, format!("{PAYLOAD_LOG_DROPPED}_total"));
+        assert_eq!(
+            PAYLOAD_LOG_FAILED_TOTAL,
+            format!("{PAYLOAD_LOG_FAILED}_total")
+        );
+        assert_eq!(
+            PAYLOAD_LOG_DROPPED_TOTAL,
+            format!("{PAYLOAD_LOG_DROPPED}_total")
+        );
     }
 }

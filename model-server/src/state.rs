@@ -163,6 +163,14 @@ impl AppState {
         &self.inner.payload_log
     }
 
+    /// Starts the payload log when `--payload-log-url` is set (see [`crate::payload_log`]).
+    pub fn log_payloads(self, args: &crate::config::ServeArgs) -> anyhow::Result<AppState> {
+        let namespace = args.namespace.as_deref().unwrap_or("");
+        let identity = crate::payload_log::Identity::new(&args.model_name, namespace, args.port);
+        self.inner.payload_log.start(&args.payload_log, identity)?;
+        Ok(self)
+    }
+
     /// The metrics, for the gRPC server's layer.
     pub(crate) fn shared_metrics(&self) -> Arc<Metrics> {
         self.inner.metrics.clone()
