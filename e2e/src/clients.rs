@@ -158,3 +158,29 @@ pub fn contributions_via_tritonclient(
     );
     serde_json::from_str(&report).unwrap_or_else(|e| panic!("not JSON ({e}): {report}"))
 }
+
+/// Sends each of `rows` once through tritonclient HTTP (binary and JSON) and gRPC, one row a
+/// request (e2e/clients/payload_log_clients.py), and returns what each request sent and got:
+/// `{"client", "row" (the FP32 values sent), "label"}`. Panics when a request fails.
+pub fn calls_per_row(
+    http: &str,
+    grpc: &str,
+    model: &str,
+    rows: &[[f64; 4]],
+) -> Vec<serde_json::Value> {
+    let out = Command::new(python())
+        .arg(repo_root().join("e2e/clients/payload_log_clients.py"))
+        .args(["--http", http, "--grpc", grpc, "--model", model, "--rows"])
+        .arg(serde_json::to_string(rows).expect("rows as JSON"))
+        .output()
+        .expect("run payload_log_clients.py");
+    assert!(
+        out.status.success(),
+        "payload_log_clients.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}

@@ -27,6 +27,19 @@ pub const INPUT_DRIFT_PSI: &str = "model_server_input_drift_psi";
 /// Gauge of the rows the drift window holds (what each PSI rests on).
 pub const INPUT_DRIFT_WINDOW_ROWS: &str = "model_server_input_drift_window_rows";
 
+/// Counter family of payload-log events (CloudEvents) the sink accepted (`--payload-log-url`).
+pub const PAYLOAD_LOG_SENT: &str = "model_server_payload_log_sent";
+/// Its sample name in the text format.
+pub const PAYLOAD_LOG_SENT_TOTAL: &str = "model_server_payload_log_sent_total";
+/// Counter family of payload-log events given up after the retries (the sink keeps failing).
+pub const PAYLOAD_LOG_FAILED: &str = "model_server_payload_log_failed";
+/// Its sample name in the text format; the operator reads it for the status.
+pub const PAYLOAD_LOG_FAILED_TOTAL: &str = "model_server_payload_log_failed_total";
+/// Counter family of payload-log events dropped because the queue was full.
+pub const PAYLOAD_LOG_DROPPED: &str = "model_server_payload_log_dropped";
+/// Its sample name in the text format.
+pub const PAYLOAD_LOG_DROPPED_TOTAL: &str = "model_server_payload_log_dropped_total";
+
 /// The tutorial's prediction route.
 pub const PREDICT_IRIS: &str = "/predict_iris";
 /// KServe v1 predict (the `route` label is the template).
@@ -50,5 +63,14 @@ mod tests {
         assert_eq!(GRPC_REQUESTS_TOTAL, format!("{GRPC_REQUESTS}_total"));
         assert_eq!(HTTP_DURATION_BUCKET, format!("{HTTP_DURATION}_bucket"));
         assert_eq!(GRPC_DURATION_BUCKET, format!("{GRPC_DURATION}_bucket"));
+        assert_eq!(PAYLOAD_LOG_SENT_TOTAL, format!("{PAYLOAD_LOG_SENT}_total"));
+        assert_eq!(
+            PAYLOAD_LOG_FAILED_TOTAL,
+            format!("{PAYLOAD_LOG_FAILED}_total")
+        );
+        assert_eq!(
+            PAYLOAD_LOG_DROPPED_TOTAL,
+            format!("{PAYLOAD_LOG_DROPPED}_total")
+        );
     }
 }

@@ -77,3 +77,20 @@ pub const MAX_CONCURRENT_STREAMS: &str = "MODEL_SERVER_MAX_CONCURRENT_STREAMS";
 pub const HTTP2_KEEPALIVE_INTERVAL_SECONDS: &str = "MODEL_SERVER_HTTP2_KEEPALIVE_INTERVAL_SECONDS";
 /// `--http2-keepalive-timeout-seconds`: close when a PING is not answered within this.
 pub const HTTP2_KEEPALIVE_TIMEOUT_SECONDS: &str = "MODEL_SERVER_HTTP2_KEEPALIVE_TIMEOUT_SECONDS";
+/// `--payload-log-url`: post each sampled prediction's request and response as CloudEvents
+/// (HTTP binary mode) to this `http://` URL.
+pub const PAYLOAD_LOG_URL: &str = "MODEL_SERVER_PAYLOAD_LOG_URL";
+/// `--payload-log-mode`: `all`, `request` or `response`.
+pub const PAYLOAD_LOG_MODE: &str = "MODEL_SERVER_PAYLOAD_LOG_MODE";
+/// `--payload-log-sample-percent`: share of predictions logged, 0-100.
+pub const PAYLOAD_LOG_SAMPLE_PERCENT: &str = "MODEL_SERVER_PAYLOAD_LOG_SAMPLE_PERCENT";
+/// `--payload-log-headers-file`: extra HTTP headers of every post, `Name: value` lines.
+pub const PAYLOAD_LOG_HEADERS_FILE: &str = "MODEL_SERVER_PAYLOAD_LOG_HEADERS_FILE";
+/// `--payload-log-queue`: predictions waiting to be posted; more are dropped and counted.
+pub const PAYLOAD_LOG_QUEUE: &str = "MODEL_SERVER_PAYLOAD_LOG_QUEUE";
+/// `--payload-log-concurrency`: posts in flight at once.
+pub const PAYLOAD_LOG_CONCURRENCY: &str = "MODEL_SERVER_PAYLOAD_LOG_CONCURRENCY";
+/// `--payload-log-timeout-ms`: time limit of one post.
+pub const PAYLOAD_LOG_TIMEOUT_MS: &str = "MODEL_SERVER_PAYLOAD_LOG_TIMEOUT_MS";
+/// `--payload-log-retries`: further attempts of a failed post, with a doubling back-off.
+pub const PAYLOAD_LOG_RETRIES: &str = "MODEL_SERVER_PAYLOAD_LOG_RETRIES";

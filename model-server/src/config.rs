@@ -228,6 +228,9 @@ pub struct ServeArgs {
     /// Input drift counting (`--drift-window-seconds`, `--drift-window-slices`).
     #[command(flatten)]
     pub drift: crate::drift::DriftArgs,
+    /// Payload logging: requests and responses as CloudEvents to a sink.
+    #[command(flatten)]
+    pub payload_log: crate::payload_log::PayloadLogArgs,
 }
 
 impl ServeArgs {

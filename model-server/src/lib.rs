@@ -14,7 +14,8 @@
 //! - what everything shares: `state` ([`state::AppState`], [`state::Limits`]), `error`
 //!   ([`error::ApiError`], mapped to HTTP statuses and gRPC codes), `metrics` (the registry
 //!   both transports record into), `conn` (connection bounds), `paths` (route templates),
-//!   `proto` (the generated gRPC messages), `source` (where the model comes from).
+//!   `proto` (the generated gRPC messages), `source` (where the model comes from);
+//! - `payload_log`: sampled requests and responses posted as CloudEvents, off the request path.
 
 pub mod auth;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod http;
 mod metrics;
 pub mod oip;
 pub mod paths;
+pub mod payload_log;
 pub mod proto;
 pub mod security;
 pub mod server;

@@ -16,6 +16,7 @@
 //! `--auth-tokens` both need a bearer token (see [`crate::auth`]). Their files are re-read
 //! every `--reload-seconds` on the main thread (see [`crate::security`]). Without these
 //! flags the serving path is the plain one, unchanged.
+// lint-sizes: the serving entry point, where every part starts in order (one line is the payload log's)
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,7 +78,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     .log_requests(
         args.log_requests_per_second,
         args.namespace.as_deref().unwrap_or(""),
-    );
+    )
+    .log_payloads(args)?;
     let timing = ShutdownTiming {
         delay: Duration::from_secs(args.shutdown_delay_seconds),
         grace: Duration::from_secs(args.shutdown_grace_seconds),

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::iris::N_FEATURES;
 use crate::metrics::{Metrics, ModelInfo};
 use crate::model::{ModelArtifact, Prediction, MAX_CLASSES};
+use crate::payload_log::PayloadLog;
 
 /// Request and connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,8 @@ struct Shared {
     v2_model_metadata: OnceLock<Bytes>,
     /// Input drift counting, once [`AppState::count_drift`] turned it on.
     drift: Arc<OnceLock<Drift>>,
+    /// The payload log (off until started).
+    payload_log: Arc<PayloadLog>,
 }
 
 impl AppState {
@@ -97,6 +100,8 @@ impl AppState {
         registry.register_collector(Box::new(metrics.clone()));
         let drift = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DriftCollector(drift.clone())));
+        let payload_log = Arc::new(PayloadLog::default());
+        registry.register_collector(Box::new(payload_log.clone()));
         AppState {
             inner: Arc::new(Shared {
                 model_name,
@@ -109,6 +114,7 @@ impl AppState {
                 grpc_gate: Gate::new(&limits.conn),
                 v2_model_metadata: OnceLock::new(),
                 drift,
+                payload_log,
             }),
         }
     }
@@ -221,6 +227,19 @@ impl AppState {
         log.set_identity(namespace, &self.inner.model_name);
         log.set_rate(per_second);
         self
+    }
+
+    /// The payload log (`--payload-log-url`).
+    pub(crate) fn payload_log(&self) -> &PayloadLog {
+        &self.inner.payload_log
+    }
+
+    /// Starts the payload log when `--payload-log-url` is set (see [`crate::payload_log`]).
+    pub fn log_payloads(self, args: &crate::config::ServeArgs) -> anyhow::Result<AppState> {
+        let namespace = args.namespace.as_deref().unwrap_or("");
+        let identity = crate::payload_log::Identity::new(&args.model_name, namespace, args.port);
+        self.inner.payload_log.start(&args.payload_log, identity)?;
+        Ok(self)
     }
 
     /// The metrics, for the gRPC server's layer.

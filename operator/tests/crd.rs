@@ -460,3 +460,63 @@ fn a_canary_step_needing_more_than_the_most_canary_pods_is_refused() {
         );
     }
 }
+
+#[test]
+fn logging_is_bounded_defaulted_and_validated() {
+    let s = schema();
+    let logging = &s["properties"]["spec"]["properties"]["logging"];
+    assert_eq!(logging["required"], json!(["url"]));
+    let fields = &logging["properties"];
+    assert_eq!(
+        fields["mode"]["enum"],
+        json!(["all", "request", "response"])
+    );
+    assert_eq!(fields["mode"]["default"], json!("all"));
+    assert_eq!(fields["samplePercent"]["minimum"], json!(0.0));
+    assert_eq!(fields["samplePercent"]["maximum"], json!(100.0));
+    assert_eq!(fields["samplePercent"]["default"], json!(100));
+    assert_eq!(fields["url"]["maxLength"], json!(2048));
+    assert_eq!(
+        fields["headersSecretRef"]["required"],
+        json!(["key", "name"])
+    );
+    for good in [
+        json!({"url": "http://sink.team-a.svc.cluster.local/events"}),
+        json!({"url": "http://broker-ingress.knative-eventing.svc.cluster.local/ns/default", "mode": "response", "samplePercent": 5}),
+        json!({"url": "http://172.18.0.1:9000", "headersSecretRef": {"name": "sink-headers", "key": "headers"}}),
+        json!({"url": "http://sink:80/a/b?x=1"}),
+    ] {
+        let spec = json!({ "logging": good });
+        assert_eq!(validate_spec(spec.clone()), Ok(()), "{spec}");
+    }
+    for (bad, needle) in [
+        (
+            json!({"url": "https://sink/"}),
+            "https sinks are not supported",
+        ),
+        (
+            json!({"url": "http://user:pw@sink/"}),
+            "without credentials",
+        ),
+        (
+            json!({"url": "ftp://sink/"}),
+            "spec.logging.url must be http://",
+        ),
+        (
+            json!({"url": "http://sink/a b"}),
+            "spec.logging.url must be http://",
+        ),
+        (
+            json!({"url": "http://s", "headersSecretRef": {"name": "A_B", "key": "h"}}),
+            "spec.logging.headersSecretRef.name",
+        ),
+        (
+            json!({"url": "http://s", "headersSecretRef": {"name": "a", "key": "a/b"}}),
+            "spec.logging.headersSecretRef.key",
+        ),
+    ] {
+        let spec = json!({ "logging": bad });
+        let err = validate_spec(spec.clone()).expect_err(&format!("accepted {spec}"));
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
+}

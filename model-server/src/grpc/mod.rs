@@ -249,6 +249,10 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        Ok(Response::new(self.infer(request.get_ref())?))
+        let response = self.infer(request.get_ref())?;
+        self.state
+            .payload_log()
+            .offer_grpc(request.get_ref(), &response);
+        Ok(Response::new(response))
     }
 }

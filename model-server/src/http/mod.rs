@@ -78,6 +78,12 @@ pub fn app_with_auth(state: AppState, auth: Option<&Auth>) -> Router {
     if protect_metrics {
         protected = protected.route(paths::METRICS, get(metrics_text));
     }
+    if state.payload_log().enabled() {
+        protected = protected.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::payload_log::http::log_payloads,
+        ));
+    }
     if let Some(auth) = auth {
         protected = protected.route_layer(auth.http_layer());
     }

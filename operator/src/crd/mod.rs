@@ -16,6 +16,7 @@ pub const GROUP: &str = "serving.iris.dev";
 pub const CRD_NAME: &str = "irismodels.serving.iris.dev";
 
 mod autoscaling;
+mod logging;
 mod model;
 mod rollout;
 mod security;
@@ -23,6 +24,7 @@ mod service;
 mod status;
 
 pub use autoscaling::{AutoscalingSpec, DEFAULT_IDLE_SECONDS, DEFAULT_SCALE_DOWN_STABILIZATION};
+pub use logging::{LoggingMode, LoggingSpec, SecretKeyRef};
 pub use model::{
     BuiltinSource, ConfigMapSource, IrisClass, ModelSource, ModelSpec, Task, TrainingSpec,
 };
@@ -182,6 +184,11 @@ pub struct IrisModelSpec {
     /// editing it takes effect within seconds, without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+
+    /// Payload logging: each prediction's request and response posted as CloudEvents to a
+    /// receiver (KServe's logger format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSpec>,
 }
 
 fn default_replicas() -> i32 {

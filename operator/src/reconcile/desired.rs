@@ -5,6 +5,7 @@ pub(crate) mod activator;
 pub(crate) mod canary;
 pub(crate) mod deployment;
 pub(crate) mod hpa;
+pub(crate) mod logging;
 pub(crate) mod pdb;
 pub(crate) mod placement;
 pub(crate) mod security;

@@ -11,8 +11,8 @@ use kube::{Resource, ResourceExt};
 use crate::artifact::{check_artifact, content_hash, BuiltinCache, ModelFacts};
 use crate::context::{ActivatorSettings, Settings};
 use crate::crd::{
-    AuthSpec, AutoscalingSpec, ConfigMapSource, IrisClass, IrisModel, IrisModelSpec, ModelStatus,
-    RolloutStrategy, ServiceSpec, Task, TrainingSpec,
+    AuthSpec, AutoscalingSpec, ConfigMapSource, IrisClass, IrisModel, IrisModelSpec, LoggingSpec,
+    ModelStatus, RolloutStrategy, ServiceSpec, Task, TrainingSpec,
 };
 use crate::error::Error;
 
@@ -65,6 +65,8 @@ pub(crate) struct Resolved {
     pub(crate) tls_secret: Option<String>,
     /// The bearer-token Secret mounted for authentication (spec.auth), if any.
     pub(crate) auth: Option<AuthSpec>,
+    /// Payload logging (spec.logging), if any.
+    pub(crate) logging: Option<LoggingSpec>,
     /// How the activator runs, for a model that scales to zero (`minReplicas: 0`).
     pub(crate) activator: Option<ActivatorSettings>,
 }
@@ -282,6 +284,7 @@ pub(crate) fn resolve(
         endpoint,
         tls_secret,
         auth: spec.auth.clone(),
+        logging: spec.logging.clone(),
         name,
         namespace,
     })

@@ -318,5 +318,6 @@ pub(crate) fn env(resolved: &Resolved) -> Vec<EnvVar> {
         }
     }
     env.extend(security::env(resolved));
+    env.extend(super::logging::env(resolved));
     env
 }

@@ -31,16 +31,19 @@ pub(crate) fn spec_field_of_volume(volume: &str) -> Option<&'static str> {
     match volume {
         TLS_VOLUME => Some("spec.tls.secretName"),
         AUTH_VOLUME => Some("spec.auth.secretName"),
+        super::logging::HEADERS_VOLUME => Some("spec.logging.headersSecretRef.name"),
         _ => None,
     }
 }
 
 /// Whether the pods mount a Secret (and so need the fsGroup to read it).
 pub(crate) fn mounts_secrets(resolved: &Resolved) -> bool {
-    resolved.tls_secret.is_some() || resolved.auth.is_some()
+    resolved.tls_secret.is_some()
+        || resolved.auth.is_some()
+        || super::logging::mounts_secret(resolved)
 }
 
-fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
+pub(super) fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
     Volume {
         name: name.to_string(),
         secret: Some(SecretVolumeSource {
@@ -62,7 +65,7 @@ fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.to_string(),
         mount_path: path.to_string(),
@@ -91,6 +94,10 @@ pub(crate) fn volumes(resolved: &Resolved) -> (Vec<Volume>, Vec<VolumeMount>) {
             &[(auth.key.as_str(), TOKENS_FILE)],
         ));
         mounts.push(mount(AUTH_VOLUME, AUTH_DIR));
+    }
+    if let Some((volume, mount)) = super::logging::volumes(resolved) {
+        volumes.push(volume);
+        mounts.push(mount);
     }
     (volumes, mounts)
 }

@@ -70,6 +70,7 @@ fn builtin() -> Resolved {
         endpoint: "http://iris.ml.svc.cluster.local:5001".into(),
         tls_secret: None,
         auth: None,
+        logging: None,
         activator: None,
     }
 }

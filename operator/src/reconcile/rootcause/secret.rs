@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 
+use crate::reconcile::desired::logging::HEADERS_VOLUME;
 use crate::reconcile::desired::security::{spec_field_of_volume, AUTH_VOLUME};
 
 /// A Secret named in the spec does not exist.
@@ -45,10 +46,10 @@ pub(crate) fn explain(pod: &Pod, pod_name: &str, event: &Event) -> Option<(&'sta
         ));
     }
     if let Some(key) = message.split(MISSING_KEY).nth(1).map(str::trim) {
-        let key_field = if volume == AUTH_VOLUME {
-            " (spec.auth.key)"
-        } else {
-            ""
+        let key_field = match volume {
+            AUTH_VOLUME => " (spec.auth.key)",
+            HEADERS_VOLUME => " (spec.logging.headersSecretRef.key)",
+            _ => "",
         };
         return Some((
             REASON_SECRET_KEY_NOT_FOUND,

@@ -409,7 +409,9 @@ fn pending_with_secrets() -> Pod {
             "volumes": [
                 {"name": "tls", "secret": {"secretName": "iris-tls"}},
                 {"name": "auth", "secret": {"secretName": "iris-tokens",
-                    "items": [{"key": "list", "path": "tokens"}]}}
+                    "items": [{"key": "list", "path": "tokens"}]}},
+                {"name": "payload-log", "secret": {"secretName": "sink-headers",
+                    "items": [{"key": "h", "path": "headers"}]}}
             ]
         }))
         .expect("a PodSpec"),
@@ -481,6 +483,38 @@ fn a_missing_secret_key_is_named_with_the_secret_and_the_key() {
     assert_eq!(reason, "SecretKeyNotFound");
     assert!(
         message.starts_with("Secret iris-tls named in spec.tls.secretName has no key tls.key:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_missing_payload_log_headers_secret_or_key_names_spec_logging() {
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"payload-log\" : secret \"sink-headers\" not found",
+            "1970-01-01T00:16:00Z",
+            2,
+        )]),
+    );
+    assert_eq!(reason, "SecretNotFound");
+    assert!(
+        message.contains("Secret sink-headers named in spec.logging.headersSecretRef.name"),
+        "{message}"
+    );
+    let (reason, message) = failure(
+        pending_with_secrets(),
+        &events(vec![warning(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"payload-log\" : references non-existent secret key: h",
+            "1970-01-01T00:16:00Z",
+            2,
+        )]),
+    );
+    assert_eq!(reason, "SecretKeyNotFound");
+    assert!(
+        message.contains("has no key h (spec.logging.headersSecretRef.key)"),
         "{message}"
     );
 }
