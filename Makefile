@@ -135,6 +135,7 @@ bench: ## Benchmarks (figures go to BENCHMARKS.md); bench/operator.sh (5,000 mod
 	SPLIT_CORES=1 SKIP_BUILD=1 bash bench/model-server.sh
 	SKIP_BUILD=1 bash bench/grpc.sh
 	SKIP_BUILD=1 bash bench/https.sh
+	SKIP_BUILD=1 bash bench/observe.sh
 	cargo test -q --release -p model-server metrics_layer_against_from_fn -- --ignored --nocapture
 	bash bench/operator.sh
 	bash bench/soak.sh

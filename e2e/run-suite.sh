@@ -12,6 +12,8 @@
 # registry config_path: a fresh one gets it (KIND_REGISTRY=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Makefile's cargo target directory when run directly too (not a second copy in ./target).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${IRIS_CACHE:-$HOME/.cache/iris-operator}/target}"
 fresh=0
 [ "${1:-}" != --fresh ] || { fresh=1; shift; }
 t0=$SECONDS

@@ -25,6 +25,7 @@ use e2e::bench::load::{Run, Wrk};
 use e2e::bench::server::{ensure_free, model_server_copy, Server};
 use e2e::bench::{env_or, load_average, machine, median_by, utc_now};
 use e2e::tls::TempDir;
+use iris_model::contract;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The configurations measured, with their server flags (the URL's port filled in later).
@@ -183,9 +184,9 @@ async fn run_config(
         run.rps,
         run.p99_ms,
         run.errors,
-        counted("model_server_payload_log_sent_total"),
-        counted("model_server_payload_log_failed_total"),
-        counted("model_server_payload_log_dropped_total"),
+        counted(contract::PAYLOAD_LOG_SENT_TOTAL),
+        counted(contract::PAYLOAD_LOG_FAILED_TOTAL),
+        counted(contract::PAYLOAD_LOG_DROPPED_TOTAL),
     );
     server.stop();
     Ok(run)
