@@ -39,6 +39,9 @@ pub const PAYLOAD_LOG_FAILED_TOTAL: &str = "model_server_payload_log_failed_tota
 pub const PAYLOAD_LOG_DROPPED: &str = "model_server_payload_log_dropped";
 /// Its sample name in the text format.
 pub const PAYLOAD_LOG_DROPPED_TOTAL: &str = "model_server_payload_log_dropped_total";
+/// Gauge of the payload-log events given up in a row since the sink last accepted one (0 after
+/// any success): the operator reads it to say, in the status, that the sink keeps failing.
+pub const PAYLOAD_LOG_FAILING: &str = "model_server_payload_log_consecutive_failures";
 
 /// The tutorial's prediction route.
 pub const PREDICT_IRIS: &str = "/predict_iris";

@@ -1797,3 +1797,74 @@ async fn a_role_of_someone_elses_under_the_activators_name_is_refused_not_overwr
     finished(server).await;
     assert_eq!(err.category(), "ResourceConflict");
 }
+
+#[tokio::test]
+async fn a_model_whose_payload_log_keeps_failing_is_degraded_naming_the_sink() {
+    // 12 events given up in a row is a sink that keeps failing; 3 is a blip.
+    for (failing, degraded) in [(12, true), (3, false)] {
+        payload_log_failing(failing, degraded).await;
+    }
+}
+
+async fn payload_log_failing(failing: u64, degraded: bool) {
+    let mut model = model("iris", 1);
+    model.spec.logging = Some(crate::crd::LoggingSpec {
+        url: "http://sink.testns.svc:8080/".into(),
+        mode: crate::crd::LoggingMode::All,
+        sample_percent: 100,
+        headers_secret_ref: None,
+    });
+    let (deployment, service) = children(&model);
+    let (ctx, server) = context();
+    ctx.install_children(holding(vec![deployment], vec![service], vec![], vec![]));
+    let table = Arc::new(crate::scrape::testing::Table::default());
+    table.set(
+        "192.0.2.9",
+        format!("model_server_payload_log_consecutive_failures {failing}\n"),
+    );
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .expect("one reference")
+            .with_scraper(table),
+    );
+    let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+        "items": [ready_pod("iris-1", "192.0.2.9", false)]});
+    let server = server.run(vec![
+        Expect::get(PODS, Reply::Json(pods)),
+        Expect::apply(STATUS, status_written()).checking(move |body| {
+            let status = status_of(body);
+            if degraded {
+                assert_eq!(
+                    condition(&status, "Degraded"),
+                    ("True", "PayloadSinkFailing", Some(1))
+                );
+                let why = message(&status, "Degraded");
+                assert!(
+                    why.contains("pod iris-1")
+                        && why.contains("http://sink.testns.svc:8080/")
+                        && why.contains("12 events in a row"),
+                    "{why}"
+                );
+            } else {
+                assert_eq!(
+                    condition(&status, "Degraded"),
+                    ("False", "AsExpected", Some(1))
+                );
+            }
+            assert_eq!(condition(&status, "Ready").0, "True");
+        }),
+        // One Event, for Ready: the pods serve predictions either way.
+        Expect::post(EVENTS, Reply::Echo).checking(|body| {
+            assert_eq!(body["reason"], json!("Ready"));
+        }),
+    ]);
+    let action = reconcile(Arc::new(model), ctx.clone())
+        .await
+        .expect("reconciles");
+    finished(server).await;
+    // Nothing else tells of the sink: the model is looked at again within a minute.
+    assert_eq!(
+        action,
+        Action::requeue(crate::reconcile::REQUEUE_PAYLOAD_LOG)
+    );
+}

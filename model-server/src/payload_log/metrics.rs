@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use iris_model::contract;
@@ -38,6 +39,14 @@ impl Collector for PayloadLog {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value.load(Relaxed)).encode(metric)?;
         }
+        let metric = encoder.encode_descriptor(
+            contract::PAYLOAD_LOG_FAILING,
+            "Payload-log events given up in a row since the sink last accepted one",
+            None,
+            MetricType::Gauge,
+        )?;
+        let failing = i64::try_from(counters.failing.load(Relaxed)).unwrap_or(i64::MAX);
+        ConstGauge::new(failing).encode(metric)?;
         Ok(())
     }
 }

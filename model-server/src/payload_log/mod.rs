@@ -146,6 +146,8 @@ pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// Events given up in a row since the sink last accepted one.
+    pub(crate) failing: AtomicU64,
 }
 
 /// The running logger: the queue's sending end and the sampling.

@@ -340,6 +340,7 @@ async fn every_route_posts_a_request_and_a_response_event() {
         Some("application/protobuf; proto=inference.ModelInferRequest")
     );
     assert_eq!(state.payload_log().counters().sent.load(Relaxed), 8);
+    assert_eq!(state.payload_log().counters().failing.load(Relaxed), 0);
     let page = crate::http::metrics_text_for_tests(&state);
     assert!(
         page.contains("model_server_payload_log_sent_total 8"),
@@ -454,6 +455,11 @@ async fn a_full_queue_drops_without_waiting_and_a_dead_sink_counts_failures() {
     let page = crate::http::metrics_text_for_tests(&state);
     assert!(
         page.contains("model_server_payload_log_failed_total 6"),
+        "{page}"
+    );
+    // Six given up in a row, none accepted since: what the operator reads for the status.
+    assert!(
+        page.contains("model_server_payload_log_consecutive_failures 6"),
         "{page}"
     );
 }

@@ -118,9 +118,13 @@ pub(crate) async fn run(
             for (kind, payload) in parts {
                 let Some(payload) = payload else { continue };
                 match post(&client, &sink, kind, &id, exchange.endpoint, payload).await {
-                    Ok(()) => counters.sent.fetch_add(1, Relaxed),
+                    Ok(()) => {
+                        counters.failing.store(0, Relaxed);
+                        counters.sent.fetch_add(1, Relaxed)
+                    }
                     Err(e) => {
                         failures.record(&sink.url, &e);
+                        counters.failing.fetch_add(1, Relaxed);
                         counters.failed.fetch_add(1, Relaxed)
                     }
                 };

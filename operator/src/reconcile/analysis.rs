@@ -14,8 +14,8 @@ use crate::scrape::text;
 // The model server's names, from the one contract both sides build against.
 use iris_model::contract::{
     GRPC_DURATION_BUCKET as GRPC_BUCKETS, GRPC_REQUESTS_TOTAL as GRPC_REQUESTS,
-    HTTP_DURATION_BUCKET as HTTP_BUCKETS, HTTP_REQUESTS_TOTAL as HTTP_REQUESTS, PREDICTION_METHOD,
-    PREDICTION_ROUTES,
+    HTTP_DURATION_BUCKET as HTTP_BUCKETS, HTTP_REQUESTS_TOTAL as HTTP_REQUESTS,
+    PAYLOAD_LOG_FAILING, PREDICTION_METHOD, PREDICTION_ROUTES,
 };
 /// gRPC codes that are the server's fault (the others are the client's, or success).
 const GRPC_SERVER_ERRORS: [&str; 5] = [
@@ -41,6 +41,9 @@ pub(crate) struct Traffic {
     /// Why a pod's page summed in was unusable ("pod x: metrics page unusable: ..."): its
     /// figures are left out, and a canary with one is not judged.
     pub(crate) unusable: Option<String>,
+    /// Payload-log events given up in a row since the sink last accepted one (the most of
+    /// the pods summed).
+    pub(crate) sink_failing: u64,
 }
 
 /// A histogram bound as a map key: ordered by `total_cmp`, -0 as 0 (never NaN: refused
@@ -91,6 +94,10 @@ impl Traffic {
         let mut buckets: BTreeMap<Le, u64> = BTreeMap::new();
         text::samples(page, |sample| {
             let name = sample.name;
+            if name == PAYLOAD_LOG_FAILING {
+                traffic.sink_failing = counter(name, sample.value)?;
+                return Ok(());
+            }
             let prediction = match name {
                 HTTP_REQUESTS | HTTP_BUCKETS => sample
                     .label("route")
@@ -172,6 +179,7 @@ impl Traffic {
             if total.unusable.is_none() {
                 total.unusable.clone_from(&traffic.unusable);
             }
+            total.sink_failing = total.sink_failing.max(traffic.sink_failing);
         }
         total.buckets = buckets.into_iter().map(|(Le(le), c)| (le, c)).collect();
         total
@@ -429,6 +437,7 @@ model_server_model_info{model="iris",digest="sha256:ab"} 1
             errors,
             buckets: vec![(le, requests), (f64::INFINITY, requests)],
             unusable: None,
+            sink_failing: 0,
         };
         let (verdict, message, _) = judge(&traffic(10, 0, 0.001), &stable, &thresholds);
         assert_eq!(verdict, Verdict::Hold, "{message}");

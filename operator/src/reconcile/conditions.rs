@@ -36,6 +36,9 @@ pub(crate) const REASON_AS_EXPECTED: &str = "AsExpected";
 /// counters, lines that are not the Prometheus text format, a page over 1 MiB or not sent
 /// in full in time...): its autoscaler holds.
 pub(crate) const REASON_METRICS_UNUSABLE: &str = "MetricsUnusable";
+/// Degraded=True of a model whose payload log (`spec.logging`) keeps failing to reach its sink:
+/// predictions are answered, their events are lost.
+pub(crate) const REASON_PAYLOAD_SINK_FAILING: &str = "PayloadSinkFailing";
 
 /// A condition without its transition time: what the operator decides.
 #[derive(Clone, Debug, PartialEq, Eq)]

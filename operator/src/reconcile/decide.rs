@@ -118,6 +118,7 @@ pub(crate) fn status(
         hpa: observed.hpa.as_ref(),
         rate: plan.scale.as_ref().map(|s| &s.reading),
         activator: plan.activator,
+        sink_failing: observed.live.sink_failing.as_deref(),
     };
     let status = status::served(model, resolved, &live, &plan.rollout, now);
     if plan.rollout.refused.is_some()

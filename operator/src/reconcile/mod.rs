@@ -40,6 +40,9 @@ use rollout::Decision;
 
 /// Requeue of a Ready IrisModel: a periodic check for drift nobody told us about.
 pub(crate) const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// Requeue of a Ready IrisModel with `spec.logging`: its pods' pages say whether the sink keeps
+/// failing, and nothing else tells.
+pub(crate) const REQUEUE_PAYLOAD_LOG: Duration = Duration::from_secs(60);
 /// First requeue while an IrisModel is not Ready. Pods are not watched (Deployment changes are),
 /// so a pod that starts failing is only seen by looking again.
 pub(crate) const REQUEUE_NOT_READY: Duration = Duration::from_secs(5);
@@ -148,6 +151,9 @@ async fn reconcile_model(model: &IrisModel, ctx: &Context) -> Result<Action, Err
             } else if scaler::on_request_rate(model) {
                 // The request rate is sampled on a clock, not on watch events.
                 action = Action::requeue(scaler::SCALE_INTERVAL);
+            } else if model.spec.logging.is_some() && action == Action::requeue(REQUEUE_READY) {
+                // So are the payload log's failures.
+                action = Action::requeue(REQUEUE_PAYLOAD_LOG);
             }
             report::publish_status(model, status, ctx).await?;
             report::rollout(model, &decision, ctx).await?;

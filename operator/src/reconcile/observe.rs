@@ -37,7 +37,7 @@ use crate::reconcile::rollout::CanaryFacts;
 use crate::reconcile::rootcause::{self, PodEvents};
 use crate::reconcile::{image, scaler};
 use crate::scrape::Scrape;
-use pages::{rate_sample, read_page, ready_by_name, scrape, traffic_of, Unread};
+use pages::{rate_sample, read_page, ready_by_name, scrape, sink_failing, traffic_of, Unread};
 
 mod pages;
 
@@ -85,6 +85,8 @@ pub(crate) struct Live {
     pub(crate) canary: CanaryFacts,
     /// For a model autoscaled on its request rate: its ready pods' counters.
     pub(crate) sample: Option<Sample>,
+    /// For a model with `spec.logging`: a pod whose payload log keeps failing, and how.
+    pub(crate) sink_failing: Option<String>,
 }
 
 /// Reads the ConfigMap the model names (if any) by GET, and the children from the cache.
@@ -241,6 +243,8 @@ struct Needs {
     explain: bool,
     canary: bool,
     rate: bool,
+    /// The payload log's sink, read from the pods' pages.
+    logging: bool,
 }
 
 impl Needs {
@@ -255,6 +259,7 @@ impl Needs {
             explain,
             canary: observed.canary.is_some() && by_canary(model),
             rate: observed.deployment.is_some() && scaler::on_request_rate(model),
+            logging: observed.deployment.is_some() && model.spec.logging.is_some(),
         }
     }
 }
@@ -269,7 +274,7 @@ async fn live(
     now: &Time,
 ) -> Result<Live, Error> {
     let needs = Needs::of(model, resolved, observed);
-    if !(needs.explain || needs.canary || needs.rate) {
+    if !(needs.explain || needs.canary || needs.rate || needs.logging) {
         return Ok(Live::default());
     }
     let namespace = resolved.namespace.as_str();
@@ -284,7 +289,7 @@ async fn live(
         events,
         ..Live::default()
     };
-    if !(needs.canary || needs.rate) {
+    if !(needs.canary || needs.rate || needs.logging) {
         return Ok(live);
     }
     let (canary_pods, stable_pods): (Vec<Pod>, Vec<Pod>) =
@@ -315,6 +320,9 @@ async fn live(
     if needs.rate {
         let deployment = observed.deployment.as_ref();
         live.sample = Some(rate_sample(&read, unscraped, deployment, now));
+    }
+    if let Some(logging) = model.spec.logging.as_ref().filter(|_| needs.logging) {
+        live.sink_failing = sink_failing(&read, &logging.url);
     }
     Ok(live)
 }

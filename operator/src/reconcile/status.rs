@@ -12,8 +12,8 @@ use crate::names::{activator_name, selector_string};
 use crate::reconcile::autoscaling;
 use crate::reconcile::conditions::{
     find, merge, Verdict, AUTOSCALING, DEGRADED, PROGRESSING, READY, REASON_ACTIVATOR_NOT_READY,
-    REASON_AS_EXPECTED, REASON_METRICS_UNUSABLE, REASON_READY, REASON_ROLLING_OUT,
-    REASON_ROLLOUT_COMPLETE, REASON_SCALED_TO_ZERO, REASON_WAKING, ROLLOUT,
+    REASON_AS_EXPECTED, REASON_METRICS_UNUSABLE, REASON_PAYLOAD_SINK_FAILING, REASON_READY,
+    REASON_ROLLING_OUT, REASON_ROLLOUT_COMPLETE, REASON_SCALED_TO_ZERO, REASON_WAKING, ROLLOUT,
 };
 use crate::reconcile::image;
 use crate::reconcile::progress::{rollout, template_hash, Rollout};
@@ -39,6 +39,8 @@ pub(crate) struct Observed<'a> {
     pub(crate) rate: Option<&'a crate::rate::Reading>,
     /// The activator of a model that scales to zero.
     pub(crate) activator: Option<ActivatorView>,
+    /// Why the payload log's sink keeps failing, when it does.
+    pub(crate) sink_failing: Option<&'a str>,
 }
 
 /// What the status says of a scale-to-zero model's activator.
@@ -148,7 +150,10 @@ fn degraded_verdict(
                     "{why}: the request rate cannot be read, the autoscaler holds the replica count"
                 )),
             ),
-            None => Verdict::new(DEGRADED, false, REASON_AS_EXPECTED, "no failure detected"),
+            None => match observed.sink_failing {
+                Some(why) => Verdict::new(DEGRADED, true, REASON_PAYLOAD_SINK_FAILING, bound(why)),
+                None => Verdict::new(DEGRADED, false, REASON_AS_EXPECTED, "no failure detected"),
+            },
         },
     }
 }

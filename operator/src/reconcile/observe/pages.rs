@@ -82,6 +82,27 @@ pub(crate) fn rate_sample(
     }
 }
 
+/// Payload-log events given up in a row from which the sink is said to keep failing (each
+/// after its retries): a blip is not a failing sink.
+pub(crate) const SINK_FAILING_AFTER: u64 = 10;
+
+/// The first pod whose payload log has given up [`SINK_FAILING_AFTER`] events or more in a row,
+/// as the status says it.
+pub(crate) fn sink_failing<'a>(
+    read: impl IntoIterator<Item = &'a (&'a Pod, Result<Traffic, Unread>)>,
+    url: &str,
+) -> Option<String> {
+    read.into_iter().find_map(|(pod, page)| {
+        let failing = page.as_ref().ok()?.sink_failing;
+        (failing >= SINK_FAILING_AFTER).then(|| {
+            format!(
+                "pod {}: the payload log's sink {url} keeps failing ({failing} events in a row given up after their retries); predictions are answered, their events are lost",
+                pod.name_any()
+            )
+        })
+    })
+}
+
 /// Each pod's `/metrics` page (over HTTPS when the model serves TLS), in the order of `pods`,
 /// for the first [`MAX_PODS_PER_RECONCILE`] of them only (the rest are not scraped: the
 /// answer is shorter than `pods` then), [`CONCURRENT_SCRAPES`] at a time; a pod without an IP
