@@ -48,6 +48,13 @@ fi
 kubectl get --raw /readyz >/dev/null 2>&1 ||
   { echo "run-suite: no $CLUSTER cluster answers at $KUBECONFIG: run 'make cluster-up' (or make e2e-fresh)" >&2; exit 1; }
 if [ "${E2E_REGISTRY:-0}" = 1 ]; then
+  # On a running cluster the nodes keep what they pulled before under the same tag
+  # (IfNotPresent): a tag of this run's own (a SemVer pre-release) makes them pull what was
+  # just built. A fresh cluster has pulled nothing and keeps the plain version.
+  if [ "$fresh" = 0 ] && [ -z "${VERSION:-}" ]; then
+    VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)-run$(date +%s)"
+    export VERSION
+  fi
   bash e2e/registry-setup.sh "$registry_env"
   # shellcheck source=/dev/null
   . "$registry_env"
