@@ -38,9 +38,11 @@ pub struct FeatureBins {
 impl FeatureBins {
     /// The bin `x` falls in (`0..=edges.len()`); a NaN (which no request gets past the
     /// input checks) falls in bin 0.
+    /// Counts the edges at or below `x` (the edges are sorted, so this is the partition
+    /// point): without branches, faster than a binary search on a few edges.
     #[inline]
     pub fn bin_of(&self, x: f64) -> usize {
-        self.edges.partition_point(|e| *e <= x)
+        self.edges.iter().map(|e| usize::from(*e <= x)).sum()
     }
 
     /// Number of bins.

@@ -79,6 +79,18 @@ fn counts_land_in_the_training_bins_from_every_thread() {
 }
 
 #[test]
+fn a_batch_counts_as_its_rows_one_by_one() {
+    let (batch, single) = (drift(2), drift(2));
+    let rows = all_rows();
+    batch.count(&rows);
+    for row in &rows {
+        single.count([row]);
+    }
+    assert_eq!(batch.snapshot(), single.snapshot());
+    assert_eq!(batch.snapshot().rows, 150);
+}
+
+#[test]
 fn in_distribution_inputs_give_a_low_psi_and_shifted_petals_a_high_one() {
     let d = drift(10);
     let rows = all_rows();
