@@ -177,7 +177,7 @@ async fn run_config(
         page.lines()
             .filter(|l| l.starts_with(metric))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .fold(0.0, |sum, v| sum + v)
     };
     eprintln!(
         "{name}: {:.0} req/s, p99 {:.2} ms, errors {}; payload log sent {} failed {} dropped {}",

@@ -244,6 +244,20 @@ impl PayloadLog {
     #[inline]
     pub(crate) fn sample(&self) -> Option<Mode> {
         let logger = self.logger.get()?;
+        let mode = self.draw(logger)?;
+        // A full queue (a slow or dead sink) drops the prediction's events here, before any
+        // body is kept: what logging costs a request then is this check.
+        if logger.tx.capacity() == 0 {
+            let events = u64::from(mode.request()) + u64::from(mode.response());
+            self.counters.dropped.fetch_add(events, Relaxed);
+            return None;
+        }
+        Some(mode)
+    }
+
+    /// The mode when the sample percentage's draw says yes.
+    #[inline]
+    fn draw(&self, logger: &Logger) -> Option<Mode> {
         if logger.per_ten_thousand >= 10_000 {
             return Some(logger.mode);
         }
