@@ -6,6 +6,8 @@
 //! - `drift`: drift counting on (its default window), no logging (cost <= 3%);
 //! - `log-100`: drift off, every request and response posted to a sink in this process on
 //!   loopback (cost <= 30%);
+//! - `log-0`: drift off, logging on at 0%: what the logging layer costs a request it does not
+//!   log (no target; it tells the layer's own cost from the logging's);
 //! - `log-dead`: drift off, logging at 100% to a port where nothing listens (cost <= 5%).
 //!
 //! The server restarts for each configuration (the flags are read at start); the rounds
@@ -29,7 +31,7 @@ use iris_model::contract;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The configurations measured, with their server flags (the URL's port filled in later).
-const CONFIGS: [(&str, &[&str]); 4] = [
+const CONFIGS: [(&str, &[&str]); 5] = [
     ("baseline", &["--drift-window-seconds", "0"]),
     ("drift", &[]),
     (
@@ -39,6 +41,17 @@ const CONFIGS: [(&str, &[&str]); 4] = [
             "0",
             "--payload-log-url",
             "http://127.0.0.1:SINK/",
+        ],
+    ),
+    (
+        "log-0",
+        &[
+            "--drift-window-seconds",
+            "0",
+            "--payload-log-url",
+            "http://127.0.0.1:SINK/",
+            "--payload-log-sample-percent",
+            "0",
         ],
     ),
     (
@@ -225,7 +238,7 @@ async fn main() -> Result<()> {
         .map(|r| median_by(r, |run| run.rps).context("no run"))
         .collect::<Result<_>>()?;
     let base = medians[0].rps;
-    let targets = [None, Some(3.0), Some(30.0), Some(5.0)];
+    let targets = [None, Some(3.0), Some(30.0), None, Some(5.0)];
     println!(
         "\n| configuration | req/s (median of {}) | p99 | cost | target | |",
         s.rounds
