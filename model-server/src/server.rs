@@ -79,7 +79,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         args.log_requests_per_second,
         args.namespace.as_deref().unwrap_or(""),
     )
-    .log_payloads(args)?;
+    .log_payloads(
+        &args.payload_log,
+        args.namespace.as_deref().unwrap_or(""),
+        args.port,
+    )?;
     let timing = ShutdownTiming {
         delay: Duration::from_secs(args.shutdown_delay_seconds),
         grace: Duration::from_secs(args.shutdown_grace_seconds),

@@ -235,10 +235,15 @@ impl AppState {
     }
 
     /// Starts the payload log when `--payload-log-url` is set (see [`crate::payload_log`]).
-    pub fn log_payloads(self, args: &crate::config::ServeArgs) -> anyhow::Result<AppState> {
-        let namespace = args.namespace.as_deref().unwrap_or("");
-        let identity = crate::payload_log::Identity::new(&args.model_name, namespace, args.port);
-        self.inner.payload_log.start(&args.payload_log, identity)?;
+    /// Its events name this model, `namespace` and the pod's HTTP `port`.
+    pub fn log_payloads(
+        self,
+        args: &crate::payload_log::PayloadLogArgs,
+        namespace: &str,
+        port: u16,
+    ) -> anyhow::Result<AppState> {
+        let identity = crate::payload_log::Identity::new(self.model_name(), namespace, port);
+        self.inner.payload_log.start(args, identity)?;
         Ok(self)
     }
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::artifact::ArtifactError;
+use super::error::ArtifactError;
 use crate::iris::{IrisSample, N_FEATURES};
 
 /// Quantile bins fitted per feature at training time (deciles).

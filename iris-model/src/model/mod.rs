@@ -3,6 +3,7 @@
 
 mod artifact;
 pub mod bins;
+mod error;
 mod explain;
 mod predict;
 #[cfg(test)]

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::env;
 use crate::iris::N_FEATURES;
 use crate::model::bins::{self, FeatureBins};
 use crate::model::ModelArtifact;
+use iris_model::env;
 
 pub(crate) use encode::DriftCollector;
 

@@ -10,6 +10,7 @@ pub(crate) mod pdb;
 pub(crate) mod placement;
 pub(crate) mod security;
 pub(crate) mod service;
+pub(crate) mod volume;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;

@@ -7,7 +7,7 @@ use iris_model::env;
 use k8s_openapi::api::core::v1::{EnvVar, Volume, VolumeMount};
 
 use super::env_var;
-use super::security::{mount, secret_volume};
+use super::volume::{mount, secret_volume};
 use crate::reconcile::resolve::Resolved;
 
 /// Volume of the `spec.logging.headersSecretRef` Secret.
@@ -130,10 +130,6 @@ mod tests {
         );
         // The server reads the 0440 file as the group the fsGroup gives it.
         assert!(pod["securityContext"]["fsGroup"].is_number(), "{pod}");
-        assert_eq!(
-            crate::reconcile::desired::security::spec_field_of_volume(HEADERS_VOLUME),
-            Some("spec.logging.headersSecretRef.name")
-        );
     }
 
     #[test]

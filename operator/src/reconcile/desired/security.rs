@@ -4,9 +4,10 @@
 //! the files' paths. No key material passes through the operator: it never reads the Secrets.
 
 use iris_model::env;
-use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{EnvVar, Volume, VolumeMount};
 
 use super::env_var;
+use super::volume::{mount, secret_volume};
 use crate::reconcile::resolve::Resolved;
 
 /// Volume of the `spec.tls.secretName` Secret.
@@ -22,9 +23,6 @@ pub(crate) const AUTH_VOLUME: &str = "auth";
 pub(crate) const AUTH_DIR: &str = "/etc/model-server/auth";
 /// The file the tokens key becomes.
 pub(crate) const TOKENS_FILE: &str = "tokens";
-/// Mode of the mounted files: readable by the owner and the group only; the pod's fsGroup
-/// (the server's gid) makes the server's group own them.
-pub(crate) const SECRET_FILE_MODE: i32 = 0o440;
 
 /// The spec field naming the Secret of a volume, for the status of a pod that cannot mount it.
 pub(crate) fn spec_field_of_volume(volume: &str) -> Option<&'static str> {
@@ -41,37 +39,6 @@ pub(crate) fn mounts_secrets(resolved: &Resolved) -> bool {
     resolved.tls_secret.is_some()
         || resolved.auth.is_some()
         || super::logging::mounts_secret(resolved)
-}
-
-pub(super) fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
-    Volume {
-        name: name.to_string(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.to_string()),
-            default_mode: Some(SECRET_FILE_MODE),
-            items: Some(
-                items
-                    .iter()
-                    .map(|(key, path)| KeyToPath {
-                        key: key.to_string(),
-                        path: path.to_string(),
-                        mode: None,
-                    })
-                    .collect(),
-            ),
-            optional: Some(false),
-        }),
-        ..Volume::default()
-    }
-}
-
-pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.to_string(),
-        mount_path: path.to_string(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }
 }
 
 /// The Secret volumes and their read-only mounts.
@@ -326,5 +293,9 @@ mod tests {
         assert_eq!(spec_field_of_volume("tls"), Some("spec.tls.secretName"));
         assert_eq!(spec_field_of_volume("auth"), Some("spec.auth.secretName"));
         assert_eq!(spec_field_of_volume("model"), None);
+        assert_eq!(
+            spec_field_of_volume(super::super::logging::HEADERS_VOLUME),
+            Some("spec.logging.headersSecretRef.name")
+        );
     }
 }
