@@ -1817,18 +1817,12 @@ async fn payload_log_failing(failing: u64, degraded: bool) {
     let (deployment, service) = children(&model);
     let (ctx, server) = context();
     ctx.install_children(holding(vec![deployment], vec![service], vec![], vec![]));
-    let table = Arc::new(crate::scrape::testing::Table::default());
-    table.set(
-        "192.0.2.9",
-        format!("model_server_payload_log_consecutive_failures {failing}\n"),
-    );
-    let ctx = Arc::new(
-        Arc::into_inner(ctx)
-            .expect("one reference")
-            .with_scraper(table),
+    let ctx = scraping(
+        ctx,
+        &format!("model_server_payload_log_consecutive_failures {failing}\n"),
     );
     let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-        "items": [ready_pod("iris-1", "192.0.2.9", false)]});
+        "items": [ready_pod("iris-1", "192.0.2.1", false)]});
     let server = server.run(vec![
         Expect::get(PODS, Reply::Json(pods)),
         Expect::apply(STATUS, status_written()).checking(move |body| {
