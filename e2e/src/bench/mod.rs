@@ -33,6 +33,17 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A benchmark's first lines: `## title`, the date and the machine with its load average.
+pub fn print_header(title: &str) {
+    println!("## {title}");
+    println!("date:     {}", utc_now());
+    println!(
+        "machine:  {}; load average before: {}",
+        machine(),
+        load_average()
+    );
+}
+
 /// The first three fields of /proc/loadavg.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use e2e::bench::load::{Ghz, Run, Wrk};
 use e2e::bench::server::{ensure_free, model_server_copy, Server};
-use e2e::bench::{env_flag, env_or, load_average, machine, utc_now};
+use e2e::bench::{env_flag, env_or, load_average, print_header};
 use e2e::cluster::repo_root;
 use e2e::tls::TempDir;
 use serde_json::json;
@@ -275,13 +275,7 @@ async fn main() -> Result<()> {
         work,
         results: Vec::new(),
     };
-    println!("## OIP v2 gRPC benchmark (ours vs MLServer)");
-    println!("date:     {}", utc_now());
-    println!(
-        "machine:  {}; load average before: {}",
-        machine(),
-        load_average()
-    );
+    print_header("OIP v2 gRPC benchmark (ours vs MLServer)");
     println!("ghz:      --concurrency {} --connections {} --cpus {}, {seconds}s (after {}s warm-up); proto: model-server/proto/open_inference_grpc.proto", b.ghz.concurrency, b.ghz.connections, b.ghz.cpus, b.warmup);
     println!(
         "wrk:      -t{} -c{} -d{seconds}s; split cores: {}",

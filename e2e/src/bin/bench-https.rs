@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use e2e::bench::load::{Run, Wrk};
 use e2e::bench::server::{ensure_free, model_server_copy, Server};
-use e2e::bench::{env_or, load_average, machine, median_by, utc_now};
+use e2e::bench::{env_or, median_by, print_header};
 use e2e::tls::{https_client, Pki, TempDir};
 
 /// The three servers (plain on PORT, HTTPS on PORT+1, HTTPS with a token on PORT+2) and what
@@ -261,13 +261,7 @@ async fn main() -> Result<()> {
     let single = PathBuf::from(work.write("single.json", r#"{"features":[5.1,3.5,1.4,0.2]}"#));
     let openssl = Command::new("openssl").arg("version").output();
     let openssl = openssl.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    println!("## model-server HTTPS benchmark");
-    println!("date:     {}", utc_now());
-    println!(
-        "machine:  {}; load average before: {}",
-        machine(),
-        load_average()
-    );
+    print_header("model-server HTTPS benchmark");
     println!("binary:   {}", built.display());
     println!(
         "wrk:      -t{} -c{} -d{}s; server workers: {} (0 = per CPU); {}",

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use e2e::bench::load::{Run, Wrk};
 use e2e::bench::server::{ensure_free, model_server_copy, Server};
-use e2e::bench::{env_flag, env_or, load_average, machine, median_by, thousands, utc_now};
+use e2e::bench::{env_flag, env_or, load_average, median_by, print_header, thousands};
 use e2e::tls::TempDir;
 use serde_json::json;
 
@@ -316,13 +316,7 @@ async fn main() -> Result<()> {
     let work = TempDir::new("bench-model-server");
     let (binary, built) = model_server_copy(&work.0)?;
     ensure_free(&[s.port])?;
-    println!("## model-server benchmark");
-    println!("date:     {}", utc_now());
-    println!(
-        "machine:  {}; load average before: {}",
-        machine(),
-        load_average()
-    );
+    print_header("model-server benchmark");
     println!(
         "binary:   {} ({} bytes)",
         built.display(),

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use e2e::bench::load::{Run, Wrk};
 use e2e::bench::server::{ensure_free, model_server_copy, Server};
-use e2e::bench::{env_or, load_average, machine, median_by, utc_now};
+use e2e::bench::{env_or, load_average, median_by, print_header};
 use e2e::tls::TempDir;
 use iris_model::contract;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -215,13 +215,7 @@ async fn main() -> Result<()> {
     sink(s.sink_port, received.clone()).await?;
     let body =
         std::path::PathBuf::from(work.write("single.json", r#"{"features":[5.1,3.5,1.4,0.2]}"#));
-    println!("## drift counting and payload logging: /predict_iris cost");
-    println!("date:     {}", utc_now());
-    println!(
-        "machine:  {}; load average before: {}",
-        machine(),
-        load_average()
-    );
+    print_header("drift counting and payload logging: /predict_iris cost");
     println!("binary:   {}", built.display());
     println!(
         "wrk:      -t{} -c{} -d{}s, {} rounds",
